@@ -1,0 +1,33 @@
+"""corenet: a small, fast CNN training engine. numpy in, numpy out, NCHW.
+
+>>> import corenet
+>>> corenet.backends()  # doctest: +SKIP
+['numba', 'cython']
+"""
+
+__version__ = "0.1.0"
+
+from . import functional
+from . import functional as F
+from .config import (
+    backend_status,
+    backends,
+    get_backend,
+    get_num_threads,
+    set_backend,
+    set_num_threads,
+)
+from .warmup import warmup
+
+__all__ = [
+    "F",
+    "functional",
+    "backends",
+    "backend_status",
+    "get_backend",
+    "set_backend",
+    "get_num_threads",
+    "set_num_threads",
+    "warmup",
+    "__version__",
+]

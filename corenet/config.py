@@ -1,0 +1,125 @@
+"""Process-wide configuration: the kernel backend, the thread count, fastmath, workspace limit.
+
+This is the only mutable global state in corenet. Everything here can also be set from the
+environment before import:
+
+- ``CORENET_BACKEND``: ``"numba"`` (default), ``"cython"`` or ``"cuda"``.
+- ``CORENET_NUM_THREADS``: threads for Numba, OpenMP (Cython) and, where it can be reached, BLAS.
+- ``CORENET_WORKSPACE_MB``: the im2col column-buffer limit in MiB (default 64).
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import _blas
+
+__all__ = [
+    "get_backend",
+    "set_backend",
+    "backends",
+    "backend_status",
+    "get_num_threads",
+    "set_num_threads",
+    "get_workspace_bytes",
+    "set_workspace_bytes",
+    "get_fastmath",
+]
+
+_DEFAULT_BACKEND = "numba"
+_state: dict = {
+    "backend": os.environ.get("CORENET_BACKEND", _DEFAULT_BACKEND).strip().lower(),
+    "num_threads": None,  # resolved lazily: numba's import is deferred until a kernel is needed
+    "workspace_bytes": int(float(os.environ.get("CORENET_WORKSPACE_MB", "64")) * (1 << 20)),
+    # fastmath lets LLVM reorder float sums; kept off so results match the oracles bit-for-bit
+    # in float64 and thread counts only change rounding.
+    "fastmath": os.environ.get("CORENET_FASTMATH", "0") == "1",
+}
+
+
+def get_backend() -> str:
+    """Name of the active kernel backend (``"numba"``, ``"cython"`` or ``"cuda"``)."""
+    return _state["backend"]
+
+
+def set_backend(name: str) -> None:
+    """Switch every op to the kernels of backend ``name``.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a known backend.
+    RuntimeError
+        If the backend is known but cannot be used here; the message says why
+        (for example: the Cython extension was not compiled at install time).
+    """
+    from . import kernels
+
+    if not isinstance(name, str):
+        raise TypeError(f"set_backend: expected a backend name (str), received {type(name).__name__}")
+    name = name.strip().lower()
+    kernels.require(name)  # raises with the reason when unavailable
+    _state["backend"] = name
+
+
+def backends() -> list[str]:
+    """Names of the backends that can be used in this process, in preference order."""
+    from . import kernels
+
+    return [name for name, reason in kernels.status().items() if reason is None]
+
+
+def backend_status() -> dict[str, str]:
+    """Every known backend with ``"available"`` or the reason it is not."""
+    from . import kernels
+
+    return {name: ("available" if why is None else why) for name, why in kernels.status().items()}
+
+
+def get_num_threads() -> int:
+    """Threads used by the kernels (Numba, OpenMP) and BLAS."""
+    if _state["num_threads"] is None:
+        env = os.environ.get("CORENET_NUM_THREADS")
+        set_num_threads(int(env) if env else _max_threads())
+    return _state["num_threads"]
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads in Numba parallel regions, Cython/OpenMP ``prange`` and BLAS.
+
+    Governing all three together avoids oversubscription: a multi-threaded BLAS call between
+    parallel kernel regions otherwise fights the kernel threads for the same cores.
+    """
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"set_num_threads: expected an int, received {type(n).__name__} {n!r}")
+    limit = _max_threads()
+    if not 1 <= n <= limit:
+        raise ValueError(f"set_num_threads: expected 1 <= n <= {limit} (NUMBA_NUM_THREADS), received {n}")
+    import numba
+
+    numba.set_num_threads(n)
+    _blas.set_num_threads(n)
+    _state["num_threads"] = n
+
+
+def _max_threads() -> int:
+    import numba
+
+    return int(numba.config.NUMBA_NUM_THREADS)
+
+
+def get_workspace_bytes() -> int:
+    """Upper bound, in bytes, of the im2col column buffer of one convolution call."""
+    return _state["workspace_bytes"]
+
+
+def set_workspace_bytes(nbytes: int) -> None:
+    """Bound the im2col column buffer; convolutions process the batch in chunks that fit."""
+    if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 1:
+        raise ValueError(f"set_workspace_bytes: expected a positive int, received {nbytes!r}")
+    _state["workspace_bytes"] = nbytes
+
+
+def get_fastmath() -> bool:
+    """Whether Numba kernels are compiled with ``fastmath`` (read once, at kernel import)."""
+    return _state["fastmath"]

@@ -1,0 +1,14 @@
+"""Differentiable array ops: forward/backward pairs with argument checking, on the active backend.
+
+Every op follows one pattern::
+
+    y = F.op(x, ..., )                              # forward only
+    y, state = F.op(x, ..., return_state=True)      # forward keeping what backward needs
+    gx = F.op_backward(gy, state)                   # (conv returns gx, gw, gb, each if asked)
+
+Inputs are NCHW numpy arrays, float32 or float64; outputs keep the input dtype.
+"""
+
+from .conv import *  # noqa: F401,F403
+from .pool import *  # noqa: F401,F403
+from .lrn import *  # noqa: F401,F403

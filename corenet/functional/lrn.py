@@ -1,0 +1,3 @@
+"""lrn ops (being written)."""
+
+__all__: list[str] = []

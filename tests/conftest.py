@@ -1,0 +1,35 @@
+"""Shared test configuration: hypothesis profiles and the backend parametrisation."""
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+import corenet
+
+# Kernels compile on first use (seconds), so no per-example deadline. The CI profile keeps the
+# suite within its time budget on 2 cores; CORENET_HYPOTHESIS=thorough for a deeper local run.
+settings.register_profile(
+    "ci", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
+settings.register_profile("thorough", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("CORENET_HYPOTHESIS", "ci"))
+
+CPU_BACKENDS = [b for b in corenet.backends() if b != "cuda"]
+
+
+@pytest.fixture(params=CPU_BACKENDS)
+def backend(request):
+    """Run the test once per available CPU backend, restoring the previous backend after."""
+    previous = corenet.get_backend()
+    corenet.set_backend(request.param)
+    try:
+        yield request.param
+    finally:
+        corenet.set_backend(previous)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
