@@ -1,0 +1,169 @@
+"""Convolution orchestration shared by the CPU backends (Numba now, Cython later).
+
+Design
+------
+A backend supplies the primitives documented at the top of ``numba_cpu/conv.py`` (``im2col``,
+``col2im``, ``direct_forward``, ``direct_backward_input``, ``direct_backward_weight``); this
+module turns them into a convolution with BLAS GEMMs through numpy ``matmul``. Three paths:
+
+- ``"1x1"``: 1x1 kernel, stride 1, no padding, one group. The input already is the column
+  matrix of each image: ``y[n] = W @ x[n]`` with no im2col at all.
+- ``"direct"``: grouped convolution whose groups are too narrow for a GEMM to pay off
+  (depthwise above all); a direct loop kernel, parallel over (image, channel) planes.
+- ``"gemm"``: everything else. The batch is processed in chunks of ``nb`` images so that the
+  column matrix ``(C_in*kh*kw, nb*ho*wo)`` stays under ``config.get_workspace_bytes()`` (one
+  image per chunk at least). The column matrix is laid out channel-major, contiguous along
+  output pixels, so one GEMM per group covers the whole chunk:
+  ``yT (C_out, nb*ho*wo) = W (C_out, C_in*kh*kw) @ col``; forward then transposes ``yT`` into
+  NCHW while adding the bias (one pass). Backward reuses the column buffer: first ``col`` from
+  im2col feeds ``gw += gyT @ col.T``, then ``W.T @ gyT`` overwrites it and col2im folds it into
+  ``gx``.
+
+Arguments arrive validated and normalised by ``corenet.functional.conv``: C-contiguous arrays
+of one float dtype, ``stride``/``dilation`` as ``(h, w)``, ``padding4`` as
+``(top, bottom, left, right)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import config
+from ..functional._args import out_size
+
+# A grouped convolution takes the direct kernel when a group has fewer input or output channels
+# than this: a GEMM with so few rows or so short an inner dimension runs far below BLAS speed.
+DIRECT_MAX_GROUP_CHANNELS = 16
+
+
+def choose_path(x_shape, w_shape, stride, padding4, groups) -> str:
+    """``"1x1"``, ``"direct"`` or ``"gemm"`` (see the module docstring)."""
+    C_out, cg, kh, kw = w_shape
+    if groups == 1 and kh == 1 and kw == 1 and tuple(stride) == (1, 1) and tuple(padding4) == (0, 0, 0, 0):
+        return "1x1"
+    if groups > 1 and min(cg, C_out // groups) < DIRECT_MAX_GROUP_CHANNELS:
+        return "direct"
+    return "gemm"
+
+
+def output_hw(x_shape, w_shape, stride, padding4, dilation) -> tuple[int, int]:
+    t, b, l, r = padding4
+    ho = out_size(x_shape[2], w_shape[2], stride[0], t, b, dilation[0])
+    wo = out_size(x_shape[3], w_shape[3], stride[1], l, r, dilation[1])
+    return ho, wo
+
+
+def chunk_images(n_images: int, bytes_per_image: int) -> int:
+    """Images per chunk: as many as fit the workspace limit, spread evenly over the chunks."""
+    fit = max(1, config.get_workspace_bytes() // max(1, bytes_per_image))
+    n_chunks = -(-n_images // fit)
+    return -(-n_images // n_chunks)
+
+
+def conv2d_forward(prims, x, w, b, stride, padding4, dilation, groups):
+    """``y (N, C_out, ho, wo)`` from ``x (N, C_in, H, W)``, ``w (C_out, C_in/groups, kh, kw)``, ``b``."""
+    N, C_in, H, W = x.shape
+    C_out, cg, kh, kw = w.shape
+    sh, sw = stride
+    pt, _, pl, _ = padding4
+    dh, dw = dilation
+    ho, wo = output_hw(x.shape, w.shape, stride, padding4, dilation)
+    y = np.empty((N, C_out, ho, wo), dtype=x.dtype)
+    path = choose_path(x.shape, w.shape, stride, padding4, groups)
+
+    if path == "1x1":
+        y3 = y.reshape(N, C_out, ho * wo)
+        np.matmul(w.reshape(C_out, C_in), x.reshape(N, C_in, H * W), out=y3)  # (C_out, C) @ (N, C, HW)
+        if b is not None:
+            y3 += b[:, None]
+        return y
+
+    if path == "direct":
+        bias = b if b is not None else np.zeros(C_out, dtype=x.dtype)
+        prims.direct_forward(x, w, bias, groups, sh, sw, pt, pl, dh, dw, y)
+        return y
+
+    P = ho * wo
+    K = C_in * kh * kw
+    kg, cog = K // groups, C_out // groups
+    nb = chunk_images(N, K * P * x.itemsize)
+    col_buf = np.empty(K * nb * P, dtype=x.dtype)
+    yT_buf = np.empty(C_out * nb * P, dtype=x.dtype)
+    w2 = w.reshape(C_out, kg)  # (C_out, C_in/groups*kh*kw); group g owns rows g*cog:(g+1)*cog
+    y3 = y.reshape(N, C_out, P)
+    for n0 in range(0, N, nb):
+        m = min(nb, N - n0)
+        col = col_buf[: K * m * P].reshape(K, m * P)  # (C_in*kh*kw, m*ho*wo)
+        prims.im2col(x[n0 : n0 + m], kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, col)
+        yT = yT_buf[: C_out * m * P].reshape(C_out, m * P)  # (C_out, m*ho*wo)
+        for g in range(groups):
+            np.matmul(w2[g * cog : (g + 1) * cog], col[g * kg : (g + 1) * kg], out=yT[g * cog : (g + 1) * cog])
+        yT3 = yT.reshape(C_out, m, P).transpose(1, 0, 2)  # (m, C_out, ho*wo) view
+        if b is None:
+            y3[n0 : n0 + m] = yT3
+        else:
+            np.add(yT3, b[:, None], out=y3[n0 : n0 + m])
+    return y
+
+
+def conv2d_backward(prims, x, w, gy, stride, padding4, dilation, groups, need_gx, need_gw, need_gb):
+    """``(gx, gw, gb)`` for upstream ``gy (N, C_out, ho, wo)``; ``None`` for what was not asked."""
+    N, C_in, H, W = x.shape
+    C_out, cg, kh, kw = w.shape
+    sh, sw = stride
+    pt, _, pl, _ = padding4
+    dh, dw = dilation
+    ho, wo = gy.shape[2:]
+    P = ho * wo
+    gb = gy.sum(axis=(0, 2, 3), dtype=np.float64).astype(gy.dtype) if need_gb else None
+    gx = np.empty_like(x) if need_gx else None
+    gw = np.empty_like(w) if need_gw else None
+    if not (need_gx or need_gw):
+        return gx, gw, gb
+    path = choose_path(x.shape, w.shape, stride, padding4, groups)
+
+    if path == "1x1":
+        w2 = w.reshape(C_out, C_in)
+        x3, gy3 = x.reshape(N, C_in, H * W), gy.reshape(N, C_out, P)
+        if need_gx:
+            np.matmul(w2.T, gy3, out=gx.reshape(N, C_in, H * W))  # (C_in, C_out) @ (N, C_out, HW)
+        if need_gw:
+            gw.reshape(C_out, C_in)[...] = np.tensordot(gy3, x3, axes=([0, 2], [0, 2]))  # sum_n gy[n] @ x[n].T
+        return gx, gw, gb
+
+    if path == "direct":
+        if need_gx:
+            prims.direct_backward_input(gy, w, groups, sh, sw, pt, pl, dh, dw, gx)
+        if need_gw:
+            prims.direct_backward_weight(x, gy, groups, sh, sw, pt, pl, dh, dw, gw)
+        return gx, gw, gb
+
+    K = C_in * kh * kw
+    kg, cog = K // groups, C_out // groups
+    nb = chunk_images(N, K * P * x.itemsize)
+    col_buf = np.empty(K * nb * P, dtype=x.dtype)
+    gyT_buf = np.empty(C_out * nb * P, dtype=x.dtype)
+    w2 = w.reshape(C_out, kg)
+    gw2 = gw.reshape(C_out, kg) if need_gw else None
+    part = np.empty((cog, kg), dtype=x.dtype) if need_gw and N > nb else None
+    gy3 = gy.reshape(N, C_out, P)
+    for n0 in range(0, N, nb):
+        m = min(nb, N - n0)
+        col = col_buf[: K * m * P].reshape(K, m * P)  # (C_in*kh*kw, m*ho*wo)
+        gyT = gyT_buf[: C_out * m * P].reshape(C_out, m * P)  # (C_out, m*ho*wo)
+        gyT.reshape(C_out, m, P)[...] = gy3[n0 : n0 + m].transpose(1, 0, 2)
+        if need_gw:
+            prims.im2col(x[n0 : n0 + m], kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, col)
+            for g in range(groups):
+                rows, cols = slice(g * cog, (g + 1) * cog), slice(g * kg, (g + 1) * kg)
+                if n0 == 0:
+                    np.matmul(gyT[rows], col[cols].T, out=gw2[rows])
+                else:
+                    np.matmul(gyT[rows], col[cols].T, out=part)
+                    gw2[rows] += part
+        if need_gx:
+            for g in range(groups):
+                rows, cols = slice(g * cog, (g + 1) * cog), slice(g * kg, (g + 1) * kg)
+                np.matmul(w2[rows].T, gyT[rows], out=col[cols])  # (kg, cog) @ (cog, m*P)
+            prims.col2im(col, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, gx[n0 : n0 + m])
+    return gx, gw, gb

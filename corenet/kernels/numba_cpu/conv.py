@@ -1,0 +1,240 @@
+"""Numba CPU convolution: im2col/col2im in the transposed layout and a direct grouped kernel.
+
+Primitives (the Cython backend, ``corenet/_ext/conv.pyx``, reproduces these names and signatures
+exactly; every array is C-contiguous, float32 or float64, one dtype per call; every scalar an int;
+outputs are overwritten, never accumulated into; kernels check nothing)::
+
+    im2col(x, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, col)
+        IN  x   (N, C, H, W)
+        OUT col (C*kh*kw, N*ho*wo)      row (c*kh + i)*kw + j, column (n*ho + oh)*wo + ow;
+                                        col[r, p] = x[n, c, oh*sh - pt + i*dh, ow*sw - pl + j*dw]
+                                        or 0 where that falls in the padding
+
+    col2im(col, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, gx)
+        IN  col (C*kh*kw, N*ho*wo)      same layout as im2col
+        OUT gx  (N, C, H, W)            the adjoint of im2col: every column entry summed back
+                                        into the pixel it was copied from (padding dropped)
+
+    direct_forward(x, w, b, groups, sh, sw, pt, pl, dh, dw, y)
+        IN  x (N, C_in, H, W), w (C_out, C_in/groups, kh, kw), b (C_out,) (zeros when no bias)
+        OUT y (N, C_out, ho, wo)        grouped cross-correlation plus bias
+
+    direct_backward_input(gy, w, groups, sh, sw, pt, pl, dh, dw, gx)
+        IN  gy (N, C_out, ho, wo), w (C_out, C_in/groups, kh, kw)
+        OUT gx (N, C_in, H, W)
+
+    direct_backward_weight(x, gy, groups, sh, sw, pt, pl, dh, dw, gw)
+        IN  x (N, C_in, H, W), gy (N, C_out, ho, wo)
+        OUT gw (C_out, C_in/groups, kh, kw)
+
+(``pt``/``pl``: top/left padding; bottom/right padding is implied by ``ho``/``wo``.)
+
+Races: im2col writes one column row per task; col2im and ``direct_backward_input`` own one
+(image, channel) plane of ``gx`` per task; ``direct_forward`` owns one (image, output channel)
+plane of ``y``; ``direct_backward_weight`` owns one output channel of ``gw`` and sums over the
+batch in a fixed order, so results do not depend on the thread count at all.
+
+The contract functions ``conv2d_forward`` / ``conv2d_backward`` (what ``corenet.functional``
+calls) are the shared orchestration of ``corenet/kernels/_cpu_conv.py`` bound to these primitives.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from numba import prange
+
+from .. import _cpu_conv
+from ._jit import helper, kernel
+
+__all__ = [
+    "im2col",
+    "col2im",
+    "direct_forward",
+    "direct_backward_input",
+    "direct_backward_weight",
+    "conv2d_forward",
+    "conv2d_backward",
+]
+
+
+@helper
+def _valid(off, stride, size, n_out):
+    """Output positions ``[lo, hi)`` whose input index ``o*stride + off`` lies in ``[0, size)``."""
+    lo = 0
+    if off < 0:
+        lo = (-off + stride - 1) // stride
+    hi = 0
+    if size - 1 - off >= 0:
+        hi = (size - 1 - off) // stride + 1
+    if hi > n_out:
+        hi = n_out
+    if hi < lo:
+        hi = lo
+    return lo, hi
+
+
+@kernel
+def im2col(x, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, col):
+    N, C, H, W = x.shape
+    K = C * kh * kw
+    for task in prange(K * N):  # one (row, image) segment of col per task: disjoint writes
+        r = task // N
+        n = task - r * N
+        c = r // (kh * kw)
+        i = (r // kw) % kh
+        j = r % kw
+        off_w = j * dw - pl
+        lo, hi = _valid(off_w, sw, W, wo)
+        for oh in range(ho):
+            base = (n * ho + oh) * wo
+            ih = oh * sh - pt + i * dh
+            if ih < 0 or ih >= H:
+                for ow in range(wo):
+                    col[r, base + ow] = 0
+                continue
+            for ow in range(lo):
+                col[r, base + ow] = 0
+            if sw == 1:
+                for ow in range(lo, hi):
+                    col[r, base + ow] = x[n, c, ih, ow + off_w]
+            else:
+                for ow in range(lo, hi):
+                    col[r, base + ow] = x[n, c, ih, ow * sw + off_w]
+            for ow in range(hi, wo):
+                col[r, base + ow] = 0
+
+
+@kernel
+def col2im(col, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, gx):
+    N, C, H, W = gx.shape
+    for task in prange(N * C):  # one (image, channel) plane of gx per task: no races
+        n = task // C
+        c = task - n * C
+        plane = gx[n, c]
+        plane[:, :] = 0
+        for i in range(kh):
+            for j in range(kw):
+                r = (c * kh + i) * kw + j
+                off_w = j * dw - pl
+                lo, hi = _valid(off_w, sw, W, wo)
+                for oh in range(ho):
+                    ih = oh * sh - pt + i * dh
+                    if ih < 0 or ih >= H:
+                        continue
+                    base = (n * ho + oh) * wo
+                    if sw == 1:
+                        for ow in range(lo, hi):
+                            plane[ih, ow + off_w] += col[r, base + ow]
+                    else:
+                        for ow in range(lo, hi):
+                            plane[ih, ow * sw + off_w] += col[r, base + ow]
+
+
+@kernel
+def direct_forward(x, w, b, groups, sh, sw, pt, pl, dh, dw, y):
+    N, C_in, H, W = x.shape
+    C_out, cg, kh, kw = w.shape
+    _, _, ho, wo = y.shape
+    cog = C_out // groups
+    for task in prange(N * C_out):  # one (image, output channel) plane of y per task
+        n = task // C_out
+        co = task - n * C_out
+        out = y[n, co]
+        out[:, :] = b[co]
+        c0 = (co // cog) * cg
+        for cl in range(cg):
+            src = x[n, c0 + cl]
+            for i in range(kh):
+                for j in range(kw):
+                    wv = w[co, cl, i, j]
+                    off_w = j * dw - pl
+                    lo, hi = _valid(off_w, sw, W, wo)
+                    for oh in range(ho):
+                        ih = oh * sh - pt + i * dh
+                        if ih < 0 or ih >= H:
+                            continue
+                        if sw == 1:
+                            for ow in range(lo, hi):
+                                out[oh, ow] += wv * src[ih, ow + off_w]
+                        else:
+                            for ow in range(lo, hi):
+                                out[oh, ow] += wv * src[ih, ow * sw + off_w]
+
+
+@kernel
+def direct_backward_input(gy, w, groups, sh, sw, pt, pl, dh, dw, gx):
+    N, C_in, H, W = gx.shape
+    C_out, cg, kh, kw = w.shape
+    _, _, ho, wo = gy.shape
+    cog = C_out // groups
+    for task in prange(N * C_in):  # one (image, input channel) plane of gx per task
+        n = task // C_in
+        c = task - n * C_in
+        plane = gx[n, c]
+        plane[:, :] = 0
+        g = c // cg
+        cl = c - g * cg
+        for co in range(g * cog, (g + 1) * cog):
+            src = gy[n, co]
+            for i in range(kh):
+                for j in range(kw):
+                    wv = w[co, cl, i, j]
+                    off_w = j * dw - pl
+                    lo, hi = _valid(off_w, sw, W, wo)
+                    for oh in range(ho):
+                        ih = oh * sh - pt + i * dh
+                        if ih < 0 or ih >= H:
+                            continue
+                        if sw == 1:
+                            for ow in range(lo, hi):
+                                plane[ih, ow + off_w] += wv * src[oh, ow]
+                        else:
+                            for ow in range(lo, hi):
+                                plane[ih, ow * sw + off_w] += wv * src[oh, ow]
+
+
+@kernel
+def direct_backward_weight(x, gy, groups, sh, sw, pt, pl, dh, dw, gw):
+    N, C_in, H, W = x.shape
+    C_out, cg, kh, kw = gw.shape
+    _, _, ho, wo = gy.shape
+    cog = C_out // groups
+    for co in prange(C_out):  # one output channel of gw per task, batch summed in a fixed order
+        c0 = (co // cog) * cg
+        acc = np.empty(wo, dtype=np.float64)  # per-task row of partial sums: vectorises, no races
+        for cl in range(cg):
+            for i in range(kh):
+                for j in range(kw):
+                    acc[:] = 0.0
+                    off_w = j * dw - pl
+                    lo, hi = _valid(off_w, sw, W, wo)
+                    for n in range(N):
+                        src = x[n, c0 + cl]
+                        g = gy[n, co]
+                        for oh in range(ho):
+                            ih = oh * sh - pt + i * dh
+                            if ih < 0 or ih >= H:
+                                continue
+                            if sw == 1:
+                                for ow in range(lo, hi):
+                                    acc[ow] += g[oh, ow] * src[ih, ow + off_w]
+                            else:
+                                for ow in range(lo, hi):
+                                    acc[ow] += g[oh, ow] * src[ih, ow * sw + off_w]
+                    gw[co, cl, i, j] = acc.sum()
+
+
+_PRIMS = sys.modules[__name__]
+
+
+def conv2d_forward(x, w, b, stride, padding4, dilation, groups):
+    """Contract entry point: ``_cpu_conv.conv2d_forward`` on the Numba primitives."""
+    return _cpu_conv.conv2d_forward(_PRIMS, x, w, b, stride, padding4, dilation, groups)
+
+
+def conv2d_backward(x, w, gy, stride, padding4, dilation, groups, need_gx, need_gw, need_gb):
+    """Contract entry point: ``_cpu_conv.conv2d_backward`` on the Numba primitives."""
+    return _cpu_conv.conv2d_backward(_PRIMS, x, w, gy, stride, padding4, dilation, groups,
+                                     need_gx, need_gw, need_gb)
