@@ -1,0 +1,232 @@
+"""The ``corenet`` command: ``demo``, ``train``, ``summary``, ``evaluate``.
+
+Errors a user can fix (unknown model, missing data, bad arguments) print one line and exit
+with status 2; everything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+class UserError(Exception):
+    """A mistake in the command line or the environment: one line, exit code 2."""
+
+
+# ------------------------------------------------------------------------------ helpers
+def _configure(args) -> None:
+    import corenet
+
+    try:
+        if getattr(args, "backend", None):
+            corenet.set_backend(args.backend)
+        if getattr(args, "threads", None):
+            corenet.set_num_threads(args.threads)
+    except (ValueError, RuntimeError, TypeError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def _build_model(name: str, input_shape, num_classes: int):
+    from corenet import models
+
+    if name not in models.available_models():
+        raise UserError(f"unknown model {name!r}; available: {', '.join(models.available_models())}")
+    kw = {"num_classes": num_classes, "in_channels": input_shape[0]}
+    try:
+        return models.get_model(name, input_shape=tuple(input_shape), **kw)
+    except TypeError:
+        return models.get_model(name, **kw)
+
+
+def _load_dataset(name: str, data_dir: str | None):
+    """((x_train, y_train), (x_test, y_test)) as float32 NCHW, plus a note on where it came from."""
+    from corenet import data
+
+    loaders = {
+        "mnist": data.load_mnist,
+        "fashion-mnist": data.load_fashion_mnist,
+        "cifar10": data.load_cifar10,
+    }
+    if name == "bundled":
+        return data.load_bundled(normalize=True), "the MNIST subset bundled with corenet"
+    if name not in loaders:
+        raise UserError(f"unknown data set {name!r}; expected one of bundled, {', '.join(loaders)}")
+    root = data_dir or os.path.join(data.default_cache_dir(), name)
+    load = loaders[name]
+    try:
+        train = load(root, split="train", normalize=True)
+    except FileNotFoundError as exc:
+        raise UserError(f"{name} training data not found: {exc}") from None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        test = load(root, split="test", normalize=True)
+        note = f"{name} from {root}"
+    except FileNotFoundError:
+        # e.g. a partial copy with only the training files: hold out its last 1,000 images
+        (x, y), k = train, 1000
+        train, test = (x[:-k], y[:-k]), (x[-k:], y[-k:])
+        note = f"{name} from {root} (no test split found: the last {k} training images are held out)"
+    return (train, test), note
+
+
+def _report(model, x_test, y_test, seconds: float, n_images: int) -> float:
+    result = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
+    acc = result.get("accuracy", float("nan"))
+    print(f"test accuracy {acc:.2%}  test loss {result['loss']:.4f}  "
+          f"training time {seconds:.1f} s  ({n_images / seconds:,.0f} images/s)")
+    return acc
+
+
+# ------------------------------------------------------------------------------ commands
+def cmd_demo(args) -> int:
+    """Train LeNet-5 on the bundled MNIST subset, report test accuracy, save a checkpoint."""
+    import corenet
+    from corenet import models, optim
+
+    _configure(args)
+    (x_train, y_train), (x_test, y_test) = corenet.data.load_bundled(normalize=True)
+    if args.smoke:
+        x_train, y_train, x_test, y_test = x_train[:512], y_train[:512], x_test[:256], y_test[:256]
+    print(f"corenet {corenet.__version__} demo: LeNet-5 on {len(x_train):,} bundled MNIST digits "
+          f"(backend {corenet.get_backend()}, {corenet.get_num_threads()} threads)")
+    model = models.lenet5(seed=args.seed)
+    model.compile(optim.Adam(lr=args.lr), "cross_entropy", metrics=["accuracy"])
+    t0 = time.perf_counter()
+    model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, seed=args.seed,
+              validation_data=(x_test, y_test), verbose=1 if sys.stdout.isatty() else 2)
+    seconds = time.perf_counter() - t0
+    _report(model, x_test, y_test, seconds, args.epochs * len(x_train))
+    model.save(args.checkpoint)
+    print(f"saved checkpoint to {args.checkpoint}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    import corenet
+    from corenet import optim
+
+    _configure(args)
+    (train, test), note = _load_dataset(args.data, args.data_dir)
+    x_train, y_train = train
+    num_classes = int(max(y_train.max(), test[1].max())) + 1
+    if args.resume:
+        if not os.path.exists(args.resume):
+            raise UserError(f"--resume: no checkpoint at {args.resume}")
+        model = corenet.load(args.resume)
+    else:
+        model = _build_model(args.model, x_train.shape[1:], num_classes)
+        opts = {"sgd": lambda lr: optim.SGD(lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4),
+                "adam": lambda lr: optim.Adam(lr=lr), "rmsprop": lambda lr: optim.RMSProp(lr=lr),
+                "adagrad": lambda lr: optim.AdaGrad(lr=lr)}
+        if args.optimizer not in opts:
+            raise UserError(f"unknown optimizer {args.optimizer!r}; expected one of {', '.join(opts)}")
+        model.compile(opts[args.optimizer](args.lr), "cross_entropy", metrics=["accuracy"])
+    transform = None
+    if args.augment:
+        from corenet.data import augment as A
+
+        transform = A.Compose([A.RandomShift(2)] if x_train.shape[1] == 1
+                              else [A.RandomHorizontalFlip(), A.RandomCrop(4)])
+    print(f"training {args.model} on {note}: {len(x_train):,} train / {len(test[0]):,} test")
+    t0 = time.perf_counter()
+    model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, seed=args.seed,
+              validation_data=test, transform=transform, resume=args.resume,
+              verbose=1 if sys.stdout.isatty() else 2)
+    _report(model, *test, time.perf_counter() - t0, args.epochs * len(x_train))
+    if args.checkpoint:
+        model.save(args.checkpoint)
+        print(f"saved checkpoint to {args.checkpoint}")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    try:
+        shape = tuple(int(v) for v in args.input.split(","))
+    except ValueError:
+        raise UserError(f"--input must be C,H,W (e.g. 3,224,224), received {args.input!r}") from None
+    if len(shape) != 3:
+        raise UserError(f"--input must be C,H,W (e.g. 3,224,224), received {args.input!r}")
+    model = _build_model(args.model, shape, args.num_classes)
+    model.summary()
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import corenet
+
+    _configure(args)
+    if not os.path.exists(args.checkpoint):
+        raise UserError(f"no checkpoint at {args.checkpoint}")
+    try:
+        model = corenet.load(args.checkpoint)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    (_, (x_test, y_test)), note = _load_dataset(args.data, args.data_dir)
+    result = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
+    print(f"{args.checkpoint} on {note}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
+    return 0
+
+
+# ------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="corenet", description="A small, fast CNN training engine.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def runtime(sp):
+        sp.add_argument("--backend", help="numba or cython (default: CORENET_BACKEND or numba)")
+        sp.add_argument("--threads", type=int, help="threads for kernels and BLAS (default: all cores)")
+        sp.add_argument("--seed", type=int, default=0)
+
+    d = sub.add_parser("demo", help="train LeNet-5 on the bundled MNIST subset (offline)")
+    runtime(d)
+    d.add_argument("--epochs", type=int, default=4)
+    d.add_argument("--batch-size", type=int, default=64)
+    d.add_argument("--lr", type=float, default=2e-3)
+    d.add_argument("--checkpoint", default="corenet-demo.npz")
+    d.add_argument("--smoke", action="store_true", help="a few hundred images, for tests")
+    d.set_defaults(func=cmd_demo)
+
+    t = sub.add_parser("train", help="train a zoo model on a data set")
+    runtime(t)
+    t.add_argument("--model", default="lenet5")
+    t.add_argument("--data", default="bundled", help="bundled, mnist, fashion-mnist or cifar10")
+    t.add_argument("--data-dir", help="directory with the data set's official files")
+    t.add_argument("--epochs", type=int, default=5)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--optimizer", default="adam", help="sgd (momentum 0.9, Nesterov), adam, rmsprop, adagrad")
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--augment", action="store_true", help="shifts (grey) or flips + crops (colour)")
+    t.add_argument("--checkpoint", help="save the trained model here")
+    t.add_argument("--resume", help="continue from this checkpoint")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("summary", help="print a zoo model's layer table")
+    s.add_argument("--model", required=True)
+    s.add_argument("--input", required=True, help="C,H,W")
+    s.add_argument("--num-classes", type=int, default=1000)
+    s.set_defaults(func=cmd_summary)
+
+    e = sub.add_parser("evaluate", help="evaluate a checkpoint on a data set's test split")
+    runtime(e)
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--data", default="bundled")
+    e.add_argument("--data-dir")
+    e.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"corenet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
