@@ -1,0 +1,252 @@
+"""Activations, softmax and dropout: forward/backward pairs on the active backend.
+
+Every op keeps the input's shape and dtype. ``f(x, ..., return_state=True)`` returns
+``(y, state)``; ``f_backward(gy, state)`` returns ``gx``. The state holds only what the
+backward needs (the output for relu/sigmoid/tanh/softmax, the input for the others).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import kernels
+from ._args import as_float_array, positive_float, same_dtype
+
+__all__ = [
+    "relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "elu", "elu_backward",
+    "selu", "selu_backward", "gelu", "gelu_backward", "sigmoid", "sigmoid_backward",
+    "tanh", "tanh_backward", "softmax", "softmax_backward", "log_softmax", "log_softmax_backward",
+    "dropout", "dropout_backward",
+]
+
+# Klambauer et al., "Self-Normalizing Neural Networks" (2017); the constants PyTorch uses.
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _flat(op, x):
+    x = as_float_array(op, "x", x)
+    return x, x.reshape(-1)
+
+
+def _grad(op, gy, state, like="x"):
+    ref = state[like]
+    gy = as_float_array(op, "gy", gy)
+    if gy.shape != state["shape"]:
+        raise ValueError(f"{op}: gy must have the forward output's shape {state['shape']}, "
+                         f"received gy.shape={gy.shape}")
+    same_dtype(op, gy=gy, **{like: ref})
+    return gy.reshape(-1), ref
+
+
+def _out(y, x, state, return_state):
+    y = y.reshape(x.shape)
+    if not return_state:
+        return y
+    state["shape"] = x.shape
+    return y, state
+
+
+def relu(x, return_state=False):
+    """``y = max(x, 0)`` (NaN propagates). Backward: ``gx = gy * (y > 0)``."""
+    x, xf = _flat("relu", x)
+    y = kernels.active().act.relu_forward(xf)
+    return _out(y, x, {"y": y}, return_state)
+
+
+def relu_backward(gy, state):
+    gy, y = _grad("relu_backward", gy, state, "y")
+    return kernels.active().act.relu_backward(gy, y).reshape(state["shape"])
+
+
+def leaky_relu(x, negative_slope=0.01, return_state=False):
+    """``y = x if x > 0 else negative_slope * x``. Backward: ``gy`` or ``negative_slope * gy``."""
+    x, xf = _flat("leaky_relu", x)
+    slope = x.dtype.type(float(negative_slope))
+    y = kernels.active().act.leaky_relu_forward(xf, slope)
+    return _out(y, x, {"x": xf, "slope": slope}, return_state)
+
+
+def leaky_relu_backward(gy, state):
+    gy, x = _grad("leaky_relu_backward", gy, state)
+    return kernels.active().act.leaky_relu_backward(gy, x, state["slope"]).reshape(state["shape"])
+
+
+def _elu(op, x, alpha, scale, return_state):
+    x, xf = _flat(op, x)
+    alpha, scale = x.dtype.type(alpha), x.dtype.type(scale)
+    y = kernels.active().act.elu_forward(xf, alpha, scale)
+    return _out(y, x, {"x": xf, "alpha": alpha, "scale": scale}, return_state)
+
+
+def _elu_backward(op, gy, state):
+    gy, x = _grad(op, gy, state)
+    return kernels.active().act.elu_backward(gy, x, state["alpha"], state["scale"]).reshape(state["shape"])
+
+
+def elu(x, alpha=1.0, return_state=False):
+    """ELU (Clevert et al., 2015): ``y = x if x > 0 else alpha * (exp(x) - 1)``.
+
+    Backward: ``gx = gy if x > 0 else gy * alpha * exp(x)``.
+    """
+    return _elu("elu", x, float(alpha), 1.0, return_state)
+
+
+def elu_backward(gy, state):
+    return _elu_backward("elu_backward", gy, state)
+
+
+def selu(x, return_state=False):
+    """SELU (Klambauer et al., 2017): ``scale * elu(x, alpha)`` with PyTorch's constants
+    ``alpha = 1.6732632423543772848``, ``scale = 1.0507009873554804934``."""
+    return _elu("selu", x, SELU_ALPHA, SELU_SCALE, return_state)
+
+
+def selu_backward(gy, state):
+    return _elu_backward("selu_backward", gy, state)
+
+
+def gelu(x, approximate="none", return_state=False):
+    """GELU (Hendrycks & Gimpel, 2016), PyTorch's two definitions.
+
+    - ``approximate="none"``: ``y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2))``,
+      ``dy/dx = Phi(x) + x phi(x)`` with ``phi(x) = exp(-x^2/2) / sqrt(2 pi)``;
+    - ``approximate="tanh"``: ``y = 0.5 x (1 + tanh(u))``, ``u = sqrt(2/pi) (x + 0.044715 x^3)``,
+      ``dy/dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)``.
+    """
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', received {approximate!r}")
+    x, xf = _flat("gelu", x)
+    tanh_approx = approximate == "tanh"
+    y = kernels.active().act.gelu_forward(xf, tanh_approx)
+    return _out(y, x, {"x": xf, "tanh": tanh_approx}, return_state)
+
+
+def gelu_backward(gy, state):
+    gy, x = _grad("gelu_backward", gy, state)
+    return kernels.active().act.gelu_backward(gy, x, state["tanh"]).reshape(state["shape"])
+
+
+def sigmoid(x, return_state=False):
+    """``y = 1 / (1 + exp(-x))`` (evaluated without overflow). Backward: ``gx = gy * y * (1 - y)``."""
+    x, xf = _flat("sigmoid", x)
+    y = kernels.active().act.sigmoid_forward(xf)
+    return _out(y, x, {"y": y}, return_state)
+
+
+def sigmoid_backward(gy, state):
+    gy, y = _grad("sigmoid_backward", gy, state, "y")
+    return kernels.active().act.sigmoid_backward(gy, y).reshape(state["shape"])
+
+
+def tanh(x, return_state=False):
+    """``y = tanh(x)``. Backward: ``gx = gy * (1 - y^2)``."""
+    x, xf = _flat("tanh", x)
+    y = kernels.active().act.tanh_forward(xf)
+    return _out(y, x, {"y": y}, return_state)
+
+
+def tanh_backward(gy, state):
+    gy, y = _grad("tanh_backward", gy, state, "y")
+    return kernels.active().act.tanh_backward(gy, y).reshape(state["shape"])
+
+
+def _softmax(op, x, axis, log, return_state):
+    x = as_float_array(op, "x", x)
+    if x.ndim == 0:
+        raise ValueError(f"{op}: x must have at least one axis, received a 0-d array")
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"{op}: axis {axis} is out of range for x.shape={x.shape}")
+    axis %= x.ndim
+    P = math.prod(x.shape[:axis])
+    Q = math.prod(x.shape[axis + 1:])
+    y = kernels.active().act.softmax_forward(x.reshape(P, x.shape[axis], Q), log)
+    return _out(y, x, {"y": y, "log": log}, return_state)
+
+
+def _softmax_backward(op, gy, state):
+    y = state["y"]
+    gy = as_float_array(op, "gy", gy)
+    if gy.shape != state["shape"]:
+        raise ValueError(f"{op}: gy must have the forward output's shape {state['shape']}, "
+                         f"received gy.shape={gy.shape}")
+    same_dtype(op, gy=gy, y=y)
+    return kernels.active().act.softmax_backward(gy.reshape(y.shape), y, state["log"]).reshape(state["shape"])
+
+
+def softmax(x, axis=1, return_state=False):
+    """``y_k = exp(x_k - max x) / sum_j exp(x_j - max x)`` along ``axis`` (sums in float64).
+
+    Backward: ``gx = y * (gy - sum_k gy_k y_k)``.
+    """
+    return _softmax("softmax", x, axis, False, return_state)
+
+
+def softmax_backward(gy, state):
+    return _softmax_backward("softmax_backward", gy, state)
+
+
+def log_softmax(x, axis=1, return_state=False):
+    """``y_k = x_k - max x - log sum_j exp(x_j - max x)`` along ``axis``.
+
+    Backward: ``gx = gy - exp(y) * sum_k gy_k``.
+    """
+    return _softmax("log_softmax", x, axis, True, return_state)
+
+
+def log_softmax_backward(gy, state):
+    return _softmax_backward("log_softmax_backward", gy, state)
+
+
+def dropout(x, p, rng, training=True, return_state=False):
+    """Inverted dropout (Srivastava et al., 2014): ``y = x * keep / (1 - p)`` in training.
+
+    ``keep = rng.random(x.shape, dtype=float32) >= p``, so the mask depends only on the state
+    of ``rng`` (an ``np.random.Generator``) and on the shape: the same seed gives the same mask
+    for float32 and float64 input. ``p = 1`` gives zeros; in eval mode (``training=False``) or
+    with ``p = 0`` the op is the identity and draws nothing from ``rng``.
+    Backward: ``gx = gy * keep / (1 - p)``.
+    """
+    op = "dropout"
+    x = as_float_array(op, "x", x)
+    p = positive_float(op, "p", p, allow_zero=True)
+    if p > 1:
+        raise ValueError(f"{op}: p must be in [0, 1], received {p}")
+    if not training or p == 0:
+        y = x.copy()
+        return (y, {"keep": None, "shape": x.shape, "dtype": x.dtype}) if return_state else y
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"{op}: rng must be an np.random.Generator, received {type(rng).__name__}")
+    keep = (rng.random(x.size, dtype=np.float32) >= np.float32(p)).view(np.uint8)
+    scale = x.dtype.type(0.0 if p == 1 else 1.0 / (1.0 - p))
+    y = kernels.active().act.dropout_forward(x.reshape(-1), keep, scale).reshape(x.shape)
+    if not return_state:
+        return y
+    return y, {"keep": keep, "scale": scale, "shape": x.shape, "dtype": x.dtype}
+
+
+def dropout_backward(gy, state):
+    op = "dropout_backward"
+    gy = as_float_array(op, "gy", gy)
+    if gy.shape != state["shape"] or gy.dtype != state["dtype"]:
+        raise ValueError(f"{op}: gy must be {state['dtype']} with shape {state['shape']}, "
+                         f"received gy.dtype={gy.dtype}, gy.shape={gy.shape}")
+    if state["keep"] is None:
+        return gy.copy()
+    return kernels.active().act.dropout_backward(gy.reshape(-1), state["keep"], state["scale"]).reshape(gy.shape)
+
+
+def _warmup(dtype):
+    dtype = np.dtype(dtype)
+    x = np.linspace(-2, 2, 24).astype(dtype).reshape(2, 3, 2, 2)
+    for fn, bw, kw in ((relu, relu_backward, {}), (leaky_relu, leaky_relu_backward, {}),
+                       (elu, elu_backward, {}), (selu, selu_backward, {}),
+                       (gelu, gelu_backward, {}), (gelu, gelu_backward, {"approximate": "tanh"}),
+                       (sigmoid, sigmoid_backward, {}), (tanh, tanh_backward, {}),
+                       (softmax, softmax_backward, {}), (log_softmax, log_softmax_backward, {})):
+        y, st = fn(x, return_state=True, **kw)
+        bw(y, st)
+    y, st = dropout(x, 0.5, np.random.default_rng(0), return_state=True)
+    dropout_backward(y, st)

@@ -1,0 +1,68 @@
+"""Fully connected layer: ``y = x @ w.T + b`` through BLAS (numpy ``matmul``).
+
+The weight is ``(out_features, in_features)`` as in PyTorch, so its weights import unchanged.
+"""
+
+from __future__ import annotations
+
+from ._args import as_float_array, same_dtype
+
+__all__ = ["linear", "linear_backward"]
+
+
+def linear(x, w, b=None, return_state=False):
+    """``y = x @ w.T + b``.
+
+    Parameters
+    ----------
+    x : ndarray (..., in_features), float32 or float64 (usually (N, in_features))
+    w : ndarray (out_features, in_features), x's dtype
+    b : ndarray (out_features,) of x's dtype, or None
+
+    Returns
+    -------
+    y : ndarray (..., out_features), x's dtype; and the state for :func:`linear_backward` when
+        ``return_state``.
+    """
+    op = "linear"
+    x = as_float_array(op, "x", x)
+    w = as_float_array(op, "w", w, ndim=2)
+    if b is not None:
+        b = as_float_array(op, "b", b, ndim=1)
+    same_dtype(op, x=x, w=w, b=b)
+    if x.ndim < 1 or x.shape[-1] != w.shape[1]:
+        raise ValueError(f"{op}: x has {x.shape[-1] if x.ndim else 0} input features but w expects {w.shape[1]}. "
+                         f"Received: x.shape={x.shape}, w.shape={w.shape}")
+    if b is not None and b.shape != (w.shape[0],):
+        raise ValueError(f"{op}: b must have shape ({w.shape[0]},), received b.shape={b.shape}")
+    x2 = x.reshape(-1, w.shape[1])  # (M, in)
+    y = x2 @ w.T  # (M, out)
+    if b is not None:
+        y += b
+    y = y.reshape(x.shape[:-1] + (w.shape[0],))
+    if not return_state:
+        return y
+    return y, {"x": x2, "w": w, "has_b": b is not None, "x_shape": x.shape}
+
+
+def linear_backward(gy, state, need_gx=True, need_gw=True, need_gb=True):
+    """Gradients of :func:`linear`: ``gx = gy @ w``, ``gw = gy.T @ x``, ``gb = sum(gy, axis=0)``.
+
+    Returns ``(gx, gw, gb)``, each None when not asked for (``gb`` also when there is no bias).
+    """
+    op = "linear_backward"
+    x2, w = state["x"], state["w"]
+    gy = as_float_array(op, "gy", gy)
+    expected = state["x_shape"][:-1] + (w.shape[0],)
+    if gy.shape != expected:
+        raise ValueError(f"{op}: gy must have the forward output's shape {expected}, received gy.shape={gy.shape}")
+    same_dtype(op, gy=gy, x=x2)
+    gy2 = gy.reshape(-1, w.shape[0])  # (M, out)
+    gx = (gy2 @ w).reshape(state["x_shape"]) if need_gx else None
+    gw = gy2.T @ x2 if need_gw else None
+    gb = gy2.sum(axis=0) if (need_gb and state["has_b"]) else None
+    return gx, gw, gb
+
+
+def _warmup(dtype):
+    """Nothing to compile: linear runs on BLAS."""

@@ -1,0 +1,170 @@
+"""Batch normalisation: forward/backward pair on the active backend.
+
+Ioffe & Szegedy, "Batch Normalization: Accelerating Deep Network Training by Reducing Internal
+Covariate Shift" (2015), with PyTorch's conventions for the running statistics.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import kernels
+from ._args import as_float_array, positive_float, same_dtype
+
+__all__ = ["batch_norm", "batch_norm_backward"]
+
+
+def _check_vector(op: str, name: str, v, C: int, dtype, inplace: bool = False):
+    if v is None:
+        return None
+    if not isinstance(v, np.ndarray):
+        raise TypeError(f"{op}: {name} must be a numpy array or None, received {type(v).__name__}")
+    if v.shape != (C,):
+        raise ValueError(f"{op}: {name} must have shape ({C},) for {C} channels, received {name}.shape={v.shape}")
+    if inplace:  # running statistics are updated in place: any float dtype, any strides
+        if v.dtype.kind != "f":
+            raise TypeError(f"{op}: {name} must be a float array, received dtype {v.dtype}")
+        return v
+    if v.dtype != dtype:
+        raise TypeError(f"{op}: {name} must have the input's dtype {dtype}, received {name}.dtype={v.dtype}")
+    return np.ascontiguousarray(v)
+
+
+def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5,
+               return_state=False):
+    """Batch normalisation over every axis but the channel axis 1.
+
+    ``y = (x - mu_c) / sqrt(var_c + eps) * gamma_c + beta_c``
+
+    In training mode (or when no running statistics are kept) ``mu_c`` and ``var_c`` are the
+    mean and the *biased* variance of channel ``c`` over the batch (and the spatial axes), and
+    the running statistics, when given, are updated **in place** with PyTorch's rule::
+
+        running_mean = (1 - momentum) * running_mean + momentum * mu_c
+        running_var  = (1 - momentum) * running_var  + momentum * var_c * M / (M - 1)
+
+    where ``M = N*H*W`` (the stored variance is the *unbiased* one). In eval mode the running
+    statistics are used and not changed.
+
+    Parameters
+    ----------
+    x : ndarray, (N, C, H, W) or (N, C), float32 or float64
+    gamma, beta : ndarray (C,) of x's dtype, or None (no affine: gamma = 1, beta = 0)
+    running_mean, running_var : ndarray (C,) of any float dtype, or None (track_running_stats=False:
+        batch statistics are always used)
+    training : bool
+    momentum : float in [0, 1], weight of the new batch
+    eps : float > 0, added to the variance
+    return_state : bool, also return what :func:`batch_norm_backward` needs
+
+    Returns
+    -------
+    y : ndarray, shape and dtype of x
+    state : dict, only when ``return_state``
+    """
+    op = "batch_norm"
+    if not isinstance(x, np.ndarray) or x.ndim not in (2, 4):
+        got = f"x.shape={x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise ValueError(f"{op}: x must be (N, C, H, W) or (N, C), received {got}")
+    x = as_float_array(op, "x", x)
+    C = x.shape[1]
+    gamma = _check_vector(op, "gamma", gamma, C, x.dtype)
+    beta = _check_vector(op, "beta", beta, C, x.dtype)
+    same_dtype(op, x=x, gamma=gamma, beta=beta)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"{op}: pass both running_mean and running_var, or neither")
+    running_mean = _check_vector(op, "running_mean", running_mean, C, None, inplace=True)
+    running_var = _check_vector(op, "running_var", running_var, C, None, inplace=True)
+    eps = positive_float(op, "eps", eps)
+    momentum = positive_float(op, "momentum", momentum, allow_zero=True)
+    if momentum > 1:
+        raise ValueError(f"{op}: momentum must be in [0, 1], received {momentum}")
+
+    k = kernels.active().norm
+    x3 = x.reshape(x.shape[0], C, -1)  # (N, C, L)
+    M = x3.shape[0] * x3.shape[2]
+    use_batch = bool(training) or running_mean is None
+    if use_batch:
+        if M < 2 and training:
+            raise ValueError(f"{op}: expected more than 1 value per channel when training, received x.shape={x.shape}")
+        mean, var = k.bn_stats(x3)  # float64 (C,), biased variance
+        if training and running_mean is not None:
+            running_mean *= 1.0 - momentum
+            running_mean += momentum * mean
+            running_var *= 1.0 - momentum
+            running_var += momentum * var * (M / max(M - 1, 1))
+    else:
+        mean = running_mean.astype(np.float64)
+        var = running_var.astype(np.float64)
+    invstd = 1.0 / np.sqrt(var + eps)  # float64 (C,)
+    g64 = gamma.astype(np.float64) if gamma is not None else np.ones(C)
+    scale = g64 * invstd
+    shift = beta if beta is not None else np.zeros(C, x.dtype)
+    y3 = k.bn_affine(x3, mean.astype(x.dtype), scale.astype(x.dtype), np.ascontiguousarray(shift, x.dtype))
+    y = y3.reshape(x.shape)
+    if not return_state:
+        return y
+    state = {"x": x3, "shape": x.shape, "mean": mean, "invstd": invstd, "gamma": gamma,
+             "has_beta": beta is not None, "batch_stats": use_batch}
+    return y, state
+
+
+def batch_norm_backward(gy, state, need_gx=True, need_gparams=True):
+    """Gradients of :func:`batch_norm`.
+
+    With ``xhat = (x - mu) * invstd`` and ``M`` values per channel:
+
+    - ``gbeta = sum(gy)``, ``ggamma = sum(gy * xhat)`` (over every axis but 1);
+    - batch statistics: ``gx = gamma * invstd * (gy - sum(gy)/M - xhat * sum(gy * xhat)/M)``;
+    - running statistics (eval mode): ``gx = gamma * invstd * gy``.
+
+    Returns
+    -------
+    (gx, ggamma, gbeta) : gx has x's shape and dtype; ggamma and gbeta are ``(C,)`` of x's dtype.
+        Each is None when not asked for; ggamma/gbeta are None without affine parameters.
+    """
+    op = "batch_norm_backward"
+    x3 = state["x"]
+    gy = as_float_array(op, "gy", gy)
+    if gy.shape != state["shape"]:
+        raise ValueError(f"{op}: gy must have the forward output's shape {state['shape']}, "
+                         f"received gy.shape={gy.shape}")
+    same_dtype(op, gy=gy, x=x3)
+    gy3 = gy.reshape(x3.shape)
+    dt = x3.dtype
+    C = x3.shape[1]
+    M = x3.shape[0] * x3.shape[2]
+    mean, invstd, gamma = state["mean"], state["invstd"], state["gamma"]
+    want_params = need_gparams and (gamma is not None or state["has_beta"])
+    k = kernels.active().norm
+    g64 = gamma.astype(np.float64) if gamma is not None else np.ones(C)
+    a = g64 * invstd  # float64 (C,)
+    gx = ggamma = gbeta = None
+    sg = sgx = None
+    if want_params or (need_gx and state["batch_stats"]):
+        sg, sgx = k.bn_backward_reduce(gy3, x3, mean)  # sum gy, sum gy*(x - mean)
+        sgx = sgx * invstd  # = sum(gy * xhat)
+    if need_gx:
+        if state["batch_stats"]:
+            b = -a * invstd * sgx / M
+            d = -a * sg / M
+            gx = k.bn_backward_gx(gy3, x3, mean.astype(dt), a.astype(dt), b.astype(dt), d.astype(dt))
+        else:
+            gx = k.bn_scale_gx(gy3, a.astype(dt))
+        gx = gx.reshape(state["shape"])
+    if want_params:
+        ggamma = sgx.astype(dt) if gamma is not None else None
+        gbeta = sg.astype(dt) if state["has_beta"] else None
+    return gx, ggamma, gbeta
+
+
+def _warmup(dtype):
+    dtype = np.dtype(dtype)
+    for shape in ((2, 3, 2, 2), (4, 3)):
+        x = np.linspace(-1, 1, int(np.prod(shape))).astype(dtype).reshape(shape)
+        C = shape[1]
+        g, b = np.ones(C, dtype), np.zeros(C, dtype)
+        rm, rv = np.zeros(C, np.float32), np.ones(C, np.float32)
+        for training in (True, False):
+            y, st = batch_norm(x, g, b, rm, rv, training, return_state=True)
+            batch_norm_backward(y, st)

@@ -1,0 +1,245 @@
+"""Activation, dropout and softmax kernels (Numba CPU), forward and backward side by side.
+
+Design
+------
+Elementwise kernels take flat C-contiguous 1-D views and one ``prange`` over the elements; the
+body has no cross-iteration dependency, so LLVM vectorises it. Scalars (slopes, alphas) arrive
+already cast to the array dtype so float32 stays float32 throughout. Every output element is
+computed by exactly one iteration, so results do not depend on the thread count.
+
+Softmax kernels take ``(P, K, Q)`` views (``K`` = the softmax axis): ``prange`` over ``P`` and,
+for each ``p``, loops with ``k`` outer and the contiguous ``q`` inner; the sums run in float64.
+"""
+
+import math
+
+import numpy as np
+from numba import prange
+
+from ._jit import kernel
+
+# ------------------------------------------------------------------------------------- relu
+
+
+@kernel
+def relu_forward(x):
+    y = np.empty_like(x)
+    for i in prange(x.shape[0]):
+        v = x[i]
+        y[i] = 0 if v <= 0 else v  # NaN propagates (NaN <= 0 is False)
+    return y
+
+
+@kernel
+def relu_backward(gy, y):
+    gx = np.empty_like(gy)
+    for i in prange(gy.shape[0]):
+        gx[i] = gy[i] if y[i] > 0 else 0
+    return gx
+
+
+@kernel
+def leaky_relu_forward(x, slope):
+    y = np.empty_like(x)
+    for i in prange(x.shape[0]):
+        v = x[i]
+        y[i] = v if v > 0 else v * slope
+    return y
+
+
+@kernel
+def leaky_relu_backward(gy, x, slope):
+    gx = np.empty_like(gy)
+    for i in prange(gy.shape[0]):
+        gx[i] = gy[i] if x[i] > 0 else gy[i] * slope
+    return gx
+
+
+# --------------------------------------------------------------------------- elu and selu
+
+
+@kernel
+def elu_forward(x, alpha, scale):
+    """``scale * (x if x > 0 else alpha * (exp(x) - 1))`` (SELU is ELU with fixed alpha, scale)."""
+    y = np.empty_like(x)
+    for i in prange(x.shape[0]):
+        v = x[i]
+        y[i] = scale * v if v > 0 else scale * alpha * math.expm1(v)
+    return y
+
+
+@kernel
+def elu_backward(gy, x, alpha, scale):
+    gx = np.empty_like(gy)
+    for i in prange(gy.shape[0]):
+        v = x[i]
+        gx[i] = gy[i] * scale if v > 0 else gy[i] * (scale * alpha * math.exp(v))
+    return gx
+
+
+# ------------------------------------------------------------------------------------- gelu
+
+
+@kernel
+def gelu_forward(x, tanh_approx):
+    y = np.empty_like(x)
+    h = x.dtype.type(0.5)
+    one = x.dtype.type(1.0)
+    rsqrt2 = x.dtype.type(0.7071067811865476)
+    k0 = x.dtype.type(0.7978845608028654)  # sqrt(2/pi)
+    k1 = x.dtype.type(0.044715)
+    if tanh_approx:
+        for i in prange(x.shape[0]):
+            v = x[i]
+            y[i] = h * v * (one + math.tanh(k0 * (v + k1 * v * v * v)))
+    else:
+        for i in prange(x.shape[0]):
+            v = x[i]
+            y[i] = h * v * (one + math.erf(v * rsqrt2))
+    return y
+
+
+@kernel
+def gelu_backward(gy, x, tanh_approx):
+    gx = np.empty_like(gy)
+    h = x.dtype.type(0.5)
+    one = x.dtype.type(1.0)
+    rsqrt2 = x.dtype.type(0.7071067811865476)
+    rsqrt2pi = x.dtype.type(0.3989422804014327)  # 1/sqrt(2*pi)
+    k0 = x.dtype.type(0.7978845608028654)
+    k1 = x.dtype.type(0.044715)
+    k3 = x.dtype.type(3 * 0.044715)
+    if tanh_approx:
+        for i in prange(x.shape[0]):
+            v = x[i]
+            t = math.tanh(k0 * (v + k1 * v * v * v))
+            d = h * (one + t) + h * v * (one - t * t) * k0 * (one + k3 * v * v)
+            gx[i] = gy[i] * d
+    else:
+        for i in prange(x.shape[0]):
+            v = x[i]
+            d = h * (one + math.erf(v * rsqrt2)) + v * rsqrt2pi * math.exp(-h * v * v)
+            gx[i] = gy[i] * d
+    return gx
+
+
+# --------------------------------------------------------------------------- sigmoid, tanh
+
+
+@kernel
+def sigmoid_forward(x):
+    y = np.empty_like(x)
+    one = x.dtype.type(1.0)
+    for i in prange(x.shape[0]):
+        v = x[i]
+        if v >= 0:
+            y[i] = one / (one + math.exp(-v))
+        else:
+            e = math.exp(v)  # no overflow for very negative v
+            y[i] = e / (one + e)
+    return y
+
+
+@kernel
+def sigmoid_backward(gy, y):
+    gx = np.empty_like(gy)
+    one = y.dtype.type(1.0)
+    for i in prange(gy.shape[0]):
+        gx[i] = gy[i] * y[i] * (one - y[i])
+    return gx
+
+
+@kernel
+def tanh_forward(x):
+    y = np.empty_like(x)
+    for i in prange(x.shape[0]):
+        y[i] = math.tanh(x[i])
+    return y
+
+
+@kernel
+def tanh_backward(gy, y):
+    gx = np.empty_like(gy)
+    one = y.dtype.type(1.0)
+    for i in prange(gy.shape[0]):
+        gx[i] = gy[i] * (one - y[i] * y[i])
+    return gx
+
+
+# ---------------------------------------------------------------------------------- dropout
+
+
+@kernel
+def dropout_forward(x, keep, scale):
+    """``y = x * scale`` where ``keep`` (uint8) is 1, else 0."""
+    y = np.empty_like(x)
+    for i in prange(x.shape[0]):
+        y[i] = x[i] * scale if keep[i] else 0
+    return y
+
+
+@kernel
+def dropout_backward(gy, keep, scale):
+    gx = np.empty_like(gy)
+    for i in prange(gy.shape[0]):
+        gx[i] = gy[i] * scale if keep[i] else 0
+    return gx
+
+
+# ---------------------------------------------------------------------------------- softmax
+
+
+@kernel
+def softmax_forward(x, log):
+    """Softmax (or log-softmax when ``log``) over axis 1 of ``x (P, K, Q)``."""
+    P, K, Q = x.shape
+    y = np.empty_like(x)
+    for p in prange(P):
+        m = np.full(Q, -np.inf, np.float64)
+        for k in range(K):
+            for q in range(Q):
+                v = np.float64(x[p, k, q])
+                if v > m[q]:
+                    m[q] = v
+        s = np.zeros(Q, np.float64)
+        for k in range(K):
+            for q in range(Q):
+                e = math.exp(np.float64(x[p, k, q]) - m[q])
+                s[q] += e
+                if not log:
+                    y[p, k, q] = e
+        if log:
+            for q in range(Q):
+                s[q] = m[q] + math.log(s[q])
+            for k in range(K):
+                for q in range(Q):
+                    y[p, k, q] = np.float64(x[p, k, q]) - s[q]
+        else:
+            for q in range(Q):
+                s[q] = 1.0 / s[q]
+            for k in range(K):
+                for q in range(Q):
+                    y[p, k, q] = y[p, k, q] * s[q]
+    return y
+
+
+@kernel
+def softmax_backward(gy, y, log):
+    """softmax: ``gx = y * (gy - sum_k gy*y)``; log-softmax: ``gx = gy - exp(y) * sum_k gy``."""
+    P, K, Q = y.shape
+    gx = np.empty_like(gy)
+    for p in prange(P):
+        s = np.zeros(Q, np.float64)
+        for k in range(K):
+            for q in range(Q):
+                if log:
+                    s[q] += np.float64(gy[p, k, q])
+                else:
+                    s[q] += np.float64(gy[p, k, q]) * np.float64(y[p, k, q])
+        for k in range(K):
+            for q in range(Q):
+                if log:
+                    gx[p, k, q] = np.float64(gy[p, k, q]) - math.exp(np.float64(y[p, k, q])) * s[q]
+                else:
+                    gx[p, k, q] = np.float64(y[p, k, q]) * (np.float64(gy[p, k, q]) - s[q])
+    return gx

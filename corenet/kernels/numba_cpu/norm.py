@@ -1,0 +1,185 @@
+"""Batch-normalisation kernels (Numba CPU).
+
+Design
+------
+Inputs arrive as ``(N, C, L)`` C-contiguous views (``L = H*W``, or 1 for ``(N, C)`` input).
+Work is split into the ``N*C`` contiguous blocks ``x[n, c, :]``; each block is reduced serially
+by one thread into float64 partials, and the partials of a channel are combined serially in
+``n`` order. Results therefore do not depend on the thread count at all, not even in rounding.
+
+Statistics use the shifted-data method per block (shift = the block's first element, so the
+sum of squares does not cancel catastrophically when ``|mean| >> std``) and Chan et al.'s
+pairwise update to combine blocks. Four independent accumulators break the add-latency chain
+(fastmath is off, so LLVM does not reassociate the sums by itself).
+
+Forward (training): ``bn_stats`` (one read of x) then ``bn_affine`` (read x, write y).
+Backward: ``bn_backward_reduce`` (read gy and x) then ``bn_backward_gx`` (read gy and x, write gx).
+"""
+
+import numpy as np
+from numba import prange
+
+from ._jit import helper, kernel
+
+
+@helper
+def _block_shifted_sums(xb, shift):
+    """``(sum(x - shift), sum((x - shift)^2))`` of a 1-D block, in float64, 4 accumulators."""
+    L = xb.shape[0]
+    a0 = a1 = a2 = a3 = 0.0
+    q0 = q1 = q2 = q3 = 0.0
+    i = 0
+    while i + 4 <= L:
+        d0 = np.float64(xb[i]) - shift
+        d1 = np.float64(xb[i + 1]) - shift
+        d2 = np.float64(xb[i + 2]) - shift
+        d3 = np.float64(xb[i + 3]) - shift
+        a0 += d0
+        a1 += d1
+        a2 += d2
+        a3 += d3
+        q0 += d0 * d0
+        q1 += d1 * d1
+        q2 += d2 * d2
+        q3 += d3 * d3
+        i += 4
+    while i < L:
+        d0 = np.float64(xb[i]) - shift
+        a0 += d0
+        q0 += d0 * d0
+        i += 1
+    return (a0 + a1) + (a2 + a3), (q0 + q1) + (q2 + q3)
+
+
+@kernel
+def bn_stats(x):
+    """Per-channel mean and biased variance of ``x (N, C, L)``, both float64 ``(C,)``."""
+    N, C, L = x.shape
+    bmean = np.empty((N, C), np.float64)
+    bm2 = np.empty((N, C), np.float64)
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        shift = np.float64(x[n, c, 0])
+        s1, s2 = _block_shifted_sums(x[n, c], shift)
+        bmean[n, c] = shift + s1 / L
+        bm2[n, c] = max(s2 - s1 * s1 / L, 0.0)
+    mean = np.empty(C, np.float64)
+    var = np.empty(C, np.float64)
+    for c in prange(C):
+        m = bmean[0, c]
+        m2 = bm2[0, c]
+        for n in range(1, N):
+            # Chan et al.: merge a block of L samples into the n*L seen so far
+            delta = bmean[n, c] - m
+            m += delta / (n + 1)
+            m2 += bm2[n, c] + delta * delta * (n * L) / (n + 1)
+        mean[c] = m
+        var[c] = m2 / (N * L)
+    return mean, var
+
+
+@kernel
+def bn_affine(x, mean, scale, shift):
+    """``y = (x - mean[c]) * scale[c] + shift[c]``; ``mean, scale, shift`` have x's dtype."""
+    N, C, L = x.shape
+    y = np.empty_like(x)
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        m = mean[c]
+        s = scale[c]
+        b = shift[c]
+        xb = x[n, c]
+        yb = y[n, c]
+        for i in range(L):
+            yb[i] = (xb[i] - m) * s + b
+    return y
+
+
+@helper
+def _block_grad_sums(gb, xb, m):
+    """``(sum(gy), sum(gy * (x - m)))`` of one block, float64, 4 accumulators."""
+    L = gb.shape[0]
+    a0 = a1 = a2 = a3 = 0.0
+    p0 = p1 = p2 = p3 = 0.0
+    i = 0
+    while i + 4 <= L:
+        g0 = np.float64(gb[i])
+        g1 = np.float64(gb[i + 1])
+        g2 = np.float64(gb[i + 2])
+        g3 = np.float64(gb[i + 3])
+        a0 += g0
+        a1 += g1
+        a2 += g2
+        a3 += g3
+        p0 += g0 * (np.float64(xb[i]) - m)
+        p1 += g1 * (np.float64(xb[i + 1]) - m)
+        p2 += g2 * (np.float64(xb[i + 2]) - m)
+        p3 += g3 * (np.float64(xb[i + 3]) - m)
+        i += 4
+    while i < L:
+        g0 = np.float64(gb[i])
+        a0 += g0
+        p0 += g0 * (np.float64(xb[i]) - m)
+        i += 1
+    return (a0 + a1) + (a2 + a3), (p0 + p1) + (p2 + p3)
+
+
+@kernel
+def bn_backward_reduce(gy, x, mean):
+    """Per-channel ``sum(gy)`` and ``sum(gy * (x - mean))`` as float64 ``(C,)``; mean is float64."""
+    N, C, L = x.shape
+    bg = np.empty((N, C), np.float64)
+    bgx = np.empty((N, C), np.float64)
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        bg[n, c], bgx[n, c] = _block_grad_sums(gy[n, c], x[n, c], mean[c])
+    sg = np.empty(C, np.float64)
+    sgx = np.empty(C, np.float64)
+    for c in prange(C):
+        a = 0.0
+        b = 0.0
+        for n in range(N):
+            a += bg[n, c]
+            b += bgx[n, c]
+        sg[c] = a
+        sgx[c] = b
+    return sg, sgx
+
+
+@kernel
+def bn_backward_gx(gy, x, mean, a, b, d):
+    """``gx = a[c] * gy + b[c] * (x - mean[c]) + d[c]``; coefficient arrays have x's dtype."""
+    N, C, L = x.shape
+    gx = np.empty_like(gy)
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        m = mean[c]
+        ac = a[c]
+        bc = b[c]
+        dc = d[c]
+        gb = gy[n, c]
+        xb = x[n, c]
+        ob = gx[n, c]
+        for i in range(L):
+            ob[i] = ac * gb[i] + bc * (xb[i] - m) + dc
+    return gx
+
+
+@kernel
+def bn_scale_gx(gy, a):
+    """``gx = a[c] * gy`` (eval-mode backward, where the statistics are constants)."""
+    N, C, L = gy.shape
+    gx = np.empty_like(gy)
+    for t in prange(N * C):
+        n = t // C
+        c = t - n * C
+        ac = a[c]
+        gb = gy[n, c]
+        ob = gx[n, c]
+        for i in range(L):
+            ob[i] = ac * gb[i]
+    return gx
