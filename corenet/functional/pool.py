@@ -1,3 +1,272 @@
-"""pool ops (being written)."""
+"""Pooling: max, min, average and sum over 2-D windows; global and adaptive average pooling.
 
-__all__: list[str] = []
+Every op returns ``y`` or, with ``return_state=True``, ``(y, state)``; the gradient of every one
+of them is ``pool2d_backward(gy, state)`` (the state says which op it came from). Max/min pooling
+keeps only the argmax (int32 flat index ``h*W + w`` into each input plane), never ``x``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import kernels
+from ._args import as_float_array, check_window_fits, out_size, padding4, pair, positive_float
+
+__all__ = [
+    "pool2d",
+    "pool2d_backward",
+    "max_pool2d",
+    "avg_pool2d",
+    "min_pool2d",
+    "sum_pool2d",
+    "global_avg_pool2d",
+    "global_max_pool2d",
+    "adaptive_avg_pool2d",
+    "PoolState",
+]
+
+MODES = ("max", "min", "avg", "sum")
+
+
+@dataclass(frozen=True)
+class PoolState:
+    """What ``pool2d_backward`` needs: the op, the geometry and, for max/min, the argmax."""
+
+    mode: str  # "max", "min", "avg", "sum" or "adaptive_avg"
+    x_shape: tuple
+    y_shape: tuple
+    dtype: np.dtype
+    kernel: tuple = (1, 1)
+    stride: tuple = (1, 1)
+    pads: tuple = (0, 0, 0, 0)  # (top, bottom, left, right)
+    dilation: tuple = (1, 1)
+    count_include_pad: bool = True
+    divisor: float = 0.0  # > 0: fixed divisor (override, or 1 for sum); 0: counted per window
+    argmax: np.ndarray | None = None
+
+
+def _flag(op: str, name: str, v) -> bool:
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{op}: {name} must be a bool, received {v!r}")
+    return bool(v)
+
+
+def pool2d(x, kernel_size, stride=None, padding=0, mode="max", dilation=1, ceil_mode=False,
+           count_include_pad=True, divisor_override=None, return_state=False, *, _op="pool2d"):
+    """2-D max, min, average or sum pooling of an NCHW batch (PyTorch semantics).
+
+    Output ``(oh, ow)`` pools the taps ``x[n, c, oh*sH - top + i*dH, ow*sW - left + j*dW]``,
+    ``0 <= i < kH, 0 <= j < kW``, with
+
+    ``H_out = floor((H + top + bottom - dH*(kH-1) - 1) / sH) + 1``
+
+    (likewise ``W_out``). With ``ceil_mode`` the division rounds up, except that the last window
+    must start inside the input or the top/left padding (PyTorch's rule).
+
+    - ``max`` / ``min``: padding is -inf / +inf, so it never wins; the backward routes each
+      gradient to the FIRST extremal element of its window in row-major order (ties resolved the
+      same way in every backend); a NaN is extremal. A window that holds no input element (only
+      possible with dilation) gives -inf / +inf and receives no gradient.
+    - ``avg``: the sum of the window's input elements divided by ``divisor_override`` if given,
+      else by the number of taps inside the padded input ``[-top, H + bottom)`` (zero padding
+      counts, the ceil-mode overhang never does) when ``count_include_pad``, else by the number of
+      taps inside the input.
+    - ``sum``: the sum of the window's input elements (divisor 1, or ``divisor_override``).
+
+    Parameters
+    ----------
+    x : ndarray, (N, C, H, W), float32 or float64
+    kernel_size : int or (kH, kW)
+    stride : int or (sH, sW), optional
+        Defaults to ``kernel_size``.
+    padding : int, (pH, pW), ((top, bottom), (left, right)), 'valid' or 'same'
+        'same' follows TensorFlow: output ``ceil(H / sH)``, total padding
+        ``max((H_out-1)*sH + dH*(kH-1) + 1 - H, 0)``, the smaller half on top/left. Every side
+        must be ``<= kernel/2`` along its axis.
+    mode : {'max', 'min', 'avg', 'sum'}
+    dilation : int or (dH, dW)
+    ceil_mode, count_include_pad : bool
+    divisor_override : number > 0, optional
+        Average/sum pooling only.
+    return_state : bool
+        Also return the ``PoolState`` that ``pool2d_backward`` takes.
+
+    Returns
+    -------
+    y : ndarray, (N, C, H_out, W_out), dtype of ``x``
+    state : PoolState, only with ``return_state=True``
+
+    Examples
+    --------
+    >>> x = np.array([[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]], np.float32)[None, None]
+    >>> max_pool2d(x, 2)[0, 0]
+    array([[6., 8.],
+           [3., 4.]], dtype=float32)
+    """
+    op = _op
+    x = as_float_array(op, "x", x, ndim=4)
+    if mode not in MODES:
+        raise ValueError(f"{op}: mode must be one of {MODES}, received {mode!r}")
+    kernel = pair(op, "kernel_size", kernel_size)
+    stride = kernel if stride is None else pair(op, "stride", stride)
+    dilation = pair(op, "dilation", dilation)
+    ceil_mode = _flag(op, "ceil_mode", ceil_mode)
+    count_include_pad = _flag(op, "count_include_pad", count_include_pad)
+    N, C, H, W = x.shape
+    pads = padding4(op, padding, kernel, stride, dilation, (H, W))
+    t, b, l, r = pads
+    if 2 * max(t, b) > kernel[0] or 2 * max(l, r) > kernel[1]:
+        raise ValueError(
+            f"{op}: padding must be at most half the kernel on every side, received padding "
+            f"(top, bottom, left, right)={pads} for kernel_size={kernel} (from padding={padding!r})"
+        )
+    check_window_fits(op, x.shape, kernel, dilation, pads)
+    if H * W >= 2**31:
+        raise ValueError(f"{op}: input planes above 2**31 elements are not supported, received x.shape={x.shape}")
+    Ho = out_size(H, kernel[0], stride[0], t, b, dilation[0], ceil_mode)
+    Wo = out_size(W, kernel[1], stride[1], l, r, dilation[1], ceil_mode)
+    y = np.empty((N, C, Ho, Wo), x.dtype)
+    pool = kernels.active().pool
+    argmax = None
+    divisor = 0.0
+    if mode in ("max", "min"):
+        if divisor_override is not None:
+            raise ValueError(f"{op}: divisor_override applies to avg/sum pooling, received it with mode={mode!r}")
+        argmax = np.empty((N, C, Ho, Wo), np.int32)
+        pool.extreme_pool_forward(x, y, argmax, kernel[0], kernel[1], stride[0], stride[1], t, l,
+                                  dilation[0], dilation[1], mode == "min")
+    else:
+        if divisor_override is not None:
+            divisor = positive_float(op, "divisor_override", divisor_override)
+        elif mode == "sum":
+            divisor = 1.0
+        pool.avg_pool_forward(x, y, kernel[0], kernel[1], stride[0], stride[1], t, b, l, r,
+                              dilation[0], dilation[1], count_include_pad, divisor)
+    if not return_state:
+        return y
+    return y, PoolState(mode, x.shape, y.shape, x.dtype, kernel, stride, pads, dilation,
+                        count_include_pad, divisor, argmax)
+
+
+def pool2d_backward(gy, state: PoolState):
+    """Gradient with respect to ``x`` of any pooling op of this module.
+
+    Parameters
+    ----------
+    gy : ndarray, (N, C, H_out, W_out), the dtype of the forward input
+    state : PoolState
+        From the forward call with ``return_state=True``.
+
+    Returns
+    -------
+    gx : ndarray, (N, C, H, W)
+        max/min: ``gy`` added at each window's argmax. avg/sum: ``gy / divisor`` added to every
+        input element of the window. adaptive: ``gy / bin area`` added over the bin.
+    """
+    op = "pool2d_backward"
+    if not isinstance(state, PoolState):
+        raise TypeError(f"{op}: state must be the PoolState of a pooling forward, received {type(state).__name__}")
+    gy = as_float_array(op, "gy", gy, ndim=4)
+    if gy.shape != state.y_shape or gy.dtype != state.dtype:
+        raise ValueError(
+            f"{op}: gy must match the forward output, shape {state.y_shape} dtype {state.dtype}; "
+            f"received gy.shape={gy.shape}, gy.dtype={gy.dtype}"
+        )
+    gx = np.empty(state.x_shape, gy.dtype)
+    pool = kernels.active().pool
+    if state.mode in ("max", "min"):
+        pool.extreme_pool_backward(gy, state.argmax, gx)
+    elif state.mode == "adaptive_avg":
+        pool.adaptive_avg_pool_backward(gy, gx)
+    else:
+        (kh, kw), (sh, sw), (dh, dw) = state.kernel, state.stride, state.dilation
+        t, b, l, r = state.pads
+        pool.avg_pool_backward(gy, gx, kh, kw, sh, sw, t, b, l, r, dh, dw, state.count_include_pad, state.divisor)
+    return gx
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_state=False):
+    """Max pooling: ``pool2d(..., mode='max')``; see ``pool2d`` for shapes and semantics."""
+    return pool2d(x, kernel_size, stride, padding, "max", dilation, ceil_mode,
+                  return_state=return_state, _op="max_pool2d")
+
+
+def min_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_state=False):
+    """Min pooling (padding is +inf): ``pool2d(..., mode='min')``; see ``pool2d``."""
+    return pool2d(x, kernel_size, stride, padding, "min", dilation, ceil_mode,
+                  return_state=return_state, _op="min_pool2d")
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None, dilation=1, return_state=False):
+    """Average pooling (PyTorch's ``avg_pool2d`` argument order); see ``pool2d``."""
+    return pool2d(x, kernel_size, stride, padding, "avg", dilation, ceil_mode, count_include_pad,
+                  divisor_override, return_state, _op="avg_pool2d")
+
+
+def sum_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, divisor_override=None,
+               dilation=1, return_state=False):
+    """Sum pooling: the window sums (zero padding); see ``pool2d``."""
+    return pool2d(x, kernel_size, stride, padding, "sum", dilation, ceil_mode, True,
+                  divisor_override, return_state, _op="sum_pool2d")
+
+
+def _whole_plane(op: str, x):
+    x = as_float_array(op, "x", x, ndim=4)
+    if x.shape[2] < 1 or x.shape[3] < 1:
+        raise ValueError(f"{op}: x needs H, W >= 1, received x.shape={x.shape}")
+    return x
+
+
+def global_avg_pool2d(x, return_state=False):
+    """Mean over each plane: ``(N, C, H, W) -> (N, C, 1, 1)``; backward spreads ``gy / (H*W)``."""
+    x = _whole_plane("global_avg_pool2d", x)
+    return pool2d(x, x.shape[2:], mode="avg", return_state=return_state, _op="global_avg_pool2d")
+
+
+def global_max_pool2d(x, return_state=False):
+    """Max over each plane: ``(N, C, H, W) -> (N, C, 1, 1)``; backward routes to the first max."""
+    x = _whole_plane("global_max_pool2d", x)
+    return pool2d(x, x.shape[2:], mode="max", return_state=return_state, _op="global_max_pool2d")
+
+
+def adaptive_avg_pool2d(x, output_size, return_state=False):
+    """Average pooling onto a fixed output size (PyTorch's ``adaptive_avg_pool2d``).
+
+    Output row ``i`` of ``H_out`` averages input rows ``[floor(i*H/H_out), ceil((i+1)*H/H_out))``,
+    likewise for columns; bins may overlap and ``H_out > H`` is allowed.
+
+    Parameters
+    ----------
+    x : ndarray, (N, C, H, W), float32 or float64
+    output_size : int or (H_out, W_out)
+        An entry ``None`` keeps that input size.
+    return_state : bool
+
+    Returns
+    -------
+    y : ndarray, (N, C, H_out, W_out); and the PoolState with ``return_state=True``
+    """
+    op = "adaptive_avg_pool2d"
+    x = _whole_plane(op, x)
+    N, C, H, W = x.shape
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+        output_size = tuple(s if s is not None else d for s, d in zip(output_size, (H, W)))
+    Ho, Wo = pair(op, "output_size", output_size)
+    y = np.empty((N, C, Ho, Wo), x.dtype)
+    kernels.active().pool.adaptive_avg_pool_forward(x, y)
+    if not return_state:
+        return y
+    return y, PoolState("adaptive_avg", x.shape, y.shape, x.dtype)
+
+
+def _warmup(dtype) -> None:
+    """Run every pooling kernel forward and backward on a tiny input (compiles them for ``dtype``)."""
+    x = np.arange(2 * 2 * 5 * 5, dtype=dtype).reshape(2, 2, 5, 5)
+    for mode in MODES:
+        y, st = pool2d(x, 3, 2, 1, mode, return_state=True)
+        pool2d_backward(np.ones_like(y), st)
+    y, st = adaptive_avg_pool2d(x, 2, return_state=True)
+    pool2d_backward(np.ones_like(y), st)

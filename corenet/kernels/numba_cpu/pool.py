@@ -1,0 +1,236 @@
+"""Pooling kernels (Numba CPU): max/min, average/sum, adaptive average; forward and backward.
+
+Contract (every backend defines exactly these names and signatures)
+-------------------------------------------------------------------
+All arrays are C-contiguous; ``x, y, gy, gx`` share one dtype (float32 or float64); ``idx`` is
+int32. Outputs are preallocated by the caller and every element of them is overwritten. Window
+geometry: output ``(oh, ow)`` reads the taps ``(oh*sh - pt + i*dh, ow*sw - pl + j*dw)`` for
+``0 <= i < kh, 0 <= j < kw``; taps outside the input are padding.
+
+``extreme_pool_forward(x, y, idx, kh, kw, sh, sw, pt, pl, dh, dw, find_min)``
+    IN x (N, C, H, W); OUT y, idx (N, C, Ho, Wo); ints; ``find_min`` bool.
+    ``y`` = max (min when ``find_min``) of the taps inside the input; padding (-inf, +inf for min)
+    never wins. ``idx`` = flat index ``h*W + w`` into the input plane of the FIRST extremal tap in
+    row-major window order (strict comparison). A NaN tap is extremal: the first NaN wins. A window
+    with no tap inside the input gives the padding value and ``idx = -1``.
+``extreme_pool_backward(gy, idx, gx)``
+    IN gy, idx (N, C, Ho, Wo); OUT gx (N, C, H, W): zeroed, then ``gx.flat[plane][idx] += gy``
+    for every output with ``idx >= 0``, outputs in row-major order.
+``avg_pool_forward(x, y, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include_pad, divisor)``
+    IN x; OUT y. ``y = (sum of taps inside the input) / d``. ``d = divisor`` when ``divisor > 0``
+    (``divisor_override``; sum pooling passes 1.0); otherwise ``d = cnt_h * cnt_w`` with ``cnt_h`` the
+    number of row taps in ``[-pt, H + pb)`` (``count_include_pad``) or in ``[0, H)`` (not), likewise
+    for columns: zero padding counts, the ceil-mode overhang beyond the padding never does.
+    (Without dilation this is PyTorch's ``(hend - hstart) * (wend - wstart)``.) A zero count gives 0.
+``avg_pool_backward(gy, gx, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include_pad, divisor)``
+    IN gy; OUT gx: zeroed, then ``gy / d`` added to every in-input tap of each window, outputs in
+    row-major order, taps in row-major order.
+``adaptive_avg_pool_forward(x, y)`` / ``adaptive_avg_pool_backward(gy, gx)``
+    Output bin ``i`` of ``Ho`` covers rows ``[floor(i*H/Ho), ceil((i+1)*H/Ho))`` (PyTorch's rule),
+    likewise columns; ``y`` is the bin mean and the backward spreads ``gy / area`` over the bin.
+
+Parallel over the N*C planes (``prange``); each plane, including its backward scatter, belongs to
+one thread, so there are no races and results do not depend on the thread count.
+"""
+
+import numpy as np
+from numba import prange
+
+from ._jit import helper, kernel
+
+__all__ = [
+    "extreme_pool_forward",
+    "extreme_pool_backward",
+    "avg_pool_forward",
+    "avg_pool_backward",
+    "adaptive_avg_pool_forward",
+    "adaptive_avg_pool_backward",
+]
+
+
+@helper
+def _tap_range(start, k, d, size):
+    """Taps ``t`` in ``[t0, t1)`` keep ``start + t*d`` inside ``[0, size)``."""
+    t0 = 0
+    if start < 0:
+        t0 = (-start + d - 1) // d
+    t1 = k
+    last = start + (k - 1) * d
+    if last >= size:
+        t1 = k - (last - size) // d - 1
+    if t1 < t0:
+        t1 = t0
+    return t0, t1
+
+
+@helper
+def _count(start, k, d, lo, hi):
+    """Number of taps ``start + t*d`` (``0 <= t < k``) inside ``[lo, hi)``."""
+    t0, t1 = _tap_range(start - lo, k, d, hi - lo)
+    return t1 - t0
+
+
+@kernel
+def extreme_pool_forward(x, y, idx, kh, kw, sh, sw, pt, pl, dh, dw, find_min):
+    N, C, H, W = x.shape
+    Ho, Wo = y.shape[2], y.shape[3]
+    sign = -1.0 if find_min else 1.0
+    for p in prange(N * C):
+        n = p // C
+        c = p - n * C
+        xp = x[n, c]
+        yp = y[n, c]
+        ip = idx[n, c]
+        for oh in range(Ho):
+            h0 = oh * sh - pt
+            i0, i1 = _tap_range(h0, kh, dh, H)
+            for ow in range(Wo):
+                w0 = ow * sw - pl
+                j0, j1 = _tap_range(w0, kw, dw, W)
+                if i0 == i1 or j0 == j1:
+                    yp[oh, ow] = -sign * np.inf
+                    ip[oh, ow] = -1
+                    continue
+                bh = h0 + i0 * dh
+                bw = w0 + j0 * dw
+                best = sign * xp[bh, bw]
+                besti = bh * W + bw
+                for i in range(i0, i1):
+                    h = h0 + i * dh
+                    for j in range(j0, j1):
+                        w = w0 + j * dw
+                        v = sign * xp[h, w]
+                        # strict '>' keeps the first extremum; the first NaN wins and stays
+                        if v > best or (v != v and best == best):
+                            best = v
+                            besti = h * W + w
+                yp[oh, ow] = sign * best
+                ip[oh, ow] = besti
+
+
+@kernel
+def extreme_pool_backward(gy, idx, gx):
+    N, C, H, W = gx.shape
+    Ho, Wo = gy.shape[2], gy.shape[3]
+    for p in prange(N * C):
+        n = p // C
+        c = p - n * C
+        g = gx[n, c].reshape(H * W)
+        g[:] = 0
+        gyp = gy[n, c]
+        ip = idx[n, c]
+        for oh in range(Ho):
+            for ow in range(Wo):
+                k = ip[oh, ow]
+                if k >= 0:
+                    g[k] += gyp[oh, ow]
+
+
+@kernel
+def avg_pool_forward(x, y, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include_pad, divisor):
+    N, C, H, W = x.shape
+    Ho, Wo = y.shape[2], y.shape[3]
+    for p in prange(N * C):
+        n = p // C
+        c = p - n * C
+        xp = x[n, c]
+        yp = y[n, c]
+        for oh in range(Ho):
+            h0 = oh * sh - pt
+            i0, i1 = _tap_range(h0, kh, dh, H)
+            if count_include_pad:
+                cnt_h = _count(h0, kh, dh, -pt, H + pb)
+            else:
+                cnt_h = i1 - i0
+            for ow in range(Wo):
+                w0 = ow * sw - pl
+                j0, j1 = _tap_range(w0, kw, dw, W)
+                if count_include_pad:
+                    cnt_w = _count(w0, kw, dw, -pl, W + pr)
+                else:
+                    cnt_w = j1 - j0
+                d = divisor if divisor > 0 else float(cnt_h * cnt_w)
+                s = 0.0
+                for i in range(i0, i1):
+                    h = h0 + i * dh
+                    for j in range(j0, j1):
+                        s += xp[h, w0 + j * dw]
+                yp[oh, ow] = s / d if d > 0 else 0.0
+
+
+@kernel
+def avg_pool_backward(gy, gx, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include_pad, divisor):
+    N, C, H, W = gx.shape
+    Ho, Wo = gy.shape[2], gy.shape[3]
+    for p in prange(N * C):
+        n = p // C
+        c = p - n * C
+        g = gx[n, c]
+        g[:, :] = 0
+        gyp = gy[n, c]
+        for oh in range(Ho):
+            h0 = oh * sh - pt
+            i0, i1 = _tap_range(h0, kh, dh, H)
+            if count_include_pad:
+                cnt_h = _count(h0, kh, dh, -pt, H + pb)
+            else:
+                cnt_h = i1 - i0
+            for ow in range(Wo):
+                w0 = ow * sw - pl
+                j0, j1 = _tap_range(w0, kw, dw, W)
+                if count_include_pad:
+                    cnt_w = _count(w0, kw, dw, -pl, W + pr)
+                else:
+                    cnt_w = j1 - j0
+                d = divisor if divisor > 0 else float(cnt_h * cnt_w)
+                if d <= 0:
+                    continue
+                v = gyp[oh, ow] / d
+                for i in range(i0, i1):
+                    h = h0 + i * dh
+                    for j in range(j0, j1):
+                        g[h, w0 + j * dw] += v
+
+
+@kernel
+def adaptive_avg_pool_forward(x, y):
+    N, C, H, W = x.shape
+    Ho, Wo = y.shape[2], y.shape[3]
+    for p in prange(N * C):
+        n = p // C
+        c = p - n * C
+        xp = x[n, c]
+        yp = y[n, c]
+        for oh in range(Ho):
+            h0 = (oh * H) // Ho
+            h1 = -((-(oh + 1) * H) // Ho)
+            for ow in range(Wo):
+                w0 = (ow * W) // Wo
+                w1 = -((-(ow + 1) * W) // Wo)
+                s = 0.0
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        s += xp[h, w]
+                yp[oh, ow] = s / ((h1 - h0) * (w1 - w0))
+
+
+@kernel
+def adaptive_avg_pool_backward(gy, gx):
+    N, C, H, W = gx.shape
+    Ho, Wo = gy.shape[2], gy.shape[3]
+    for p in prange(N * C):
+        n = p // C
+        c = p - n * C
+        g = gx[n, c]
+        g[:, :] = 0
+        gyp = gy[n, c]
+        for oh in range(Ho):
+            h0 = (oh * H) // Ho
+            h1 = -((-(oh + 1) * H) // Ho)
+            for ow in range(Wo):
+                w0 = (ow * W) // Wo
+                w1 = -((-(ow + 1) * W) // Wo)
+                v = gyp[oh, ow] / ((h1 - h0) * (w1 - w0))
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        g[h, w] += v
