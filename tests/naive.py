@@ -78,4 +78,194 @@ def conv2d_backward(x, w, gy, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1),
 
 # ---------------------------------------------------------------- pooling
 
+
+def pool_out_size(size, k, s, before, after, d, ceil_mode):
+    """PyTorch: ``floor((size + before + after - d*(k-1) - 1) / s) + 1``; ``ceil_mode`` rounds up,
+    but the last window must start inside the input or the leading padding."""
+    span = size + before + after - d * (k - 1) - 1
+    out = -(-span // s) + 1 if ceil_mode else span // s + 1
+    if ceil_mode and (out - 1) * s >= size + before:
+        out -= 1
+    return out
+
+
+def _pool_windows(x_shape, kernel, stride, pads, dilation, ceil_mode):
+    """Every window as ``(oh, ow, taps)``, taps in row-major window order as ``(h, w, where)``,
+    ``where`` one of ``'in'`` (inside the input), ``'pad'`` (padding), ``'over'`` (ceil-mode overhang)."""
+    H, W = x_shape[-2:]
+    t, b, l, r = pads
+    ho = pool_out_size(H, kernel[0], stride[0], t, b, dilation[0], ceil_mode)
+    wo = pool_out_size(W, kernel[1], stride[1], l, r, dilation[1], ceil_mode)
+    windows = []
+    for oh in range(ho):
+        for ow in range(wo):
+            taps = []
+            for i in range(kernel[0]):
+                for j in range(kernel[1]):
+                    h = oh * stride[0] - t + i * dilation[0]
+                    w = ow * stride[1] - l + j * dilation[1]
+                    if 0 <= h < H and 0 <= w < W:
+                        where = "in"
+                    elif -t <= h < H + b and -l <= w < W + r:
+                        where = "pad"
+                    else:
+                        where = "over"
+                    taps.append((h, w, where))
+            windows.append((oh, ow, taps))
+    return ho, wo, windows
+
+
+def pool2d(x, kernel, stride, pads=(0, 0, 0, 0), dilation=(1, 1), mode="max", ceil_mode=False,
+           count_include_pad=True, divisor_override=None):
+    """Max/min/avg/sum pooling, ``pads = (top, bottom, left, right)``. Returns ``(y, argmax)``:
+    argmax (flat ``h*W + w``, -1 when the window holds no input element) for max/min, else None.
+
+    max/min: the first strictly larger/smaller input element in row-major window order (padding,
+    -inf/+inf, never wins). avg: sum of input elements / (override, or the count of taps in the
+    input plus zero padding when count_include_pad, or of taps in the input); sum: divisor 1."""
+    N, C, H, W = x.shape
+    ho, wo, windows = _pool_windows(x.shape, kernel, stride, pads, dilation, ceil_mode)
+    y = np.zeros((N, C, ho, wo))
+    argmax = np.full((N, C, ho, wo), -1, np.int64) if mode in ("max", "min") else None
+    for n in range(N):
+        for c in range(C):
+            for oh, ow, taps in windows:
+                if mode in ("max", "min"):
+                    best = -np.inf if mode == "max" else np.inf
+                    for h, w, where in taps:
+                        v = x[n, c, h, w] if where == "in" else None
+                        if v is None:
+                            continue
+                        if argmax[n, c, oh, ow] < 0 or (v > best if mode == "max" else v < best):
+                            best, argmax[n, c, oh, ow] = v, h * W + w
+                    y[n, c, oh, ow] = best
+                else:
+                    total = sum(x[n, c, h, w] for h, w, where in taps if where == "in")
+                    if divisor_override is not None:
+                        d = divisor_override
+                    elif mode == "sum":
+                        d = 1
+                    elif count_include_pad:
+                        d = sum(1 for _, _, where in taps if where != "over")
+                    else:
+                        d = sum(1 for _, _, where in taps if where == "in")
+                    y[n, c, oh, ow] = total / d if d else 0.0
+    return y, argmax
+
+
+def pool2d_backward(x, gy, kernel, stride, pads=(0, 0, 0, 0), dilation=(1, 1), mode="max",
+                    ceil_mode=False, count_include_pad=True, divisor_override=None):
+    """dL/dx of ``pool2d``: max/min route gy to the argmax, avg/sum spread gy / divisor."""
+    N, C, H, W = x.shape
+    _, _, windows = _pool_windows(x.shape, kernel, stride, pads, dilation, ceil_mode)
+    _, argmax = pool2d(x, kernel, stride, pads, dilation, mode, ceil_mode, count_include_pad, divisor_override)
+    gx = np.zeros((N, C, H, W))
+    for n in range(N):
+        for c in range(C):
+            for oh, ow, taps in windows:
+                g = gy[n, c, oh, ow]
+                if mode in ("max", "min"):
+                    a = argmax[n, c, oh, ow]
+                    if a >= 0:
+                        gx[n, c, a // W, a % W] += g
+                    continue
+                if divisor_override is not None:
+                    d = divisor_override
+                elif mode == "sum":
+                    d = 1
+                elif count_include_pad:
+                    d = sum(1 for _, _, where in taps if where != "over")
+                else:
+                    d = sum(1 for _, _, where in taps if where == "in")
+                for h, w, where in taps:
+                    if where == "in" and d:
+                        gx[n, c, h, w] += g / d
+    return gx
+
+
+def _adaptive_bins(size, out):
+    """PyTorch's bins: ``[floor(i*size/out), ceil((i+1)*size/out))``."""
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+def adaptive_avg_pool2d(x, out):
+    N, C, H, W = x.shape
+    y = np.zeros((N, C, out[0], out[1]))
+    for oh, (h0, h1) in enumerate(_adaptive_bins(H, out[0])):
+        for ow, (w0, w1) in enumerate(_adaptive_bins(W, out[1])):
+            for n in range(N):
+                for c in range(C):
+                    y[n, c, oh, ow] = sum(x[n, c, h, w] for h in range(h0, h1) for w in range(w0, w1)) / (
+                        (h1 - h0) * (w1 - w0))
+    return y
+
+
+def adaptive_avg_pool2d_backward(x_shape, gy):
+    N, C, H, W = x_shape
+    gx = np.zeros(x_shape)
+    for oh, (h0, h1) in enumerate(_adaptive_bins(H, gy.shape[2])):
+        for ow, (w0, w1) in enumerate(_adaptive_bins(W, gy.shape[3])):
+            for n in range(N):
+                for c in range(C):
+                    for h in range(h0, h1):
+                        for w in range(w0, w1):
+                            gx[n, c, h, w] += gy[n, c, oh, ow] / ((h1 - h0) * (w1 - w0))
+    return gx
+
+
 # ---------------------------------------------------------------- local response normalization
+
+
+def _lrn_window(i, n, size):
+    """Indices ``[i - floor(n/2), i + floor((n-1)/2)]`` clipped to ``[0, size)``."""
+    return range(max(0, i - n // 2), min(size, i + (n - 1) // 2 + 1))
+
+
+def _lrn_members(x_shape, n, mode, nn, c, h, w):
+    """The ``(c', h', w')`` whose squares enter the scale of output ``(nn, c, h, w)``."""
+    _, C, H, W = x_shape
+    if mode == "across":
+        return [(cc, h, w) for cc in _lrn_window(c, n, C)]
+    return [(c, hh, ww) for hh in _lrn_window(h, n, H) for ww in _lrn_window(w, n, W)]
+
+
+def _lrn_alpha(alpha, n, mode, convention):
+    if convention in ("torch", "caffe"):
+        return alpha / (n if mode == "across" else n * n)
+    return alpha
+
+
+def lrn(x, n, alpha=1e-4, beta=0.75, k=1.0, mode="across", convention="torch"):
+    """``y = x * s**-beta``, ``s = k + alpha' * sum of x**2 over the window``; returns ``(y, s)``."""
+    a = _lrn_alpha(alpha, n, mode, convention)
+    N, C, H, W = x.shape
+    y = np.zeros(x.shape)
+    s = np.zeros(x.shape)
+    for nn in range(N):
+        for c in range(C):
+            for h in range(H):
+                for w in range(W):
+                    members = _lrn_members(x.shape, n, mode, nn, c, h, w)
+                    s[nn, c, h, w] = k + a * sum(float(x[nn, m0, m1, m2]) ** 2 for m0, m1, m2 in members)
+                    y[nn, c, h, w] = x[nn, c, h, w] * s[nn, c, h, w] ** -beta
+    return y, s
+
+
+def lrn_backward(x, gy, n, alpha=1e-4, beta=0.75, k=1.0, mode="across", convention="torch"):
+    """The chain rule, term by term: ``gx[j] = sum_o gy[o] * dy[o]/dx[j]`` with
+    ``dy[o]/dx[j] = [o == j] * s[o]**-beta - 2 * alpha' * beta * x[o] * x[j] * s[o]**(-beta-1)``
+    for every ``j`` in the window of ``o``."""
+    a = _lrn_alpha(alpha, n, mode, convention)
+    _, s = lrn(x, n, alpha, beta, k, mode, convention)
+    N, C, H, W = x.shape
+    gx = np.zeros(x.shape)
+    for nn in range(N):
+        for c in range(C):
+            for h in range(H):
+                for w in range(W):
+                    so = s[nn, c, h, w]
+                    g = gy[nn, c, h, w]
+                    gx[nn, c, h, w] += g * so ** -beta
+                    for m0, m1, m2 in _lrn_members(x.shape, n, mode, nn, c, h, w):
+                        gx[nn, m0, m1, m2] -= g * 2 * a * beta * x[nn, c, h, w] * x[nn, m0, m1, m2] * so ** (-beta - 1)
+    return gx
