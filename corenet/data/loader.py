@@ -1,0 +1,170 @@
+"""Mini-batch iteration over in-memory arrays: seeded shuffling, augmentation, normalisation, prefetch.
+
+Reproducibility: the order of epoch ``k`` is a permutation drawn from
+``SeedSequence([seed, k])`` and the augmentation generator of that epoch from
+``SeedSequence([seed, k, 1])``, so any epoch can be replayed on its own (``set_epoch(k)``) and a
+resumed run sees exactly the batches an uninterrupted one would. Prefetching changes when a batch
+is prepared, never what it contains.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+
+import numpy as np
+
+from ._common import standardize
+
+_DONE = object()
+
+
+class DataLoader:
+    """Iterate over ``(x, y)`` in mini-batches of float32 images.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Samples (N, C, H, W) (any leading-N array works). uint8 input is scaled to [0, 1]; other
+        dtypes are converted to float32 as they are.
+    y : numpy.ndarray
+        Targets (N, ...). Integer labels come out as int64; other targets keep their dtype.
+    batch_size : int
+        Samples per batch.
+    shuffle : bool
+        Draw a new permutation every epoch (default True); False keeps the stored order.
+    seed : int, numpy.random.Generator or None
+        Source of the base seed. A Generator is consumed once, at construction, for a base seed;
+        None draws one from the OS (not reproducible).
+    drop_last : bool
+        Drop the final batch when it is smaller than ``batch_size``.
+    transform : callable, optional
+        ``transform(xb, rng) -> xb`` applied to each float32 batch before normalisation, e.g. a
+        :class:`corenet.data.augment.Compose`; ``rng`` is the epoch's augmentation generator.
+    normalize : (mean, std), optional
+        Per-channel standardisation ``(xb - mean[c]) / std[c]`` applied last, in the [0, 1] scale.
+    prefetch : bool
+        Prepare the next batch in one background thread (queue of one batch). Exceptions raised
+        there are re-raised in the consumer; leaving the loop early stops the thread.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x, y = np.zeros((10, 1, 4, 4), np.uint8), np.arange(10)
+    >>> loader = DataLoader(x, y, batch_size=4, seed=0, drop_last=True)
+    >>> len(loader), [yb.shape for _, yb in loader]
+    (2, [(4,), (4,)])
+    """
+
+    def __init__(self, x, y, batch_size, shuffle=True, seed=None, drop_last=False, transform=None,
+                 normalize=None, prefetch=False):
+        x, y = np.asarray(x), np.asarray(y)
+        if x.ndim < 1 or y.ndim < 1 or len(x) != len(y):
+            raise ValueError(f"DataLoader: x and y must have the same number of samples. "
+                             f"Received: x.shape={x.shape}, y.shape={y.shape}")
+        if not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
+            raise ValueError(f"DataLoader: batch_size must be a positive integer. Received: {batch_size!r}")
+        if transform is not None and not callable(transform):
+            raise ValueError(f"DataLoader: transform must be callable. Received: {transform!r}")
+        if normalize is not None:
+            if not (isinstance(normalize, (tuple, list)) and len(normalize) == 2):
+                raise ValueError(f"DataLoader: normalize must be (mean, std) or None. Received: {normalize!r}")
+            if x.ndim != 4:
+                raise ValueError(f"DataLoader: normalize needs images (N, C, H, W). Received: x.shape={x.shape}")
+        if isinstance(seed, np.random.Generator):
+            seed = int(seed.integers(2**63))
+        elif seed is None:
+            seed = int(np.random.SeedSequence().entropy % 2**63)
+        self.x, self.y = x, y
+        self.batch_size = int(batch_size)
+        self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
+        self.transform, self.normalize, self.prefetch = transform, normalize, bool(prefetch)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def __len__(self):
+        n = len(self.x)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration produce epoch ``epoch`` (to resume a run exactly)."""
+        self.epoch = int(epoch)
+
+    def order(self, epoch: int) -> np.ndarray:
+        """Sample indices of epoch ``epoch`` in the order they are served (int64, length N)."""
+        n = len(self.x)
+        if not self.shuffle:
+            return np.arange(n)
+        return np.random.default_rng(np.random.SeedSequence([self.seed, int(epoch)])).permutation(n)
+
+    def __iter__(self):
+        """Iterate over one epoch (the current ``epoch``, which then advances by one)."""
+        epoch = self.epoch
+        self.epoch += 1
+        batches = self._batches(epoch)
+        return _prefetch(batches) if self.prefetch else batches
+
+    def _batches(self, epoch):
+        order = self.order(epoch)
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, int(epoch), 1]))
+        n, bs = len(order), self.batch_size
+        stop = n - n % bs if self.drop_last else n
+        for start in range(0, stop, bs):
+            idx = order[start:start + bs]
+            yield self._make_batch(idx if self.shuffle else slice(start, start + bs), rng)
+
+    def _make_batch(self, idx, rng):
+        xb = self.x[idx]
+        if xb.dtype == np.uint8:
+            xb = xb.astype(np.float32) * np.float32(1.0 / 255.0)
+        else:
+            xb = xb.astype(np.float32)  # always a fresh array: transforms may work in place
+        if self.transform is not None:
+            xb = self.transform(xb, rng)
+        if self.normalize is not None:
+            xb = standardize(xb, *self.normalize)
+        yb = self.y[idx]
+        if np.issubdtype(yb.dtype, np.integer):
+            yb = yb.astype(np.int64)
+        return xb, np.array(yb)
+
+
+def _prefetch(batches):
+    """Run the generator ``batches`` one item ahead in a background thread."""
+    q = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item):
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work():
+        try:
+            for item in batches:
+                if not put((item, None)):
+                    return
+            put((_DONE, None))
+        except BaseException as e:  # handed to the consumer, re-raised there
+            put((None, e))
+        finally:
+            batches.close()
+
+    thread = threading.Thread(target=work, name="corenet-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, err = q.get()
+            if err is not None:
+                raise err
+            if item is _DONE:
+                return
+            yield item
+    finally:  # normal end, error, or the consumer left early (generator closed)
+        stop.set()
+        thread.join()
