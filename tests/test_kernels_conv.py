@@ -1,0 +1,205 @@
+"""conv2d forward/backward on every CPU backend against the loop oracles of ``tests/naive.py``."""
+
+import naive
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+import corenet
+from corenet import config
+from corenet.functional import _args
+from corenet.functional.conv import conv2d, conv2d_backward, conv_output_shape
+from corenet.kernels import _cpu_conv
+
+# the backend fixture is function-scoped but constant across examples, so sharing it is safe
+fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+RTOL = {np.float64: 1e-10, np.float32: 1e-4}
+
+
+def assert_close(actual, expected, dtype):
+    rtol = RTOL[dtype]
+    scale = max(1.0, float(np.abs(expected).max(initial=0.0)))
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
+
+
+def force_path(monkeypatch, path):
+    """Send every convolution through one code path ("gemm" and "direct" accept any shape)."""
+    if path != "auto":
+        monkeypatch.setattr(_cpu_conv, "choose_path", lambda *args: path)
+
+
+@st.composite
+def conv_cases(draw, max_hw=6, max_c=3):
+    """Shapes and arguments of a valid convolution: groups (incl. depthwise), strides and dilations
+    per axis, every padding form, with or without bias."""
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cg = 1 if groups > 1 and draw(st.booleans()) else draw(st.integers(1, max_c))  # cg == 1: depthwise
+    cog = draw(st.integers(1, max_c))
+    k = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    hw = (draw(st.integers(1, max_hw)), draw(st.integers(1, max_hw)))
+    form = draw(st.sampled_from(["int", "pair", "asym", "valid", "same"]))
+    p = st.integers(0, 2)
+    padding = {"int": draw(p), "pair": (draw(p), draw(p)), "asym": ((draw(p), draw(p)), (draw(p), draw(p))),
+               "valid": "valid", "same": "same"}[form]
+    pads = _args.padding4("test", padding, k, stride, dilation, hw)
+    assume(dilation[0] * (k[0] - 1) < hw[0] + pads[0] + pads[1])
+    assume(dilation[1] * (k[1] - 1) < hw[1] + pads[2] + pads[3])
+    x_shape = (draw(st.integers(1, 2)), cg * groups, *hw)
+    w_shape = (cog * groups, cg, *k)
+    return dict(x_shape=x_shape, w_shape=w_shape, stride=stride, padding=padding, pads=pads,
+                dilation=dilation, groups=groups, bias=draw(st.booleans()), seed=draw(st.integers(0, 2**31)))
+
+
+def make_inputs(case, dtype):
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal(case["x_shape"]).astype(dtype)
+    w = rng.standard_normal(case["w_shape"]).astype(dtype)
+    b = rng.standard_normal(case["w_shape"][0]).astype(dtype) if case["bias"] else None
+    return x, w, b
+
+
+def run(case, x, w, b, gy=None):
+    kw = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"], groups=case["groups"])
+    y, state = conv2d(x, w, b, return_state=True, **kw)
+    grads = conv2d_backward(gy, state) if gy is not None else None
+    return y, grads
+
+
+def oracle(case, x, w, b, gy):
+    kw = dict(stride=case["stride"], pads=case["pads"], dilation=case["dilation"], groups=case["groups"])
+    return naive.conv2d(x, w, b, **kw), naive.conv2d_backward(x, w, gy, **kw)
+
+
+@pytest.mark.parametrize("dtype,path", [(np.float64, "auto"), (np.float64, "gemm"), (np.float64, "direct"),
+                                        (np.float32, "auto")])
+@fixture_ok
+@given(case=conv_cases())
+def test_forward_and_backward_match_oracle(backend, monkeypatch, dtype, path, case):
+    force_path(monkeypatch, path)
+    x, w, b = make_inputs(case, dtype)
+    expected_shape = conv_output_shape(x.shape, w.shape, case["stride"], case["padding"], case["dilation"],
+                                       case["groups"])
+    gy = np.random.default_rng(case["seed"] + 1).standard_normal(expected_shape).astype(dtype)
+    y, (gx, gw, gb) = run(case, x, w, b, gy)
+    y_ref, (gx_ref, gw_ref, gb_ref) = oracle(case, x, w, b, gy)
+    assert y.shape == expected_shape == y_ref.shape
+    assert y.dtype == gx.dtype == gw.dtype == dtype
+    assert_close(y, y_ref, dtype)
+    assert_close(gx, gx_ref, dtype)
+    assert_close(gw, gw_ref, dtype)
+    if b is None:
+        assert gb is None
+    else:
+        assert gb.dtype == dtype
+        assert_close(gb, gb_ref, dtype)
+
+
+@pytest.mark.parametrize("path", ["auto", "gemm", "direct"])
+@settings(fixture_ok, max_examples=10)
+@given(case=conv_cases(max_hw=4, max_c=2))
+def test_backward_matches_finite_differences(backend, monkeypatch, path, case):
+    """Gradients of L = sum(y * r) against float64 central differences of the forward pass."""
+    force_path(monkeypatch, path)
+    x, w, b = make_inputs(case, np.float64)
+    r = np.random.default_rng(case["seed"] + 2).standard_normal(run(case, x, w, b)[0].shape)
+    gx, gw, gb = run(case, x, w, b, r)[1]
+
+    def numeric(a):
+        g = np.zeros_like(a)
+        for idx in np.ndindex(a.shape):
+            keep = a[idx]
+            a[idx] = keep + 1e-6
+            up = np.sum(run(case, x, w, b)[0] * r)
+            a[idx] = keep - 1e-6
+            down = np.sum(run(case, x, w, b)[0] * r)
+            a[idx] = keep
+            g[idx] = (up - down) / 2e-6
+        return g
+
+    for analytic, a in [(gx, x), (gw, w)] + ([(gb, b)] if b is not None else []):
+        np.testing.assert_allclose(analytic, numeric(a), rtol=1e-6, atol=1e-6)
+
+
+@given(case=conv_cases(max_hw=40, max_c=4))
+def test_output_shape_follows_the_formulas(case):
+    (N, _, H, W), (C_out, _, kh, kw) = case["x_shape"], case["w_shape"]
+    (sh, sw), (dh, dw), (t, bo, l, r) = case["stride"], case["dilation"], case["pads"]
+    shape = conv_output_shape(case["x_shape"], case["w_shape"], case["stride"], case["padding"],
+                              case["dilation"], case["groups"])
+    assert shape == (N, C_out, (H + t + bo - dh * (kh - 1) - 1) // sh + 1, (W + l + r - dw * (kw - 1) - 1) // sw + 1)
+    if case["padding"] == "same":  # TensorFlow's rule at every stride: ceil(H / stride)
+        assert shape[2:] == (-(-H // sh), -(-W // sw))
+        assert t <= bo <= t + 1 and l <= r <= l + 1
+
+
+@pytest.mark.parametrize("c_in,c_out,groups,k,stride,padding",
+                         [(4, 6, 1, 3, 1, 1), (4, 6, 2, 3, 2, "same"), (6, 6, 6, 3, 1, 1), (5, 3, 1, 1, 1, 0)])
+def test_one_and_two_threads_agree(backend, c_in, c_out, groups, k, stride, padding):
+    """im2col+GEMM, grouped, depthwise (direct) and 1x1 paths give the same result on 1 and 2 threads."""
+    if config._max_threads() < 2:
+        pytest.skip("Numba was started with a single thread (NUMBA_NUM_THREADS=1)")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, c_in, 9, 8))
+    w = rng.standard_normal((c_out, c_in // groups, k, k))
+    b = rng.standard_normal(c_out)
+    gy = rng.standard_normal(conv_output_shape(x.shape, w.shape, stride, padding, groups=groups))
+    previous = corenet.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            corenet.set_num_threads(n)
+            y, state = conv2d(x, w, b, stride=stride, padding=padding, groups=groups, return_state=True)
+            results.append((y, *conv2d_backward(gy, state)))
+    finally:
+        corenet.set_num_threads(previous)
+    for one, two in zip(*results):
+        np.testing.assert_allclose(one, two, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("limit", [1, 3 * 4 * 9 * 8 * 8])  # one image per chunk; uneven chunks
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_workspace_gives_the_same_result(backend, dtype, limit):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5, 4, 9, 8)).astype(dtype)
+    w = rng.standard_normal((6, 2, 3, 3)).astype(dtype)
+    gy = rng.standard_normal((5, 6, 9, 8)).astype(dtype)
+    outs = []
+    previous = config.get_workspace_bytes()
+    try:
+        for nbytes in (previous, limit):
+            config.set_workspace_bytes(nbytes)
+            y, state = conv2d(x, w, padding=1, groups=2, return_state=True)
+            outs.append((y, *conv2d_backward(gy, state)[:2]))
+    finally:
+        config.set_workspace_bytes(previous)
+    assert _cpu_conv.chunk_images(5, 4 * 9 * 9 * 8 * 8) == 5
+    for full, chunked in zip(*outs):
+        assert_close(chunked, full, dtype)
+
+
+def test_gradients_only_when_asked(backend, rng):
+    x, w, b = rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    y, state = conv2d(x, w, b, return_state=True)
+    gy = np.ones_like(y)
+    full = conv2d_backward(gy, state)
+    assert conv2d_backward(gy, state, need_gw=False, need_gb=False)[1:] == (None, None)
+    only_gw = conv2d_backward(gy, state, need_gx=False, need_gb=False)
+    assert only_gw[0] is None and only_gw[2] is None
+    np.testing.assert_array_equal(only_gw[1], full[1])
+    assert conv2d_backward(gy, conv2d(x, w, return_state=True)[1])[2] is None  # no bias, no gb
+
+
+def test_non_contiguous_input(backend, rng):
+    x = rng.standard_normal((2, 3, 8, 10))[:, :, ::2, 1:]
+    w = rng.standard_normal((2, 3, 2, 2))
+    np.testing.assert_allclose(conv2d(x, w), naive.conv2d(x, w), rtol=1e-10)
+
+
+def test_warmup_runs_every_path(backend):
+    from corenet.functional import conv
+
+    for dtype in (np.float32, np.float64):
+        conv._warmup(np.dtype(dtype))
