@@ -203,3 +203,120 @@ def test_warmup_runs_every_path(backend):
 
     for dtype in (np.float32, np.float64):
         conv._warmup(np.dtype(dtype))
+
+
+# ---------------------------------------------------------------- the lecture's worked examples
+
+
+def test_1d_full_convolution(backend):
+    """[1 2 3 4 5] * [3 2 1] (full) = cross-correlation with the flipped kernel and padding 2."""
+    x = np.array([1.0, 2, 3, 4, 5]).reshape(1, 1, 1, 5)
+    k = np.array([3.0, 2, 1])[::-1].reshape(1, 1, 1, 3)
+    np.testing.assert_array_equal(conv2d(x, k, padding=((0, 0), (2, 2))).ravel(), [3, 8, 14, 20, 26, 14, 5])
+
+
+IMAGE_6X6 = np.array([[int(c) for c in row] for row in "100001 010010 001100 100010 010010 001010".split()],
+                     dtype=np.float64).reshape(1, 1, 6, 6)
+FILTER_1 = np.array([[1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=np.float64).reshape(1, 1, 3, 3)
+FILTER_2 = np.array([[-1, 1, -1]] * 3, dtype=np.float64).reshape(1, 1, 3, 3)
+
+
+@pytest.mark.parametrize("w,stride,expected", [
+    (FILTER_1, 1, [[3, -1, -3, -1], [-3, 1, 0, -3], [-3, -3, 0, 1], [3, -2, -2, -1]]),
+    (FILTER_1, 2, [[3, -3], [-3, 0]]),
+    (FILTER_2, 1, [[-1, -1, -1, -1], [-1, -1, -2, 1], [-1, -1, -2, 1], [-1, 0, -4, 3]]),
+])
+def test_6x6_image_filters(backend, w, stride, expected):
+    np.testing.assert_array_equal(conv2d(IMAGE_6X6, w, stride=stride)[0, 0], expected)
+
+
+def test_rgb_example_with_bias(backend, rng):
+    x = rng.integers(0, 256, (1, 3, 5, 5)).astype(np.float64)  # only the top-left 2x2 reach output (0, 0)
+    x[0, :, :2, :2] = [[[156, 155], [153, 154]], [[167, 166], [164, 165]], [[163, 162], [160, 161]]]
+    w = np.array([[[-1, -1, 1], [0, 1, -1], [0, 1, 1]],
+                  [[1, 0, 0], [1, -1, -1], [1, 0, -1]],
+                  [[0, 1, 1], [0, 1, 0], [1, -1, 1]]], dtype=np.float64).reshape(1, 3, 3, 3)
+    assert conv2d(x, w, np.ones(1), padding=1)[0, 0, 0, 0] == -25
+    per_channel = conv2d(x, w.reshape(3, 1, 3, 3), padding=1, groups=3)[0, :, 0, 0]  # depthwise: one sum each
+    np.testing.assert_array_equal(per_channel, [308, -498, 164])
+
+
+def test_edge_detector_example(backend):
+    x = np.array([[0, 0, 0, 1, 1], [0, 0, 0, 1, 1], [0, 0, 0, 1, 1], [0, 0, 1, 1, 1]], dtype=np.float32)
+    k = np.array([[-1, 1], [-1, 1]], dtype=np.float32)
+    y = conv2d(x.reshape(1, 1, 4, 5), k.reshape(1, 1, 2, 2))
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y[0, 0], [[0, 0, 2, 0], [0, 0, 2, 0], [0, 1, 1, 0]])
+
+
+@pytest.mark.parametrize("stride,size", [(1, 5), (2, 3), (3, 2)])
+def test_output_size_7x7_3x3(stride, size):
+    assert conv_output_shape((1, 1, 7, 7), (1, 1, 3, 3), stride=stride) == (1, 1, size, size)
+
+
+def test_32x32x3_ten_5x5_filters_pad_2(backend, rng):
+    x, w, b = rng.standard_normal((1, 3, 32, 32)), rng.standard_normal((10, 3, 5, 5)), np.zeros(10)
+    assert conv2d(x, w, b, padding=2).shape == (1, 10, 32, 32)
+    assert w.size + b.size == 760
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _bad(x_shape=(2, 3, 8, 8), w_shape=(5, 3, 3, 3), dtype=np.float64, **kw):
+    return np.zeros(x_shape, dtype), np.zeros(w_shape, dtype), kw
+
+
+@pytest.mark.parametrize("x,w,kw,error,match", [
+    (*_bad(x_shape=(3, 8, 8)), ValueError, r"x must be 4-D.*x.shape=\(3, 8, 8\)"),
+    (*_bad(w_shape=(5, 3, 3)), ValueError, r"w must be 4-D.*w.shape=\(5, 3, 3\)"),
+    (*_bad(w_shape=(5, 4, 3, 3)), ValueError,
+     r"input has 3 channels but weight expects 4 \(groups=1\). Received: x.shape=\(2, 3, 8, 8\), w.shape="),
+    (*_bad(x_shape=(2, 4, 8, 8), w_shape=(6, 2, 3, 3), groups=3), ValueError, r"groups=3 must divide.*x.shape"),
+    (*_bad(x_shape=(2, 4, 8, 8), w_shape=(5, 2, 3, 3), groups=2), ValueError, r"groups=2 must divide.*w.shape"),
+    (*_bad(x_shape=(2, 3, 2, 8)), ValueError, r"larger than the padded input.*x.shape=\(2, 3, 2, 8\)"),
+    (*_bad(x_shape=(2, 3, 5, 5), dilation=3), ValueError, r"larger than the padded input"),
+    (*_bad(stride=0), ValueError, r"stride must be >= 1"),
+    (*_bad(stride=(1, -2)), ValueError, r"stride must be >= 1"),
+    (*_bad(dilation=0), ValueError, r"dilation must be >= 1"),
+    (*_bad(groups=0), ValueError, r"groups must be a positive int"),
+    (*_bad(padding=-1), ValueError, r"padding must be >= 0"),
+    (*_bad(padding="full"), ValueError, r"padding must be 'valid', 'same'"),
+    (*_bad(stride=1.5), TypeError, r"stride must be an int"),
+    (*_bad(dtype=np.int64), TypeError, r"float32 or float64.*x.shape=\(2, 3, 8, 8\)"),
+    (np.zeros((2, 3, 8, 8), np.float32), np.zeros((5, 3, 3, 3)), {}, TypeError,
+     r"one dtype.*x.dtype=float32, w.dtype=float64"),
+    (*_bad(b=np.zeros(4)), ValueError, r"bias must have shape \(5,\).*b.shape=\(4,\).*x.shape"),
+    (*_bad(b=np.zeros(5, np.float32)), TypeError, r"one dtype"),
+    ([[1.0]], np.zeros((1, 1, 1, 1)), {}, TypeError, r"x must be a numpy array"),
+])
+def test_bad_input(backend, x, w, kw, error, match):
+    with pytest.raises(error, match=match):
+        conv2d(x, w, **kw)
+
+
+def test_bad_gradient(backend):
+    y, state = conv2d(np.zeros((2, 3, 8, 8)), np.zeros((5, 3, 3, 3)), return_state=True)
+    with pytest.raises(ValueError, match=r"forward output's shape \(2, 5, 6, 6\), received gy.shape=\(2, 5, 6\)"):
+        conv2d_backward(np.zeros((2, 5, 6)), state)
+    with pytest.raises(TypeError, match="one dtype"):
+        conv2d_backward(y.astype(np.float32), state)
+    with pytest.raises(TypeError, match="return_state=True"):
+        conv2d_backward(y, None)
+
+
+# ---------------------------------------------------------------- PyTorch, when it is installed
+
+
+@pytest.mark.parametrize("groups,stride,padding,dilation", [(1, 1, 1, 1), (2, (2, 1), 2, (1, 2)), (4, 2, 0, 1)])
+def test_matches_torch(backend, rng, groups, stride, padding, dilation):
+    torch = pytest.importorskip("torch")
+    x, w, b = rng.standard_normal((2, 4, 9, 7)), rng.standard_normal((8, 4 // groups, 3, 3)), rng.standard_normal(8)
+    y, state = conv2d(x, w, b, stride, padding, dilation, groups, return_state=True)
+    gy = rng.standard_normal(y.shape)
+    gx, gw, gb = conv2d_backward(gy, state)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv2d(tx, tw, tb, stride, padding, dilation, groups)
+    ty.backward(torch.tensor(gy))
+    for ours, theirs in [(y, ty), (gx, tx.grad), (gw, tw.grad), (gb, tb.grad)]:
+        np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-10, atol=1e-10)
