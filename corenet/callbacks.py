@@ -138,13 +138,14 @@ class ReduceLROnPlateau(_Monitor):
 
     def on_epoch_end(self, epoch, logs=None):
         value = self._value(logs, "ReduceLROnPlateau")
-        if self.cooldown_counter > 0:
+        in_cooldown = self.cooldown_counter > 0  # epochs in cooldown never count as bad (PyTorch's rule)
+        if in_cooldown:
             self.cooldown_counter -= 1
             self.wait = 0
         if self._improved(value, self.best):
             self.best, self.wait = value, 0
             return
-        if self.cooldown_counter > 0:
+        if in_cooldown:
             return
         self.wait += 1
         if self.wait >= self.patience:
@@ -153,8 +154,6 @@ class ReduceLROnPlateau(_Monitor):
             new = max(old * self.factor, self.min_lr)
             if new < old:
                 opt.lr = new
-                if logs is not None:
-                    logs["lr"] = new
                 if self.verbose:
                     print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate from {old:.4g} to {new:.4g}.")
             self.cooldown_counter, self.wait = self.cooldown, 0
