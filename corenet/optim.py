@@ -1,0 +1,301 @@
+"""Optimizers with the textbook update rules (Goodfellow, Bengio & Courville, *Deep Learning*, ch. 8).
+
+Usage::
+
+    opt = optim.SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    opt.step(params, grads)           # dicts name -> ndarray; params are updated in place
+    opt.step(params, grads, lr_mult={"fc.weight": 10.0})   # per-parameter learning-rate multipliers
+
+Every step does, in this order:
+
+1. gradient clipping, on a copy (the caller's gradients are never modified):
+   ``clip_value=c`` clips each element to ``[-c, c]``; then ``clip_norm=c`` rescales all the
+   gradients of the step together by ``c / ||g||`` when their global L2 norm ``||g|| > c``;
+2. L2 weight decay (``weight_decay=wd``, every optimizer but AdamW): ``g <- g + wd * theta``;
+3. the optimizer's rule with ``eps = lr * lr_mult[name]`` (a missing name has multiplier 1).
+
+Names in ``grads`` are updated; names in ``params`` without a gradient (frozen) are left alone.
+``state_dict()`` is a flat ``{str: ndarray}`` (for ``np.savez``) from which ``load_state_dict``
+restores hyper-parameters, ``iterations`` and every slot exactly, so a run continues identically.
+Updates use numpy in-place ufuncs: they are a few passes over the parameters, small next to a
+training step's convolutions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .schedules import CosineAnnealingLR, ExponentialLR, Schedule, StepLR
+
+__all__ = ["Optimizer", "SGD", "AdaGrad", "RMSProp", "Adam", "AdamW", "get",
+           "Schedule", "StepLR", "ExponentialLR", "CosineAnnealingLR"]
+
+
+def _number(cls, name, v, low=0.0, high=math.inf, allow_none=False, inclusive_high=False):
+    if v is None and allow_none:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{cls}: {name} must be a number, received {v!r}") from None
+    if not (low <= f and (f <= high if inclusive_high else f < high)):
+        raise ValueError(f"{cls}: {name} must be in [{low}, {high}{']' if inclusive_high else ')'}, received {v!r}")
+    return f
+
+
+class Optimizer:
+    """Base class: clipping, L2 weight decay, per-parameter lr multipliers, state (de)serialisation.
+
+    Subclasses list their hyper-parameters in ``_hyper`` and implement ``_update``.
+    """
+
+    _hyper: tuple[str, ...] = ("lr", "weight_decay", "clip_norm", "clip_value")
+    _decoupled = False  # AdamW applies weight decay itself, not as an L2 gradient term
+
+    def __init__(self, lr, weight_decay=0.0, clip_norm=None, clip_value=None):
+        cls = type(self).__name__
+        self.lr = _number(cls, "lr", lr)
+        self.weight_decay = _number(cls, "weight_decay", weight_decay)
+        self.clip_norm = _number(cls, "clip_norm", clip_norm, allow_none=True)
+        self.clip_value = _number(cls, "clip_value", clip_value, allow_none=True)
+        self.iterations = 0
+        self.slots: dict[str, dict[str, np.ndarray]] = {}  # slot name -> param name -> array
+
+    # ------------------------------------------------------------------------------ the step
+    def step(self, params: dict, grads: dict, lr_mult: dict | None = None) -> None:
+        """Update ``params[name]`` in place for every ``name`` in ``grads``."""
+        cls = type(self).__name__
+        lr_mult = lr_mult or {}
+        for name, g in grads.items():
+            p = params.get(name)
+            if p is None:
+                raise ValueError(f"{cls}.step: gradient {name!r} has no parameter; parameters: {sorted(params)}")
+            if not isinstance(p, np.ndarray) or not isinstance(g, np.ndarray) or p.shape != g.shape:
+                raise ValueError(f"{cls}.step: {name!r}: parameter and gradient must be arrays of one shape, received "
+                                 f"{getattr(p, 'shape', type(p).__name__)} and {getattr(g, 'shape', type(g).__name__)}")
+            if p.dtype.kind != "f":
+                raise TypeError(f"{cls}.step: parameter {name!r} must be a float array, received dtype {p.dtype}")
+        unknown = sorted(set(lr_mult) - set(params))
+        if unknown:
+            raise ValueError(f"{cls}.step: lr_mult names unknown parameters {unknown}")
+        grads = self._clip(grads)
+        for name, g in grads.items():
+            p = params[name]
+            if self.weight_decay and not self._decoupled:
+                g = g + self.weight_decay * p
+            self._update(name, p, g.astype(p.dtype, copy=False), self.lr * float(lr_mult.get(name, 1.0)))
+        self.iterations += 1
+
+    def _clip(self, grads: dict) -> dict:
+        if self.clip_value is not None:
+            c = self.clip_value
+            grads = {k: np.clip(g, -c, c) for k, g in grads.items()}
+        if self.clip_norm is not None:
+            norm = math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) if g.dtype == np.float64
+                                 else float(np.square(g, dtype=np.float64).sum()) for g in grads.values()))
+            if norm > self.clip_norm:
+                s = self.clip_norm / norm
+                grads = {k: g * g.dtype.type(s) for k, g in grads.items()}
+        return grads
+
+    def _update(self, name: str, p: np.ndarray, g: np.ndarray, lr: float) -> None:
+        raise NotImplementedError
+
+    def _slot(self, slot: str, name: str, p: np.ndarray, fill: float = 0.0) -> np.ndarray:
+        per = self.slots.setdefault(slot, {})
+        a = per.get(name)
+        if a is None or a.shape != p.shape:
+            a = per[name] = np.full(p.shape, fill, p.dtype)
+        return a
+
+    # ---------------------------------------------------------------------------- state
+    def get_config(self) -> dict:
+        return {k: getattr(self, k) for k in self._hyper}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Flat ``{str: ndarray}``: ``"class"``, ``"iterations"``, ``"hp/<name>"`` (None stored as
+        NaN) and ``"slot/<slot>/<param name>"``; savable with ``np.savez`` without pickling."""
+        d = {"class": np.array(type(self).__name__), "iterations": np.array(self.iterations, np.int64)}
+        for k in self._hyper:
+            v = getattr(self, k)
+            d[f"hp/{k}"] = np.array(v) if isinstance(v, bool) else np.array(np.nan if v is None else v, np.float64)
+        for slot, per in self.slots.items():
+            for name, a in per.items():
+                d[f"slot/{slot}/{name}"] = a.copy()
+        return d
+
+    def load_state_dict(self, d: dict) -> None:
+        """Restore what :meth:`state_dict` saved (hyper-parameters, iterations, slots) exactly."""
+        cls = type(self).__name__
+        saved = str(np.asarray(d.get("class", "")))
+        if saved != cls:
+            raise ValueError(f"{cls}.load_state_dict: the state was saved by {saved or 'no optimizer'!r}, not {cls}")
+        for k in self._hyper:
+            if f"hp/{k}" not in d:
+                raise ValueError(f"{cls}.load_state_dict: missing hyper-parameter 'hp/{k}'")
+        for k in self._hyper:
+            v = np.asarray(d[f"hp/{k}"])
+            if v.dtype == np.bool_:
+                setattr(self, k, bool(v))
+            else:
+                setattr(self, k, None if np.isnan(v) else float(v))
+        self.iterations = int(np.asarray(d["iterations"]))
+        self.slots = {}
+        for key, a in d.items():
+            if key.startswith("slot/"):
+                slot, name = key[5:].split("/", 1)
+                self.slots.setdefault(slot, {})[name] = np.array(a, copy=True)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, with optional (Nesterov) momentum, in the textbook form.
+
+    - plain: ``theta <- theta - eps g``;
+    - momentum ``alpha``: ``v <- alpha v - eps g``, ``theta <- theta + v``. With a constant
+      learning rate this equals PyTorch's ``b <- mu b + g, theta <- theta - lr b`` (``v = -lr b``);
+      when the learning rate changes, the velocity keeps the old rate's scale (PyTorch's does not);
+    - Nesterov: the gradient is taken at the look-ahead point; in the form that needs the gradient
+      at ``theta`` only (Sutskever et al., 2013): ``v <- alpha v - eps g``,
+      ``theta <- theta + alpha v - eps g`` (PyTorch's ``nesterov=True`` up to the same scaling).
+    """
+
+    _hyper = Optimizer._hyper + ("momentum", "nesterov")
+
+    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, clip_norm=None, clip_value=None):
+        super().__init__(lr, weight_decay, clip_norm, clip_value)
+        self.momentum = _number("SGD", "momentum", momentum, high=1.0)
+        self.nesterov = bool(nesterov)
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("SGD: nesterov=True needs momentum > 0")
+
+    def _update(self, name, p, g, lr):
+        step = g * p.dtype.type(lr)  # eps g
+        if not self.momentum:
+            p -= step
+            return
+        v = self._slot("velocity", name, p)
+        v *= p.dtype.type(self.momentum)
+        v -= step
+        if self.nesterov:
+            p += p.dtype.type(self.momentum) * v
+            p -= step
+        else:
+            p += v
+
+
+class AdaGrad(Optimizer):
+    """AdaGrad (Duchi et al., 2011): ``r <- r + g*g``, ``theta <- theta - eps g / (delta + sqrt(r))``.
+
+    ``delta`` (``eps`` here, default 1e-7 as in the textbook and Keras) is added *outside* the
+    square root. PyTorch's Adagrad has the same form with ``eps=1e-10``.
+    """
+
+    _hyper = Optimizer._hyper + ("eps", "initial_accumulator_value")
+
+    def __init__(self, lr=0.01, eps=1e-7, initial_accumulator_value=0.0, weight_decay=0.0,
+                 clip_norm=None, clip_value=None):
+        super().__init__(lr, weight_decay, clip_norm, clip_value)
+        self.eps = _number("AdaGrad", "eps", eps)
+        self.initial_accumulator_value = _number("AdaGrad", "initial_accumulator_value", initial_accumulator_value)
+
+    def _update(self, name, p, g, lr):
+        r = self._slot("sum_sq", name, p, self.initial_accumulator_value)
+        r += g * g
+        denom = np.sqrt(r)
+        denom += p.dtype.type(self.eps)
+        p -= p.dtype.type(lr) * g / denom
+
+
+class RMSProp(Optimizer):
+    """RMSProp (Hinton, 2012): ``r <- rho r + (1 - rho) g*g``, ``theta <- theta - eps g / (delta + sqrt(r))``.
+
+    ``delta`` (``eps``, default 1e-7 as in Keras) is added *outside* the square root, as in
+    PyTorch and Keras (the textbook's Algorithm 8.5 puts it inside: ``sqrt(delta + r)``).
+    Defaults ``rho=0.9`` (textbook, Keras); PyTorch's are ``alpha=0.99, eps=1e-8``.
+    """
+
+    _hyper = Optimizer._hyper + ("rho", "eps")
+
+    def __init__(self, lr=0.001, rho=0.9, eps=1e-7, weight_decay=0.0, clip_norm=None, clip_value=None):
+        super().__init__(lr, weight_decay, clip_norm, clip_value)
+        self.rho = _number("RMSProp", "rho", rho, high=1.0)
+        self.eps = _number("RMSProp", "eps", eps)
+
+    def _update(self, name, p, g, lr):
+        dt = p.dtype.type
+        r = self._slot("mean_sq", name, p)
+        r *= dt(self.rho)
+        r += dt(1.0 - self.rho) * (g * g)
+        denom = np.sqrt(r)
+        denom += dt(self.eps)
+        p -= dt(lr) * g / denom
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015) with bias correction::
+
+        m <- b1 m + (1 - b1) g          v <- b2 v + (1 - b2) g*g          t <- t + 1
+        theta <- theta - eps * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + delta)
+
+    ``t`` counts the steps of each parameter (a parameter frozen for a while keeps its own count).
+    ``weight_decay`` is the coupled L2 term added to ``g`` (``torch.optim.Adam``'s); see
+    :class:`AdamW` for the decoupled one.
+    """
+
+    _hyper = Optimizer._hyper + ("beta1", "beta2", "eps")
+
+    def __init__(self, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, clip_norm=None, clip_value=None):
+        super().__init__(lr, weight_decay, clip_norm, clip_value)
+        cls = type(self).__name__
+        self.beta1 = _number(cls, "betas[0]", betas[0], high=1.0)
+        self.beta2 = _number(cls, "betas[1]", betas[1], high=1.0)
+        self.eps = _number(cls, "eps", eps)
+
+    def _update(self, name, p, g, lr):
+        dt = p.dtype.type
+        m = self._slot("m", name, p)
+        v = self._slot("v", name, p)
+        t = self.slots.setdefault("t", {}).get(name)
+        t = self.slots["t"][name] = np.array(1 if t is None else int(t) + 1, np.int64)
+        b1, b2 = self.beta1, self.beta2
+        m *= dt(b1)
+        m += dt(1.0 - b1) * g
+        v *= dt(b2)
+        v += dt(1.0 - b2) * (g * g)
+        mhat = m / dt(1.0 - b1 ** int(t))
+        denom = np.sqrt(v / dt(1.0 - b2 ** int(t)))
+        denom += dt(self.eps)
+        p -= dt(lr) * mhat / denom
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019), as ``torch.optim.AdamW``:
+    ``theta <- theta - eps * wd * theta`` first, then the :class:`Adam` step without any L2 term.
+    Default ``weight_decay=0.01`` (PyTorch's)."""
+
+    _decoupled = True
+
+    def __init__(self, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, clip_norm=None, clip_value=None):
+        super().__init__(lr, betas, eps, weight_decay, clip_norm, clip_value)
+
+    def _update(self, name, p, g, lr):
+        if self.weight_decay:
+            p *= p.dtype.type(1.0 - lr * self.weight_decay)
+        super()._update(name, p, g, lr)
+
+
+_BY_NAME = {"sgd": SGD, "adagrad": AdaGrad, "rmsprop": RMSProp, "adam": Adam, "adamw": AdamW}
+
+
+def get(identifier) -> Optimizer:
+    """An optimizer from a name (``"sgd"``, ``"adam"``, ... with default settings) or an instance."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str) and identifier.strip().lower() in _BY_NAME:
+        return _BY_NAME[identifier.strip().lower()]()
+    raise ValueError(f"unknown optimizer {identifier!r}; expected an Optimizer or one of {sorted(_BY_NAME)}")
