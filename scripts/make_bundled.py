@@ -17,21 +17,25 @@ from corenet.data.bundled import BUNDLE_DIR, N_TRAIN, TEST_STRIDE  # noqa: E402
 from corenet.data.idx import read_idx_pair, write_idx  # noqa: E402
 
 
-def make_bundle(source: Path, dest: Path) -> list[Path]:
-    """Write the four bundled files from the MNIST files in ``source`` to ``dest``; return their paths."""
-    dest.mkdir(parents=True, exist_ok=True)
+def bundle_arrays(source: Path) -> dict:
+    """The four arrays of the bundle (file name -> uint8 array), taken from the MNIST files in ``source``."""
     xtr, ytr = read_idx_pair(source / "train-images-idx3-ubyte.gz", source / "train-labels-idx1-ubyte.gz")
     xte, yte = read_idx_pair(source / "t10k-images-idx3-ubyte.gz", source / "t10k-labels-idx1-ubyte.gz")
     if len(xtr) < N_TRAIN or len(xte) != 10000:
         raise SystemExit(f"{source}: need >= {N_TRAIN} training and exactly 10000 test digits, "
                          f"found {len(xtr)} and {len(xte)}")
-    parts = {
+    return {
         "train-images-idx3-ubyte.gz": xtr[:N_TRAIN, 0],
         "train-labels-idx1-ubyte.gz": ytr[:N_TRAIN].astype("uint8"),
         "t10k-images-idx3-ubyte.gz": xte[::TEST_STRIDE, 0],
         "t10k-labels-idx1-ubyte.gz": yte[::TEST_STRIDE].astype("uint8"),
     }
-    return [write_idx(dest / name, arr, compress=True) for name, arr in parts.items()]
+
+
+def make_bundle(source: Path, dest: Path) -> list[Path]:
+    """Write the bundled files from the MNIST files in ``source`` to ``dest``; return their paths."""
+    dest.mkdir(parents=True, exist_ok=True)
+    return [write_idx(dest / name, arr, compress=True) for name, arr in bundle_arrays(source).items()]
 
 
 if __name__ == "__main__":
