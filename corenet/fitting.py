@@ -1,0 +1,197 @@
+"""The epoch loop behind ``Model.fit``: batching, callbacks, validation, progress, exact resume.
+
+Batches are drawn exactly as ``corenet.data.DataLoader`` draws them: epoch ``e`` serves the
+permutation of ``SeedSequence([seed, e])`` and augments with the generator of
+``SeedSequence([seed, e, 1])``. The sample order is therefore a function of ``(seed, e)`` alone, and
+the rest of the state a resumed run needs (weights, buffers, optimizer, learning rate, every
+layer's random generator, callback states, history) is what ``snapshot_state`` captures.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from . import callbacks as _cb
+from .progress import EpochProgress, resolve_verbose
+from .training import _as_list, _check_lengths, _take
+
+__all__ = ["run_fit", "snapshot_state", "restore_state"]
+
+
+def _seed_from_os() -> int:
+    return int(np.random.SeedSequence().entropy % (1 << 63))
+
+
+def _generators(model):
+    """``(name, generator)`` of every ``np.random.Generator`` a layer holds (dropout masks, ...)."""
+    for layer in model.layers:
+        for attr, value in vars(layer).items():
+            if isinstance(value, np.random.Generator):
+                yield f"{layer.name}.{attr}", value
+
+
+def snapshot_state(model, ctx: dict) -> dict:
+    """Training state after ``ctx["epoch"]`` completed epochs (JSON values and ndarrays)."""
+    return {
+        "epoch": ctx["epoch"],
+        "seed": ctx["seed"],
+        "lr": float(model.optimizer.lr),
+        "rngs": {name: gen.bit_generator.state for name, gen in _generators(model)},
+        "callbacks": [{"class": type(cb).__name__, "state": cb.get_state()} for cb in ctx["callbacks"]],
+    }
+
+
+def restore_state(model, path, callbacks: list) -> dict:
+    """Load the checkpoint at ``path`` into ``model`` and ``callbacks``; returns its training state."""
+    from . import io
+
+    ckpt = io.read_checkpoint(path)
+    state = ckpt["train_state"]
+    if state is None or ckpt["optimizer_state"] is None:
+        raise ValueError(f"fit: cannot resume from {os.fspath(path)!r}: it holds no training state "
+                         "(write it with fit(..., resume=path), ModelCheckpoint or model.save after fit)")
+    io._assign(model, ckpt["weights"], True, repr(os.fspath(path)))
+    model.optimizer.load_state_dict(ckpt["optimizer_state"])
+    model.optimizer.lr = state["lr"]
+    gens = dict(_generators(model))
+    for name, rng_state in state["rngs"].items():
+        if name not in gens:
+            raise ValueError(f"fit: the checkpoint {os.fspath(path)!r} has a random generator for {name!r}, "
+                             f"which the model lacks (model generators: {sorted(gens)})")
+        gens[name].bit_generator.state = rng_state
+    saved = list(state["callbacks"])
+    for cb in callbacks:  # pair by class, in order
+        for i, entry in enumerate(saved):
+            if entry["class"] == type(cb).__name__:
+                cb.set_state(entry["state"])
+                del saved[i]
+                break
+    return state
+
+
+def _split(xs, y, validation_split):
+    if not 0.0 <= validation_split < 1.0:
+        raise ValueError(f"fit: validation_split must be in [0, 1), received {validation_split}")
+    n = len(xs[0])
+    at = int(math.ceil(n * (1.0 - validation_split)))
+    if at == n or at == 0:
+        raise ValueError(f"fit: validation_split={validation_split} leaves {n - at} validation and {at} training "
+                         f"samples out of {n}")
+    return [a[:at] for a in xs], _take(y, slice(0, at)), ([a[at:] for a in xs], _take(y, slice(at, None)))
+
+
+def _epoch_batches(xs, y, batch_size, shuffle, seed, epoch, drop_last, transform):
+    """Yield ``(inputs, targets)`` of one epoch, ordered and augmented as ``DataLoader`` does."""
+    n = len(xs[0])
+    order = np.random.default_rng(np.random.SeedSequence([seed, epoch])).permutation(n) if shuffle else None
+    rng = np.random.default_rng(np.random.SeedSequence([seed, epoch, 1])) if transform is not None else None
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        idx = order[start:start + batch_size] if shuffle else slice(start, start + batch_size)
+        xb = [a[idx] for a in xs]
+        if transform is not None:
+            xb[0] = transform(xb[0], rng)
+        yield xb, _take(y, idx)
+
+
+def run_fit(model, x, y, *, batch_size, epochs, validation_data, validation_split, shuffle, seed, callbacks,
+            verbose, transform, initial_epoch, resume, drop_last):
+    model._require_compiled("fit")
+    loader = x if hasattr(x, "set_epoch") and hasattr(x, "order") else None
+    if loader is not None:
+        if y is not None:
+            raise ValueError("fit: y must be None when x is a DataLoader (the loader holds the targets)")
+        batch_size, seed = loader.batch_size, loader.seed
+        steps, n = len(loader), len(loader.x)
+    else:
+        xs = _as_list(x)
+        if y is None:
+            raise ValueError("fit: targets y are required")
+        _check_lengths(xs, y)
+        if validation_split and validation_data is None:
+            xs, y, validation_data = _split(xs, y, validation_split)
+        n = len(xs[0])
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"fit: batch_size must be a positive int, received {batch_size!r}")
+        steps = n // batch_size if drop_last else math.ceil(n / batch_size)
+        if steps == 0:
+            raise ValueError(f"fit: drop_last=True with batch_size={batch_size} > {n} samples leaves no batch")
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("fit: validation_data must be a pair (x_val, y_val)")
+    verbose = resolve_verbose(verbose)
+    user_cbs = list(callbacks or [])
+    history = _cb.History()
+    # ModelCheckpoint runs last so the file it writes sees every other callback's end-of-epoch state.
+    ordered = [cb for cb in user_cbs if not isinstance(cb, _cb.ModelCheckpoint)]
+    ordered += [cb for cb in user_cbs if isinstance(cb, _cb.ModelCheckpoint)]
+    all_cbs = [history, *ordered]
+    for cb in all_cbs:
+        cb.set_model(model)
+    nan_policy = "stop" if any(isinstance(cb, _cb.TerminateOnNaN) for cb in user_cbs) else "raise"
+    if resume is not None and os.path.exists(resume):
+        state = restore_state(model, resume, all_cbs)
+        if seed is not None and int(seed) != state["seed"]:
+            raise ValueError(f"fit: resume={os.fspath(resume)!r} was trained with seed={state['seed']}, "
+                             f"received seed={seed}; pass the same seed (or None) to continue it exactly")
+        seed, initial_epoch = state["seed"], state["epoch"]
+    elif seed is None:
+        seed = _seed_from_os()
+    seed = int(seed)
+    batch_cbs = [cb for cb in all_cbs if type(cb).on_batch_end is not _cb.Callback.on_batch_end]
+
+    model.stop_training = False
+    model._fit_ctx = {"epoch": initial_epoch, "seed": seed, "callbacks": all_cbs}
+    try:
+        for cb in all_cbs:
+            cb.on_train_begin({})
+        for epoch in range(initial_epoch, epochs):
+            for cb in all_cbs:
+                cb.on_epoch_begin(epoch, {})
+            lr = float(model.optimizer.lr)
+            if loader is not None:
+                loader.set_epoch(epoch)
+                batches = iter(loader)
+            else:
+                batches = _epoch_batches(xs, y, batch_size, shuffle, seed, epoch, drop_last, transform)
+            progress = EpochProgress(epoch, epochs, steps, verbose)
+            loss_sum, seen = 0.0, 0
+            sums = [[0.0, 0] for _ in model._metric_fns]
+            for step, (xb, yb) in enumerate(batches):
+                xb = model._cast_inputs(_as_list(xb))
+                loss, outputs, targets = model._train_step(xb, yb, nan_policy)
+                m = len(xb[0])
+                loss_sum += loss * m
+                seen += m
+                model._accumulate(sums, outputs, targets)
+                if batch_cbs or verbose == 1:
+                    logs = {"loss": loss_sum / seen, **model._metric_values(sums)}
+                    for cb in batch_cbs:
+                        cb.on_batch_end(step, logs)
+                    progress.update(step + 1, logs)
+                if model.stop_training:
+                    break
+            if hasattr(batches, "close"):
+                batches.close()
+            logs = {"loss": loss_sum / max(seen, 1), **model._metric_values(sums)}
+            if validation_data is not None and math.isfinite(logs["loss"]):
+                val = model.evaluate(validation_data[0], validation_data[1], batch_size=batch_size)
+                logs.update({f"val_{k}": v for k, v in val.items()})
+            logs["lr"] = lr
+            progress.end(logs)
+            model._fit_ctx["epoch"] = epoch + 1
+            for cb in all_cbs:
+                cb.on_epoch_end(epoch, logs)
+            if resume is not None:
+                model.save(resume)
+            if model.stop_training:
+                break
+        for cb in all_cbs:
+            cb.on_train_end({})
+    finally:
+        model._train_state = snapshot_state(model, model._fit_ctx)
+        model._fit_ctx = None
+    return history
