@@ -162,6 +162,11 @@ def test_cifar10_download_and_extract(server, tmp_path, monkeypatch):
     np.testing.assert_array_equal(y, ref["test_batch"][1])
     assert (tmp_path / "c10" / "cifar-10-batches-py" / "data_batch_5").is_file()
     assert [p.name for p in (tmp_path / "c10").iterdir() if p.name.startswith(".")] == []
+    # the archive kept in root is unpacked again without asking the server
+    shutil.rmtree(tmp_path / "c10" / "cifar-10-batches-py")
+    (served / "cifar-10-python.tar.gz").unlink()
+    x2, _ = load_cifar10(tmp_path / "c10", split="test", download=True, base_url=url)
+    np.testing.assert_array_equal(x, x2)
 
 
 def test_extract_refuses_escaping_members(tmp_path):

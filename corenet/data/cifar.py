@@ -13,7 +13,8 @@ Both official versions are read:
 
 Files are looked for in the archive's folder under ``root`` or in ``root`` itself; the python
 version is preferred when both are present. ``download=True`` fetches the python archive from
-https://www.cs.toronto.edu/~kriz/ and unpacks it into ``root``.
+https://www.cs.toronto.edu/~kriz/ (md5 checked) and unpacks it into ``root``; an archive
+already in ``root`` with the right checksum is unpacked without downloading.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ._common import apply_normalize, channel_stats, check_split
-from .download import default_cache_dir, download_file, extract_tar, resolve_base_url
+from .download import default_cache_dir, download_file, extract_tar, md5sum, resolve_base_url
 
 _PIXELS = 3 * 32 * 32
 
@@ -130,8 +131,9 @@ def _load(spec: _CifarDataset, root, split, normalize, download, base_url, label
             searched += [str(d / n) for d in bin_dirs for n in spec.bin_files[split]]
             raise FileNotFoundError(f"{spec.name}: {split} files not found; searched: {', '.join(searched)} "
                                     f"(pass download=True to fetch them)")
-        archive = download_file(resolve_base_url(CIFAR_URL, base_url) + spec.archive, root / spec.archive,
-                                spec.archive_md5)
+        archive = root / spec.archive  # an archive already there (fetched by hand, or earlier) is reused
+        if not (archive.is_file() and md5sum(archive) == spec.archive_md5):
+            download_file(resolve_base_url(CIFAR_URL, base_url) + spec.archive, archive, spec.archive_md5)
         extract_tar(archive, root)
         py = _find_all(py_dirs, spec.py_files[split])
         if py is None:
