@@ -308,7 +308,8 @@ class Lighting(Transform):
 
     Adds ``V (alpha * lambda)`` to every pixel of an RGB image, where ``V`` holds the eigenvectors
     (columns) and ``lambda`` the eigenvalues of the pixel colour covariance, and
-    ``alpha ~ N(0, alphastd^2)`` is drawn per image and component.
+    ``alpha ~ N(0, alphastd^2)`` is drawn per image and component. The default eigen-decomposition
+    is of pixels in [0, 1], so apply it to images in that scale (before standardisation).
 
     Parameters
     ----------
