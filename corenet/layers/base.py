@@ -1,0 +1,262 @@
+"""Layer: the lifecycle every layer follows (Keras's), with PyTorch's parameter layout and names.
+
+Lifecycle
+---------
+1. **construct** — hyper-parameters only; nothing that depends on the input.
+2. **build(input_shape)** — runs once, when the layer is first called on a symbolic tensor (or an
+   array). ``input_shape`` is per sample (no batch axis). The layer checks it, infers what the
+   constructor left open (input channels/features), declares its parameters and buffers with
+   :meth:`add_param` and returns its output shape.
+3. **initialize(rng, dtype)** — fills the declared arrays. :class:`~corenet.Model` does this for
+   every new layer in topological order with one generator seeded by the model's ``seed``; a
+   layer's own ``seed=`` wins. Layers that already hold weights (shared with another model) are
+   left alone, so cutting a model and adding a head keeps the trained weights.
+4. **forward(x, training=False, retain=True)** -> ``y``; with ``retain`` the layer keeps in
+   ``self._state`` what its backward needs, only until that backward runs.
+   **backward(gy, need_gx=True)** -> ``gx`` (``None`` when not asked), and, if the layer is
+   ``trainable``, *accumulates* its parameter gradients into ``self.grads`` (PyTorch semantics:
+   :meth:`zero_grad` starts a new accumulation; it costs nothing, the next backward overwrites).
+5. **get_config() / from_config(cfg)** — JSON-serialisable constructor arguments.
+
+Parameters live in ``self.params`` (trainable: ``weight``, ``bias``) and buffers in
+``self.buffers`` (``running_mean``, ...), both under PyTorch's ``state_dict`` local names and in
+PyTorch's layouts so that weights import 1:1. ``lr_mult`` scales the learning rate of this layer's
+parameters (fine-tuning); ``trainable=False`` freezes them (and puts batch norm in eval mode).
+Merge layers (``multi_input = True``) take and return lists.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import init as _init
+
+__all__ = ["Layer", "get_layer_class", "fmt_shape"]
+
+_CLASSES: dict[str, type] = {}
+
+
+def get_layer_class(name: str) -> type:
+    """The layer class registered under ``name`` (its class name), for ``from_config``."""
+    try:
+        return _CLASSES[name]
+    except KeyError:
+        raise ValueError(f"unknown layer class {name!r}; known: {sorted(_CLASSES)}") from None
+
+
+def fmt_shape(shape) -> str:
+    """A per-sample shape as Keras prints it, with the batch axis: ``(None, 3, 32, 32)``."""
+    return str((None, *shape))
+
+
+class Layer:
+    """Base of every layer. Subclasses implement ``_build``, ``forward``, ``backward``, ``_config``."""
+
+    prefix = "layer"        # stem of automatic names: conv2d, conv2d_1, ...
+    multi_input = False     # merge layers take a list of tensors
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _CLASSES[cls.__name__] = cls
+
+    def __init__(self, *, name: str | None = None, trainable: bool = True, lr_mult: float = 1.0,
+                 seed: int | None = None):
+        if name is not None and (not isinstance(name, str) or not name or "." in name):
+            raise ValueError(f"{type(self).__name__}: name must be a non-empty str without '.', received {name!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise TypeError(f"{type(self).__name__}: seed must be an int or None, received {seed!r}")
+        self.name = name
+        self.trainable = bool(trainable)
+        self.lr_mult = float(lr_mult)
+        self.seed = None if seed is None else int(seed)
+        self.params: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self._specs: dict[str, tuple] = {}
+        self.input_shape = None
+        self.output_shape = None
+        self.dtype = None
+        self.built = False
+        self.initialized = False
+        self._nodes: list = []
+        self._state = None
+        self._grads_fresh = True
+
+    # ------------------------------------------------------------------ lifecycle
+    def build(self, input_shape) -> tuple:
+        """Check ``input_shape`` (per sample; a list of shapes for merges), declare params, return the output shape."""
+        if self.multi_input:
+            shape = [tuple(int(d) for d in s) for s in input_shape]
+        else:
+            shape = tuple(int(d) for d in input_shape)
+        if self.built:
+            if shape != self.input_shape:
+                raise ValueError(
+                    f"{self.label()}: already built for input shape {self._shape_str(self.input_shape)}; a layer "
+                    f"is reused only on inputs of the same shape. Received: {self._shape_str(shape)}")
+            return self.output_shape
+        self.output_shape = tuple(int(d) for d in self._build(shape))
+        self.input_shape = shape
+        self.built = True
+        return self.output_shape
+
+    def compute_output_shape(self, input_shape) -> tuple:
+        """Output shape (per sample) for ``input_shape``; builds the layer if it is not built."""
+        return self.build(input_shape)
+
+    def _build(self, input_shape) -> tuple:
+        return input_shape
+
+    def add_param(self, name: str, shape, init="zeros", *, fan_in=None, fan_out=None, buffer=False, dtype=None):
+        """Declare a parameter (or a buffer) filled by ``init`` at :meth:`initialize`."""
+        self._specs[name] = (tuple(int(d) for d in shape), init, fan_in, fan_out, buffer, dtype)
+
+    def initialize(self, rng: np.random.Generator | None = None, dtype=None) -> None:
+        """Create the declared arrays. The layer's own ``seed`` wins over ``rng``; neither: fresh entropy."""
+        if not self.built:
+            raise RuntimeError(f"{self.label()}: initialize() before build(); call the layer on a tensor first")
+        dtype = np.dtype(dtype or self.dtype or np.float32)
+        if self.seed is not None:
+            rng = np.random.default_rng(self.seed)
+        elif rng is None:
+            rng = np.random.default_rng()
+        for pname, (shape, spec, fan_in, fan_out, buffer, fixed) in self._specs.items():
+            arr = _init.make(spec, shape, rng, fixed or dtype, fan_in, fan_out)
+            if buffer:
+                self.buffers[pname] = arr
+            else:
+                self.params[pname] = arr
+                self.grads[pname] = np.zeros_like(arr)
+        self._initialize_extra(rng)
+        self.dtype = dtype
+        self.initialized = True
+        self._grads_fresh = True
+
+    def _initialize_extra(self, rng) -> None:
+        """Hook for state drawn from the model's generator besides parameters (dropout's generator)."""
+
+    # ------------------------------------------------------------------ compute
+    def __call__(self, inputs):
+        """On symbolic tensor(s): record a graph node, return the output tensor. On arrays: run forward."""
+        from ..graph import SymbolicTensor, connect
+
+        first = inputs[0] if isinstance(inputs, (list, tuple)) and inputs else inputs
+        if isinstance(first, SymbolicTensor):
+            return connect(self, inputs)
+        arrays = list(inputs) if self.multi_input else inputs
+        if not self.built:
+            self.build([a.shape[1:] for a in arrays] if self.multi_input else arrays.shape[1:])
+        if not self.initialized:
+            self.initialize(dtype=(arrays[0] if self.multi_input else arrays).dtype)
+        return self.forward(arrays, training=False)
+
+    def forward(self, x, training: bool = False, retain: bool = True):
+        raise NotImplementedError
+
+    def backward(self, gy, need_gx: bool = True):
+        raise NotImplementedError
+
+    def _store_grads(self, grads: dict) -> None:
+        """Accumulate parameter gradients (overwrite after :meth:`zero_grad`)."""
+        own = self.grads
+        if self._grads_fresh:
+            for k, g in grads.items():
+                if g is not None:
+                    np.copyto(own[k], g, casting="same_kind")
+            self._grads_fresh = False
+        else:
+            for k, g in grads.items():
+                if g is not None:
+                    own[k] += g
+
+    def zero_grad(self) -> None:
+        """Start a new gradient accumulation (lazy: no memory is touched)."""
+        self._grads_fresh = True
+
+    def gradients(self) -> dict:
+        """Parameter gradients (zeros after :meth:`zero_grad` until the next backward)."""
+        if self._grads_fresh:
+            for g in self.grads.values():
+                g.fill(0)
+        return self.grads
+
+    @property
+    def has_params(self) -> bool:
+        return bool(self._specs) and any(not s[4] for s in self._specs.values())
+
+    def param_count(self) -> int:
+        """Number of parameter elements (buffers excluded), from the declared shapes."""
+        return int(sum(int(np.prod(s[0])) for s in self._specs.values() if not s[4]))
+
+    def macs(self) -> int:
+        """Multiply-accumulates per sample (convolution and linear layers only; see corenet.summary)."""
+        return 0
+
+    def astype(self, dtype) -> Layer:
+        """Cast floating parameters, buffers and gradients to ``dtype`` (e.g. float64 for gradient checks)."""
+        dtype = np.dtype(dtype)
+        for d in (self.params, self.buffers, self.grads):
+            for k, v in d.items():
+                if v.dtype.kind == "f":
+                    d[k] = v.astype(dtype)
+        self.dtype = dtype
+        self._state = None
+        return self
+
+    # ------------------------------------------------------------------ graph
+    @property
+    def output(self):
+        """The symbolic output of this layer's only call (for cutting a model at this layer)."""
+        return self._only_node("output").output
+
+    @property
+    def input(self):
+        node = self._only_node("input")
+        return node.inputs if node.multi else node.inputs[0]
+
+    def _only_node(self, what):
+        if not self._nodes:
+            raise ValueError(f"{self.label()} has not been called on a tensor yet, so it has no {what}")
+        if len(self._nodes) > 1:
+            raise ValueError(f"{self.label()} was called {len(self._nodes)} times; its {what} is ambiguous "
+                             f"(use layer.nodes[i].output)")
+        return self._nodes[0]
+
+    @property
+    def nodes(self) -> list:
+        return list(self._nodes)
+
+    # ------------------------------------------------------------------ config
+    def get_config(self) -> dict:
+        cfg = {"name": self.name, "trainable": self.trainable}
+        if self.lr_mult != 1.0:
+            cfg["lr_mult"] = self.lr_mult
+        if self.seed is not None:
+            cfg["seed"] = self.seed
+        cfg.update(self._config())
+        return cfg
+
+    def _config(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Layer:
+        return cls(**config)
+
+    # ------------------------------------------------------------------ messages
+    def label(self) -> str:
+        """``Conv2d layer 'conv2d_1'`` (or ``Conv2d layer`` before the model names it)."""
+        cls = type(self).__name__
+        return f"{cls} layer {self.name!r}" if self.name else f"{cls} layer"
+
+    def _shape_str(self, shape) -> str:
+        if shape and isinstance(shape, list):
+            return ", ".join(fmt_shape(s) for s in shape)
+        return fmt_shape(shape)
+
+    def _error(self, msg: str, input_shape) -> ValueError:
+        return ValueError(f"{self.label()}: {msg}. Received: input shape {self._shape_str(input_shape)}")
+
+    def __repr__(self) -> str:
+        cfg = ", ".join(f"{k}={v!r}" for k, v in self._config().items())
+        return f"{type(self).__name__}({cfg}{', ' if cfg else ''}name={self.name!r})"

@@ -1,0 +1,49 @@
+"""Dropout: inverted dropout with its own random generator (see ``corenet.functional.dropout``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import functional as F
+from .base import Layer
+
+__all__ = ["Dropout"]
+
+
+class Dropout(Layer):
+    """Zero each element with probability ``p`` in training and scale the rest by ``1/(1-p)``.
+
+    The identity in evaluation. The mask generator is ``np.random.default_rng(seed)`` when
+    ``seed`` is given, else it is seeded from the model's generator when the model initializes
+    its layers; ``self.rng`` is public so that a checkpoint can save and restore its state.
+    """
+
+    prefix = "dropout"
+
+    def __init__(self, p=0.5, **kwargs):
+        super().__init__(**kwargs)
+        p = float(p)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{self.label()}: p must be in [0, 1], received {p}")
+        self.p = p
+        self.rng = None
+
+    def _build(self, input_shape):
+        return input_shape
+
+    def _initialize_extra(self, rng):
+        self.rng = rng if self.seed is not None else np.random.default_rng(int(rng.integers(2**63)))
+
+    def forward(self, x, training=False, retain=True):
+        if retain:
+            y, self._state = F.dropout(x, self.p, self.rng, training=training, return_state=True)
+            return y
+        return F.dropout(x, self.p, self.rng, training=training) if training else x
+
+    def backward(self, gy, need_gx=True):
+        gx = F.dropout_backward(gy, self._state) if need_gx else None
+        self._state = None
+        return gx
+
+    def _config(self):
+        return {"p": self.p}

@@ -1,0 +1,83 @@
+"""Batch normalization layers (PyTorch conventions; see ``corenet.functional.batch_norm``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import functional as F
+from .base import Layer
+
+__all__ = ["BatchNorm2d", "BatchNorm1d"]
+
+
+class _BatchNorm(Layer):
+    """Normalize each channel by batch statistics in training, by running statistics in evaluation.
+
+    Parameters (PyTorch names): ``weight`` (gamma, ones) and ``bias`` (beta, zeros) when ``affine``;
+    buffers ``running_mean`` (zeros), ``running_var`` (ones), ``num_batches_tracked`` (int64).
+    ``momentum=0.1`` is the weight of the new batch; the stored variance is the unbiased one.
+    A frozen layer (``trainable=False``) always uses and keeps its running statistics, also
+    inside ``fit`` (the fine-tuning convention of Keras).
+    """
+
+    expected_ndim = 3
+
+    def __init__(self, num_features=None, eps=1e-5, momentum=0.1, affine=True, **kwargs):
+        super().__init__(**kwargs)
+        self.num_features = None if num_features is None else int(num_features)
+        self.eps = float(eps)
+        self.momentum = float(momentum)
+        self.affine = bool(affine)
+
+    def _build(self, input_shape):
+        if len(input_shape) != self.expected_ndim:
+            want = "(channels, height, width)" if self.expected_ndim == 3 else "(features,)"
+            raise self._error(f"expects per-sample input {want}", input_shape)
+        C = input_shape[0]
+        if self.num_features is not None and C != self.num_features:
+            raise self._error(f"was given num_features={self.num_features} but the input has {C}", input_shape)
+        self.num_features = C
+        if self.affine:
+            self.add_param("weight", (C,), "ones")
+            self.add_param("bias", (C,), "zeros")
+        self.add_param("running_mean", (C,), "zeros", buffer=True)
+        self.add_param("running_var", (C,), "ones", buffer=True)
+        self.add_param("num_batches_tracked", (), "zeros", buffer=True, dtype=np.int64)
+        return input_shape
+
+    def forward(self, x, training=False, retain=True):
+        p, b = self.params, self.buffers
+        training = training and self.trainable
+        out = F.batch_norm(x, p.get("weight"), p.get("bias"), b["running_mean"], b["running_var"], training,
+                           self.momentum, self.eps, return_state=retain)
+        if training:
+            b["num_batches_tracked"] += 1
+        if retain:
+            y, self._state = out
+            return y
+        return out
+
+    def backward(self, gy, need_gx=True):
+        train = self.trainable and self.affine
+        gx, gg, gb = F.batch_norm_backward(gy, self._state, need_gx=need_gx, need_gparams=train)
+        self._state = None
+        if train:
+            self._store_grads({"weight": gg, "bias": gb})
+        return gx
+
+    def _config(self):
+        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum, "affine": self.affine}
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization of ``(N, C, H, W)`` over ``N, H, W`` per channel."""
+
+    prefix = "batch_norm2d"
+    expected_ndim = 3
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization of ``(N, C)`` features over ``N``."""
+
+    prefix = "batch_norm1d"
+    expected_ndim = 1

@@ -1,0 +1,145 @@
+"""Pooling layers: max, min, average, sum, global and adaptive (see ``corenet.functional.pool2d``)."""
+
+from __future__ import annotations
+
+from .. import functional as F
+from ..functional._args import check_window_fits, out_size, padding4, pair
+from .base import Layer
+from .conv import _plain
+
+__all__ = ["MaxPool2d", "AvgPool2d", "MinPool2d", "SumPool2d", "GlobalAvgPool2d", "GlobalMaxPool2d",
+           "AdaptiveAvgPool2d"]
+
+
+class _Pool(Layer):
+    """Shared shape checks, forward and backward of the pooling layers; ``_call(x, rs)`` runs the op."""
+
+    def _check_4d(self, input_shape):
+        if len(input_shape) != 3:
+            raise self._error("expects per-sample input (channels, height, width)", input_shape)
+
+    def forward(self, x, training=False, retain=True):
+        if retain:
+            y, self._state = self._call(x, True)
+            return y
+        return self._call(x, False)
+
+    def backward(self, gy, need_gx=True):
+        gx = F.pool2d_backward(gy, self._state) if need_gx else None
+        self._state = None
+        return gx
+
+
+class _WindowPool(_Pool):
+    mode = "max"
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, count_include_pad=True,
+                 divisor_override=None, **kwargs):
+        super().__init__(**kwargs)
+        op = type(self).__name__
+        self.kernel_size = pair(op, "kernel_size", kernel_size)
+        self.stride = self.kernel_size if stride is None else pair(op, "stride", stride)
+        self.padding = padding if isinstance(padding, str) else _plain(padding)
+        self.dilation = pair(op, "dilation", dilation)
+        self.ceil_mode = bool(ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
+        self.divisor_override = divisor_override
+
+    def _build(self, input_shape):
+        self._check_4d(input_shape)
+        C, H, W = input_shape
+        op, k, s, d = type(self).__name__, self.kernel_size, self.stride, self.dilation
+        try:
+            pads = padding4(op, self.padding, k, s, d, (H, W))
+            if 2 * max(pads[:2]) > k[0] or 2 * max(pads[2:]) > k[1]:
+                raise ValueError(f"padding (top, bottom, left, right)={pads} must be at most half the kernel {k}")
+            check_window_fits(op, (1, C, H, W), k, d, pads)
+        except ValueError as e:
+            raise self._error(str(e).replace(f"{op}: ", ""), input_shape) from None
+        ho = out_size(H, k[0], s[0], pads[0], pads[1], d[0], self.ceil_mode)
+        wo = out_size(W, k[1], s[1], pads[2], pads[3], d[1], self.ceil_mode)
+        return C, ho, wo
+
+    def _call(self, x, rs):
+        return F.pool2d(x, self.kernel_size, self.stride, self.padding, self.mode, self.dilation, self.ceil_mode,
+                        self.count_include_pad, self.divisor_override, return_state=rs)
+
+    def _config(self):
+        cfg = {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": self.padding,
+               "dilation": list(self.dilation), "ceil_mode": self.ceil_mode}
+        if self.mode in ("avg", "sum"):
+            cfg["divisor_override"] = self.divisor_override
+        if self.mode == "avg":
+            cfg["count_include_pad"] = self.count_include_pad
+        return cfg
+
+
+class MaxPool2d(_WindowPool):
+    """Max pooling (PyTorch's MaxPool2d; stride defaults to the kernel; pads with -inf)."""
+
+    prefix, mode = "max_pool2d", "max"
+
+
+class MinPool2d(_WindowPool):
+    """Min pooling (pads with +inf)."""
+
+    prefix, mode = "min_pool2d", "min"
+
+
+class AvgPool2d(_WindowPool):
+    """Average pooling; ``count_include_pad`` and ``divisor_override`` as in PyTorch."""
+
+    prefix, mode = "avg_pool2d", "avg"
+
+
+class SumPool2d(_WindowPool):
+    """Sum of each window (zero padding)."""
+
+    prefix, mode = "sum_pool2d", "sum"
+
+
+class GlobalAvgPool2d(_Pool):
+    """Mean of each channel plane: ``(N, C, H, W) -> (N, C, 1, 1)`` (follow with Flatten for Linear)."""
+
+    prefix = "global_avg_pool2d"
+
+    def _build(self, input_shape):
+        self._check_4d(input_shape)
+        return input_shape[0], 1, 1
+
+    def _call(self, x, rs):
+        return F.global_avg_pool2d(x, return_state=rs)
+
+
+class GlobalMaxPool2d(GlobalAvgPool2d):
+    """Max of each channel plane: ``(N, C, H, W) -> (N, C, 1, 1)``."""
+
+    prefix = "global_max_pool2d"
+
+    def _call(self, x, rs):
+        return F.global_max_pool2d(x, return_state=rs)
+
+
+class AdaptiveAvgPool2d(_Pool):
+    """Average pooling onto ``output_size`` (int or (H_out, W_out); ``None`` keeps that size), PyTorch's bins."""
+
+    prefix = "adaptive_avg_pool2d"
+
+    def __init__(self, output_size, **kwargs):
+        super().__init__(**kwargs)
+        self.output_size = list(output_size) if isinstance(output_size, (list, tuple)) else int(output_size)
+
+    def _build(self, input_shape):
+        self._check_4d(input_shape)
+        C, H, W = input_shape
+        size = self.output_size
+        if isinstance(size, list):
+            size = tuple(s if s is not None else d for s, d in zip(size, (H, W)))
+        ho, wo = pair(type(self).__name__, "output_size", size)
+        return C, ho, wo
+
+    def _call(self, x, rs):
+        return F.adaptive_avg_pool2d(x, self.output_size, return_state=rs)
+
+    def _config(self):
+        return {"output_size": self.output_size}

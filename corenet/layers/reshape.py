@@ -1,0 +1,117 @@
+"""Layers that move data without arithmetic: Flatten, Reshape, ZeroPad2d."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .base import Layer
+
+__all__ = ["Flatten", "Reshape", "ZeroPad2d"]
+
+
+class Flatten(Layer):
+    """``(N, d1, d2, ...) -> (N, d1*d2*...)`` (C-order, as PyTorch's ``flatten(1)``; a view)."""
+
+    prefix = "flatten"
+
+    def _build(self, input_shape):
+        return (math.prod(input_shape),)
+
+    def forward(self, x, training=False, retain=True):
+        if retain:
+            self._state = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, gy, need_gx=True):
+        shape, self._state = self._state, None
+        return gy.reshape(shape) if need_gx else None
+
+
+class Reshape(Layer):
+    """Reshape each sample to ``target_shape`` (no batch axis; one entry may be -1)."""
+
+    prefix = "reshape"
+
+    def __init__(self, target_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.target_shape = tuple(int(d) for d in target_shape)
+        if sum(d == -1 for d in self.target_shape) > 1 or any(d == 0 or d < -1 for d in self.target_shape):
+            raise ValueError(f"{self.label()}: target_shape must hold positive sizes and at most one -1, "
+                             f"received {target_shape!r}")
+
+    def _build(self, input_shape):
+        n = math.prod(input_shape)
+        known = math.prod(d for d in self.target_shape if d != -1)
+        if -1 in self.target_shape:
+            if n % known:
+                raise self._error(f"cannot reshape {n} elements per sample to {self.target_shape}", input_shape)
+            return tuple(n // known if d == -1 else d for d in self.target_shape)
+        if known != n:
+            raise self._error(f"cannot reshape {n} elements per sample to {self.target_shape}", input_shape)
+        return self.target_shape
+
+    def forward(self, x, training=False, retain=True):
+        if retain:
+            self._state = x.shape
+        return x.reshape((x.shape[0], *self.output_shape))
+
+    def backward(self, gy, need_gx=True):
+        shape, self._state = self._state, None
+        return gy.reshape(shape) if need_gx else None
+
+    def _config(self):
+        return {"target_shape": list(self.target_shape)}
+
+
+class ZeroPad2d(Layer):
+    """Pad height and width with zeros.
+
+    ``padding``: an int; ``(ph, pw)``; ``((top, bottom), (left, right))`` (Keras' order); or a
+    flat 4-tuple ``(left, right, top, bottom)`` (PyTorch's ``ZeroPad2d`` order).
+    """
+
+    prefix = "zero_pad2d"
+
+    def __init__(self, padding=1, **kwargs):
+        super().__init__(**kwargs)
+        p = padding
+        if isinstance(p, (int, np.integer)):
+            pads = (p, p, p, p)
+        elif isinstance(p, (list, tuple)) and len(p) == 4:
+            pads = (p[2], p[3], p[0], p[1])
+        elif isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(e, (list, tuple)) for e in p):
+            pads = (*p[0], *p[1])
+        elif isinstance(p, (list, tuple)) and len(p) == 2:
+            pads = (p[0], p[0], p[1], p[1])
+        else:
+            pads = None
+        if pads is None or len(pads) != 4 or not all(isinstance(v, (int, np.integer)) and v >= 0 for v in pads):
+            raise ValueError(f"{self.label()}: padding must be an int, (ph, pw), ((top, bottom), (left, right)) or "
+                             f"(left, right, top, bottom) of ints >= 0, received {padding!r}")
+        self.pads = tuple(int(v) for v in pads)  # (top, bottom, left, right)
+
+    def _build(self, input_shape):
+        if len(input_shape) != 3:
+            raise self._error("expects per-sample input (channels, height, width)", input_shape)
+        C, H, W = input_shape
+        t, b, l, r = self.pads
+        return C, H + t + b, W + l + r
+
+    def forward(self, x, training=False, retain=True):
+        t, b, l, r = self.pads
+        N, C, H, W = x.shape
+        y = np.zeros((N, C, H + t + b, W + l + r), x.dtype)
+        y[:, :, t:t + H, l:l + W] = x
+        return y
+
+    def backward(self, gy, need_gx=True):
+        if not need_gx:
+            return None
+        t, b, l, r = self.pads
+        return np.ascontiguousarray(gy[:, :, t:gy.shape[2] - b, l:gy.shape[3] - r])
+
+    def _config(self):
+        t, b, l, r = self.pads
+        return {"padding": [[t, b], [l, r]]}
