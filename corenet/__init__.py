@@ -18,8 +18,16 @@ from .config import (
     set_num_threads,
 )
 from .warmup import warmup
+from . import init, layers
+from .graph import Input
+from .model import Model, Sequential
 
 __all__ = [
+    "Input",
+    "Model",
+    "Sequential",
+    "layers",
+    "init",
     "F",
     "functional",
     "backends",
