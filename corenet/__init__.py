@@ -39,3 +39,9 @@ __all__ = [
     "warmup",
     "__version__",
 ]
+
+# checkpoints and training callbacks (corenet/io.py, corenet/callbacks.py)
+from . import callbacks, io  # noqa: E402
+from .io import load, load_torch_state_dict  # noqa: E402
+
+__all__ += ["callbacks", "io", "load", "load_torch_state_dict"]

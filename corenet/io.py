@@ -1,0 +1,404 @@
+"""Checkpoints: weights, architecture, optimizer and training state in one ``.npz``, written atomically.
+
+Layout of a file written by ``model.save(path)`` (a plain ``np.savez`` archive, no pickles)::
+
+    __meta__        JSON string: format, version, kind ("model" | "weights"), compile settings,
+                    optimizer class/config, training state (epoch, seed, history, RNG states,
+                    callback states)
+    __config__      JSON string: {"class": "Model" | "Sequential", "config": model.get_config()}
+    w/<name>        every weight and buffer, by state_dict name ("conv1.weight", "bn1.running_mean")
+    opt/<key>       the optimizer's ``state_dict()`` arrays
+    ts/<key>        arrays of the training state (e.g. EarlyStopping's best weights)
+
+Writes go to a temporary file in the destination folder, are flushed and fsync'ed, then renamed
+over the destination (``os.replace`` is atomic on POSIX and Windows): a crash or an exception
+mid-write leaves the previous file as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+import zlib
+
+import numpy as np
+
+__all__ = [
+    "save",
+    "load",
+    "save_weights",
+    "load_weights",
+    "read_checkpoint",
+    "atomic_savez",
+    "load_torch_state_dict",
+    "IncompatibleKeys",
+]
+
+FORMAT = "corenet-checkpoint"
+VERSION = 1
+
+
+class IncompatibleKeys(tuple):
+    """``(missing, unexpected)`` names of a non-strict load, as PyTorch reports them."""
+
+    def __new__(cls, missing, unexpected):
+        return super().__new__(cls, (list(missing), list(unexpected)))
+
+    missing = property(lambda self: self[0])
+    unexpected = property(lambda self: self[1])
+
+    def __repr__(self):
+        return f"IncompatibleKeys(missing={self.missing}, unexpected={self.unexpected})"
+
+
+# ----------------------------------------------------------------------------------------- writing
+def atomic_savez(path, arrays: dict) -> None:
+    """``np.savez(path, **arrays)`` through a temp file + fsync + rename; ``path`` is used as given."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def _json_array(obj) -> np.ndarray:
+    return np.array(json.dumps(obj, allow_nan=True))
+
+
+def _flatten_arrays(state, prefix: str, out: dict):
+    """Move ndarray leaves of a nested dict into ``out`` (keys ``prefix + "a/b"``); return the rest."""
+    if isinstance(state, np.ndarray):
+        out[prefix] = state
+        return {"__array__": prefix}
+    if isinstance(state, dict):
+        return {k: _flatten_arrays(v, f"{prefix}/{k}", out) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return [_flatten_arrays(v, f"{prefix}/{i}", out) for i, v in enumerate(state)]
+    if isinstance(state, np.generic):
+        return state.item()
+    return state
+
+
+def _unflatten_arrays(state, arrays: dict):
+    if isinstance(state, dict):
+        if set(state) == {"__array__"}:
+            return arrays[state["__array__"]]
+        return {k: _unflatten_arrays(v, arrays) for k, v in state.items()}
+    if isinstance(state, list):
+        return [_unflatten_arrays(v, arrays) for v in state]
+    return state
+
+
+def save(model, path, include_optimizer: bool = True) -> None:
+    """Write weights, buffers, architecture, optimizer and training state of ``model`` to ``path``."""
+    arrays = {f"w/{k}": np.asarray(v) for k, v in model.state_dict().items()}
+    meta = {"format": FORMAT, "version": VERSION, "kind": "model"}
+    compiled = getattr(model, "_compile_spec", None)
+    if include_optimizer and compiled is not None:
+        meta["compile"] = compiled
+        opt = model.optimizer
+        meta["optimizer"] = _describe(opt)
+        meta["optimizer_state"] = _flatten_arrays(dict(opt.state_dict()), "opt", arrays)
+    get_state = getattr(model, "_training_state", None)
+    train_state = get_state() if get_state is not None else None
+    if train_state is not None:
+        meta["train_state"] = _flatten_arrays(train_state, "ts", arrays)
+    arrays["__config__"] = _json_array({"class": type(model).__name__, "config": model.get_config()})
+    arrays["__meta__"] = _json_array(meta)
+    atomic_savez(path, arrays)
+
+
+def save_weights(model, path) -> None:
+    """Write the weights and buffers of ``model`` (state_dict names) to ``path``, atomically."""
+    arrays = {f"w/{k}": np.asarray(v) for k, v in model.state_dict().items()}
+    arrays["__meta__"] = _json_array({"format": FORMAT, "version": VERSION, "kind": "weights"})
+    atomic_savez(path, arrays)
+
+
+# ----------------------------------------------------------------------------------------- reading
+def read_checkpoint(path) -> dict:
+    """Every part of a checkpoint: ``{"meta", "config", "weights", "optimizer_state", "train_state"}``.
+
+    A plain ``.npz`` of ``name -> array`` (no ``__meta__``) is read as weights. Raises ``ValueError``
+    naming the file when it is not a readable archive (truncated, corrupt, pickled, not a zip).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"corenet.io: no such checkpoint file: {path!r}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as e:
+        raise ValueError(f"corenet.io: {path!r} is not a readable corenet checkpoint (.npz): "
+                         f"{type(e).__name__}: {e}") from e
+    if not isinstance(arrays, dict):  # np.load returned a single array: a .npy file
+        raise ValueError(f"corenet.io: {path!r} is a .npy array, not a corenet checkpoint (.npz)")
+    if "__meta__" not in arrays:
+        return {"meta": {"kind": "weights"}, "config": None, "weights": arrays,
+                "optimizer_state": None, "train_state": None}
+    try:
+        meta = json.loads(str(arrays.pop("__meta__")))
+        config = json.loads(str(arrays.pop("__config__"))) if "__config__" in arrays else None
+    except (json.JSONDecodeError, TypeError) as e:
+        raise ValueError(f"corenet.io: {path!r} has a corrupt header: {e}") from e
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"corenet.io: {path!r} is not a corenet checkpoint (format={meta.get('format')!r})")
+    if meta.get("version", 0) > VERSION:
+        raise ValueError(f"corenet.io: {path!r} has checkpoint version {meta['version']}; this corenet reads "
+                         f"versions <= {VERSION}")
+    weights = {k[2:]: v for k, v in arrays.items() if k.startswith("w/")}
+    opt_state = meta.get("optimizer_state")
+    train_state = meta.get("train_state")
+    return {
+        "meta": meta,
+        "config": config,
+        "weights": weights,
+        "optimizer_state": None if opt_state is None else _unflatten_arrays(opt_state, arrays),
+        "train_state": None if train_state is None else _unflatten_arrays(train_state, arrays),
+    }
+
+
+def check_state_dict(model, weights: dict, strict: bool = True, source: str = "state dict") -> IncompatibleKeys:
+    """Compare ``weights`` with ``model.state_dict()``: names and shapes, with one error listing everything.
+
+    Shape mismatches are always errors; missing and unexpected names are errors when ``strict``.
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    mismatched = [f"{k}: file {tuple(np.shape(weights[k]))} vs model {tuple(expected[k].shape)}"
+                  for k in expected if k in weights and tuple(np.shape(weights[k])) != tuple(expected[k].shape)]
+    problems = []
+    if mismatched:
+        problems.append("shape mismatches: " + "; ".join(mismatched))
+    if strict and missing:
+        problems.append(f"missing from the file: {missing}")
+    if strict and unexpected:
+        problems.append(f"unexpected in the file (not in the model): {unexpected}")
+    if problems:
+        hint = " (strict=False ignores missing and unexpected names)" if strict and not mismatched else ""
+        raise ValueError(f"load_weights: {source} does not fit the model ({len(expected)} tensors): "
+                         + " | ".join(problems) + hint)
+    return IncompatibleKeys(missing, unexpected)
+
+
+def load_weights(model, path, strict: bool = True) -> IncompatibleKeys:
+    """Load weights and buffers from a checkpoint or weights file into ``model`` in place.
+
+    Returns ``(missing, unexpected)`` names; with ``strict=True`` (default) any of them, and with
+    either setting any shape mismatch, raises ``ValueError`` naming the file and every offending tensor.
+    """
+    ckpt = read_checkpoint(path)
+    return _assign(model, ckpt["weights"], strict, f"{os.fspath(path)!r}")
+
+
+def _assign(model, weights: dict, strict: bool, source: str) -> IncompatibleKeys:
+    report = check_state_dict(model, weights, strict, source)
+    present = {k: v for k, v in weights.items() if k not in report.unexpected}
+    model.load_state_dict(present, strict=not report.missing)
+    return report
+
+
+def load(path, compile: bool = True):
+    """Rebuild the model saved at ``path`` (architecture, weights, buffers) and, when the file has
+    them, its compile settings, optimizer state and training state (for ``fit(resume=...)``)."""
+    ckpt = read_checkpoint(path)
+    path = os.fspath(path)
+    if ckpt["config"] is None:
+        raise ValueError(f"corenet.load: {path!r} holds weights only (no architecture); build the model and "
+                         "call model.load_weights(path)")
+    from . import model as _model
+
+    spec = ckpt["config"]
+    cls = getattr(_model, spec.get("class", "Model"), None) or _model.Model
+    try:
+        model = cls.from_config(spec["config"])
+    except Exception as e:
+        raise ValueError(f"corenet.load: could not rebuild the architecture stored in {path!r}: "
+                         f"{type(e).__name__}: {e}") from e
+    _assign(model, ckpt["weights"], True, repr(path))
+    meta = ckpt["meta"]
+    if compile and "compile" in meta:
+        opt = _build_optimizer(meta["optimizer"], ckpt["optimizer_state"], path)
+        model.compile(optimizer=opt, **_compile_kwargs(meta["compile"]))
+    if ckpt["train_state"] is not None:
+        model._train_state = ckpt["train_state"]
+        set_generator_states(model, ckpt["train_state"].get("rngs", {}), path)
+    return model
+
+
+def generators(model):
+    """``(name, generator)`` of every ``np.random.Generator`` a layer holds (dropout's ``rng``)."""
+    for layer in model.layers:
+        for attr, value in vars(layer).items():
+            if isinstance(value, np.random.Generator):
+                yield f"{layer.name}.{attr}", value
+
+
+def set_generator_states(model, states: dict, path) -> None:
+    """Put the saved bit-generator states back, so dropout masks continue the saved sequence."""
+    gens = dict(generators(model))
+    for name, state in states.items():
+        if name not in gens:
+            raise ValueError(f"corenet.io: {os.fspath(path)!r} has a random generator state for {name!r}, which the "
+                             f"model lacks (model generators: {sorted(gens)})")
+        gens[name].bit_generator.state = state
+
+
+# ----------------------------------------------------------------------- optimizers and losses by name
+def _describe(obj) -> dict:
+    """``{"class": name, "config": {...}}`` of an optimizer or loss, for rebuilding it on load."""
+    if hasattr(obj, "get_config"):
+        config = obj.get_config()
+    else:
+        import inspect
+
+        config = {}
+        for name in inspect.signature(type(obj).__init__).parameters:
+            value = getattr(obj, name, None)
+            if isinstance(value, (bool, int, float, str, type(None), list, tuple)):
+                config[name] = value
+    return {"class": type(obj).__name__, "config": config}
+
+
+def _build_optimizer(desc: dict, state: dict | None, path: str):
+    """The saved optimizer: its class with defaults, then ``load_state_dict`` restores the
+    hyper-parameters, iterations and slots (the state dict holds all of them)."""
+    from . import optim
+
+    cls = getattr(optim, desc["class"], None)
+    if cls is None:
+        raise ValueError(f"corenet.load: {path!r} was saved with optimizer {desc['class']!r}, "
+                         "which this corenet does not define")
+    opt = cls()
+    if state is not None:
+        opt.load_state_dict(state)
+    return opt
+
+
+def _compile_kwargs(spec: dict) -> dict:
+    from . import losses
+
+    def rebuild(loss):
+        if isinstance(loss, dict) and "class" in loss:
+            return getattr(losses, loss["class"])(**loss["config"])
+        return loss
+
+    loss = spec["loss"]
+    loss = [rebuild(v) for v in loss] if isinstance(loss, list) else rebuild(loss)
+    return {"loss": loss, "metrics": spec.get("metrics", ()), "loss_weights": spec.get("loss_weights")}
+
+
+# ------------------------------------------------------------------------------------ PyTorch import
+def load_torch_state_dict(model, path_or_dict, strict: bool = True, name_map: dict | None = None) -> dict:
+    """Copy weights from a PyTorch ``state_dict`` (saved with ``np.savez(path, **{k: v.numpy()})``).
+
+    corenet layers use PyTorch's layouts and tensor names (``weight``, ``bias``, ``running_mean``,
+    ``running_var``), so only the module paths differ. Names are paired by, in this order:
+
+    1. ``name_map``: ``{torch_name: corenet_name}`` (tensor or module prefixes, e.g.
+       ``{"features.0": "conv1"}``), applied first;
+    2. identical names;
+    3. otherwise, module by module in registration order: the k-th torch module that holds
+       tensors is paired with the k-th corenet layer that holds tensors, and inside a pair the
+       tensors are matched by their leaf name. Every shape is checked.
+
+    ``num_batches_tracked`` entries are ignored. Returns ``{corenet_name: torch_name}``. Raises
+    ``ValueError`` listing every mismatch (shape, count, leaf names) with both sides' names.
+    """
+    if isinstance(path_or_dict, dict):
+        source, torch_sd = "torch state_dict", dict(path_or_dict)
+    else:
+        source = repr(os.fspath(path_or_dict))
+        torch_sd = read_checkpoint(path_or_dict)["weights"]
+    nbt = "num_batches_tracked"  # a BN counter: imported where both sides have it, never required
+    torch_all = {k: np.asarray(v) for k, v in torch_sd.items()}
+    torch_sd = {k: v for k, v in torch_all.items() if k.rpartition(".")[2] != nbt}
+    ours_all = model.state_dict()
+    ours = {k: v for k, v in ours_all.items() if k.rpartition(".")[2] != nbt}
+    pairs: dict[str, str] = {}
+    for t_name in list(torch_sd):
+        mapped = _apply_map(t_name, name_map or {})
+        if mapped is not None and mapped in ours:
+            pairs[mapped] = t_name
+        elif t_name in ours and not name_map:
+            pairs[t_name] = t_name
+    rest_t = [k for k in torch_sd if k not in pairs.values()]
+    rest_o = [k for k in ours if k not in pairs]
+    problems = []
+    if rest_t and rest_o:
+        t_mods, o_mods = _modules(rest_t), _modules(rest_o)
+        for i, ((t_mod, t_leaves), (o_mod, o_leaves)) in enumerate(zip(t_mods, o_mods)):
+            if sorted(t_leaves) != sorted(o_leaves):
+                problems.append(f"module #{i}: torch {t_mod!r} has {sorted(t_leaves)} but corenet {o_mod!r} "
+                                f"has {sorted(o_leaves)}")
+                continue
+            for leaf in o_leaves:
+                pairs[_join(o_mod, leaf)] = _join(t_mod, leaf)
+        if strict and len(t_mods) != len(o_mods):  # non-strict: trailing modules count as missing/unexpected
+            problems.append(f"{len(t_mods)} torch modules with tensors vs {len(o_mods)} corenet layers "
+                            f"(unpaired torch: {[m for m, _ in t_mods[len(o_mods):]]}, "
+                            f"unpaired corenet: {[m for m, _ in o_mods[len(t_mods):]]})")
+    for o_name, t_name in pairs.items():
+        if tuple(torch_sd[t_name].shape) != tuple(ours[o_name].shape):
+            problems.append(f"{t_name} {tuple(torch_sd[t_name].shape)} -> {o_name} {tuple(ours[o_name].shape)}")
+    missing = [k for k in ours if k not in pairs]
+    unexpected = [k for k in torch_sd if k not in pairs.values()]
+    if strict and (missing or unexpected):
+        problems.append(f"corenet tensors without a source: {missing}; torch tensors not used: {unexpected}")
+    if problems:
+        raise ValueError(f"load_torch_state_dict: {source} does not fit the model: " + " | ".join(problems))
+    for o_name, t_name in list(pairs.items()):
+        o_nbt, t_nbt = _join(o_name.rpartition(".")[0], nbt), _join(t_name.rpartition(".")[0], nbt)
+        if o_nbt in ours_all and t_nbt in torch_all:
+            pairs[o_nbt] = t_nbt
+            torch_sd[t_nbt] = torch_all[t_nbt].reshape(ours_all[o_nbt].shape)
+    model.load_state_dict({o: torch_sd[t] for o, t in pairs.items()}, strict=False)
+    return pairs
+
+
+def _apply_map(name: str, name_map: dict):
+    if name in name_map:
+        return name_map[name]
+    module, _, leaf = name.rpartition(".")
+    while module:
+        if module in name_map:
+            return _join(name_map[module], name[len(module) + 1:])
+        module = module.rpartition(".")[0]
+    return None
+
+
+def _join(module: str, leaf: str) -> str:
+    return f"{module}.{leaf}" if module else leaf
+
+
+def _modules(names) -> list[tuple[str, list[str]]]:
+    """Group tensor names by module prefix, keeping the order of first appearance."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        module, _, leaf = name.rpartition(".")
+        groups.setdefault(module, []).append(leaf)
+    return list(groups.items())
