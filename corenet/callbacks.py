@@ -303,14 +303,30 @@ class LearningRateScheduler(Callback):
     """Set the optimizer's learning rate at the start of every epoch from ``schedule``.
 
     ``schedule`` is one of
-    - a ``corenet.optim`` schedule (``StepLR``, ``ExponentialLR``, ``CosineAnnealingLR``): anything
-      with ``get_lr(epoch)`` or a ``__call__(epoch)``, given the 0-based epoch;
+    - a ``corenet.optim`` schedule (``StepLR``, ``ExponentialLR``, ``CosineAnnealingLR``), called with
+      the 0-based epoch; without ``base_lr`` it starts from the optimizer's rate at the first
+      ``fit`` (kept in checkpoints, so a resumed run does not restart from a decayed rate);
+    - an object with ``get_lr(epoch)``;
     - a function ``schedule(epoch, lr) -> new_lr`` (Keras) or ``schedule(epoch) -> new_lr``.
     The rate is a function of the epoch number alone, so a resumed run lands on the same values.
     """
 
     def __init__(self, schedule, verbose=0):
         self.schedule, self.verbose = schedule, verbose
+
+    def on_train_begin(self, logs=None):
+        # a corenet.optim schedule without base_lr takes the optimizer's rate at the start of the
+        # first run; a resumed run gets it back from the checkpoint (get_state) instead
+        if getattr(self.schedule, "base_lr", 0.0) is None:
+            self.schedule.base_lr = float(self.model.optimizer.lr)
+
+    def get_state(self) -> dict:
+        base = getattr(self.schedule, "base_lr", None)
+        return {} if base is None else {"base_lr": float(base)}
+
+    def set_state(self, state: dict) -> None:
+        if "base_lr" in state:
+            self.schedule.base_lr = float(state["base_lr"])
 
     def _lr(self, epoch: int, lr: float) -> float:
         s = self.schedule

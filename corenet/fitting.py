@@ -15,6 +15,7 @@ import os
 import numpy as np
 
 from . import callbacks as _cb
+from . import io
 from .progress import EpochProgress, resolve_verbose
 from .training import _as_list, _check_lengths, _take
 
@@ -25,29 +26,19 @@ def _seed_from_os() -> int:
     return int(np.random.SeedSequence().entropy % (1 << 63))
 
 
-def _generators(model):
-    """``(name, generator)`` of every ``np.random.Generator`` a layer holds (dropout masks, ...)."""
-    for layer in model.layers:
-        for attr, value in vars(layer).items():
-            if isinstance(value, np.random.Generator):
-                yield f"{layer.name}.{attr}", value
-
-
 def snapshot_state(model, ctx: dict) -> dict:
     """Training state after ``ctx["epoch"]`` completed epochs (JSON values and ndarrays)."""
     return {
         "epoch": ctx["epoch"],
         "seed": ctx["seed"],
         "lr": float(model.optimizer.lr),
-        "rngs": {name: gen.bit_generator.state for name, gen in _generators(model)},
+        "rngs": {name: gen.bit_generator.state for name, gen in io.generators(model)},
         "callbacks": [{"class": type(cb).__name__, "state": cb.get_state()} for cb in ctx["callbacks"]],
     }
 
 
 def restore_state(model, path, callbacks: list) -> dict:
     """Load the checkpoint at ``path`` into ``model`` and ``callbacks``; returns its training state."""
-    from . import io
-
     ckpt = io.read_checkpoint(path)
     state = ckpt["train_state"]
     if state is None or ckpt["optimizer_state"] is None:
@@ -56,12 +47,7 @@ def restore_state(model, path, callbacks: list) -> dict:
     io._assign(model, ckpt["weights"], True, repr(os.fspath(path)))
     model.optimizer.load_state_dict(ckpt["optimizer_state"])
     model.optimizer.lr = state["lr"]
-    gens = dict(_generators(model))
-    for name, rng_state in state["rngs"].items():
-        if name not in gens:
-            raise ValueError(f"fit: the checkpoint {os.fspath(path)!r} has a random generator for {name!r}, "
-                             f"which the model lacks (model generators: {sorted(gens)})")
-        gens[name].bit_generator.state = rng_state
+    io.set_generator_states(model, state["rngs"], path)
     saved = list(state["callbacks"])
     for cb in callbacks:  # pair by class, in order
         for i, entry in enumerate(saved):
