@@ -355,3 +355,38 @@ def test_linear_forward_backward(rng, bias):
         F.linear(x, rng.standard_normal((3, 6)))
     with pytest.raises(TypeError, match="share one dtype"):
         F.linear(x.astype(np.float32), w)
+
+
+# ------------------------------------------------------------------------- PyTorch cross-check
+
+
+def test_batch_norm_and_gelu_against_torch(backend, rng):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((4, 3, 5, 5)) * 2 + 1
+    gamma, beta, gy = rng.standard_normal(3), rng.standard_normal(3), rng.standard_normal(x.shape)
+    bn = torch.nn.BatchNorm2d(3, momentum=0.2).double()
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor(gamma))
+        bn.bias.copy_(torch.tensor(beta))
+    rm, rv = np.zeros(3), np.ones(3)
+    for training in (True, False):
+        bn.train(training)
+        xt = torch.tensor(x, requires_grad=True)
+        yt = bn(xt)
+        yt.backward(torch.tensor(gy))
+        y, s = F.batch_norm(x, gamma, beta, rm, rv, training, momentum=0.2, return_state=True)
+        gx, gg, gb = F.batch_norm_backward(gy, s)
+        np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(rm, bn.running_mean.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(rv, bn.running_var.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-9, atol=1e-11)
+        np.testing.assert_allclose(gg, bn.weight.grad.numpy(), rtol=1e-9)
+        np.testing.assert_allclose(gb, bn.bias.grad.numpy(), rtol=1e-9)
+        bn.zero_grad()
+    for approximate in ("none", "tanh"):
+        xt = torch.tensor(x, requires_grad=True)
+        yt = torch.nn.functional.gelu(xt, approximate=approximate)
+        yt.backward(torch.tensor(gy))
+        y, s = F.gelu(x, approximate=approximate, return_state=True)
+        np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(F.gelu_backward(gy, s), xt.grad.numpy(), rtol=1e-12, atol=1e-14)
