@@ -12,6 +12,15 @@ from corenet import Input, Model
 from corenet import init as I
 from corenet import layers as L
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny float64 shapes: one kernel thread (parallel launches cost milliseconds on a busy 2-core box)."""
+    previous = corenet.get_num_threads()
+    corenet.set_num_threads(1)
+    yield
+    corenet.set_num_threads(previous)
+
 GRAD_CASES = [
     (lambda: L.Conv2d(3, 3), (2, 5, 5)),
     (lambda: L.Conv2d(4, (3, 2), stride=2, padding=((1, 0), (0, 1)), dilation=(1, 2)), (2, 6, 7)),
