@@ -207,6 +207,16 @@ class Graph:
             req[out] = (layer.trainable and layer.has_params) or any(req[i] for i in ins)
         return req
 
+    def _backward_plan(self, need_input_grads: bool) -> list:
+        """Per step ``(run, need_gx)``, cached until a layer's ``trainable`` flag changes."""
+        key = (need_input_grads, *(layer.trainable for layer, *_ in self.steps))
+        cache = self.__dict__.setdefault("_plans", {})
+        plan = cache.get(key)
+        if plan is None:
+            req = self.needs_grad(need_input_grads)
+            plan = cache[key] = [(req[out], any(req[i] for i in ins)) for _, ins, out, _, _ in self.steps]
+        return plan
+
     def backward(self, gys: list, need_input_grads: bool = True) -> list:
         if not getattr(self, "_retained", False):
             raise RuntimeError("backward() needs the state of a forward run with training=True "
@@ -215,25 +225,25 @@ class Graph:
         for s, gy in zip(self.out_slots, gys):
             if gy is not None:
                 g[s] = gy if g[s] is None else g[s] + gy
-        req = self.needs_grad(need_input_grads)
+        plan = self._backward_plan(need_input_grads)
         states = self._states
         for k in range(len(self.steps) - 1, -1, -1):
             layer, ins, out, multi, shared = self.steps[k]
+            run, need_gx = plan[k]
             gy = g[out]
             g[out] = None
             if shared:
                 layer._state = states[k]
                 states[k] = None
-            if gy is None or not req[out]:
+            if gy is None or not run:
                 layer._state = None
                 continue
-            need_gx = any(req[i] for i in ins)
             gx = layer.backward(gy, need_gx)
             if not need_gx:
                 continue
             if multi:
                 for i, gi in zip(ins, gx):
-                    if gi is not None and req[i]:
+                    if gi is not None:
                         g[i] = gi if g[i] is None else g[i] + gi
             elif gx is not None:
                 i = ins[0]

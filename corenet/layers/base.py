@@ -77,6 +77,7 @@ class Layer:
         self.output_shape = None
         self.dtype = None
         self.built = False
+        self.has_params = False  # declares trainable arrays (set by build)
         self.initialized = False
         self._nodes: list = []
         self._state = None
@@ -97,6 +98,7 @@ class Layer:
             return self.output_shape
         self.output_shape = tuple(int(d) for d in self._build(shape))
         self.input_shape = shape
+        self.has_params = any(not spec[4] for spec in self._specs.values())
         self.built = True
         return self.output_shape
 
@@ -179,10 +181,6 @@ class Layer:
             for g in self.grads.values():
                 g.fill(0)
         return self.grads
-
-    @property
-    def has_params(self) -> bool:
-        return bool(self._specs) and any(not s[4] for s in self._specs.values())
 
     def param_count(self) -> int:
         """Number of parameter elements (buffers excluded), from the declared shapes."""
