@@ -180,6 +180,19 @@ def test_small_workspace_gives_the_same_result(backend, dtype, limit):
         assert_close(chunked, full, dtype)
 
 
+@pytest.mark.parametrize("path", ["auto", "gemm", "direct"])
+def test_padding_wider_than_the_kernel(backend, monkeypatch, rng, path):
+    """Padding so wide that some kernel taps see only padding along a whole output row/column."""
+    force_path(monkeypatch, path)
+    case = dict(stride=(1, 1), padding=((4, 0), (4, 0)), pads=(4, 0, 4, 0), dilation=(1, 1), groups=1)
+    x, w, b = rng.standard_normal((2, 2, 1, 1)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
+    gy = rng.standard_normal((2, 3, 3, 3))
+    y, (gx, gw, gb) = run(case, x, w, b, gy)
+    y_ref, (gx_ref, gw_ref, gb_ref) = oracle(case, x, w, b, gy)
+    for ours, ref in [(y, y_ref), (gx, gx_ref), (gw, gw_ref), (gb, gb_ref)]:
+        assert_close(ours, ref, np.float64)
+
+
 def test_gradients_only_when_asked(backend, rng):
     x, w, b = rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
     y, state = conv2d(x, w, b, return_state=True)

@@ -43,7 +43,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from numba import prange
+from numba import prange, uint64
 
 from .. import _cpu_conv
 from ._jit import helper, kernel
@@ -59,12 +59,19 @@ __all__ = [
 ]
 
 
+# Row helpers. Inner loops index with unsigned integers: with signed ones Numba must handle
+# negative (wrap-around) indices on every access, which keeps LLVM from vectorising the loop
+# (im2col ran 3-5x slower than a memcpy of the same bytes; unsigned, it matches the memcpy).
+
+
 @helper
 def _valid(off, stride, size, n_out):
     """Output positions ``[lo, hi)`` whose input index ``o*stride + off`` lies in ``[0, size)``."""
     lo = 0
     if off < 0:
         lo = (-off + stride - 1) // stride
+        if lo > n_out:  # padding wider than the whole output row
+            lo = n_out
     hi = 0
     if size - 1 - off >= 0:
         hi = (size - 1 - off) // stride + 1
@@ -73,6 +80,70 @@ def _valid(off, stride, size, n_out):
     if hi < lo:
         hi = lo
     return lo, hi
+
+
+@helper
+def _fill0(dst, d0, count):
+    """``dst[d0 : d0 + count] = 0``."""
+    d = uint64(d0)
+    for t in range(uint64(count)):
+        dst[d + t] = 0
+
+
+@helper
+def _copy(dst, d0, src, s0, s_step, count):
+    """``dst[d0 + t] = src[s0 + t*s_step]`` for ``t < count``."""
+    d, s, n = uint64(d0), uint64(s0), uint64(count)
+    if s_step == 1:
+        for t in range(n):
+            dst[d + t] = src[s + t]
+    else:
+        step = uint64(s_step)
+        for t in range(n):
+            dst[d + t] = src[s + t * step]
+
+
+@helper
+def _add(dst, d0, d_step, src, s0, count):
+    """``dst[d0 + t*d_step] += src[s0 + t]`` for ``t < count``."""
+    d, s, n = uint64(d0), uint64(s0), uint64(count)
+    if d_step == 1:
+        for t in range(n):
+            dst[d + t] += src[s + t]
+    else:
+        step = uint64(d_step)
+        for t in range(n):
+            dst[d + t * step] += src[s + t]
+
+
+@helper
+def _axpy(dst, d0, d_step, a, src, s0, s_step, count):
+    """``dst[d0 + t*d_step] += a * src[s0 + t*s_step]`` for ``t < count`` (one step is always 1)."""
+    d, s, n = uint64(d0), uint64(s0), uint64(count)
+    if d_step == 1 and s_step == 1:
+        for t in range(n):
+            dst[d + t] += a * src[s + t]
+    elif d_step == 1:
+        step = uint64(s_step)
+        for t in range(n):
+            dst[d + t] += a * src[s + t * step]
+    else:
+        step = uint64(d_step)
+        for t in range(n):
+            dst[d + t * step] += a * src[s + t]
+
+
+@helper
+def _dot_acc(acc, d0, a, a0, b, b0, b_step, count):
+    """``acc[d0 + t] += a[a0 + t] * b[b0 + t*b_step]`` for ``t < count`` (elementwise, so it vectorises)."""
+    d, sa, sb, n = uint64(d0), uint64(a0), uint64(b0), uint64(count)
+    if b_step == 1:
+        for t in range(n):
+            acc[d + t] += a[sa + t] * b[sb + t]
+    else:
+        step = uint64(b_step)
+        for t in range(n):
+            acc[d + t] += a[sa + t] * b[sb + t * step]
 
 
 @kernel
@@ -87,23 +158,16 @@ def im2col(x, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, col):
         j = r % kw
         off_w = j * dw - pl
         lo, hi = _valid(off_w, sw, W, wo)
+        dst = col[r]
         for oh in range(ho):
             base = (n * ho + oh) * wo
             ih = oh * sh - pt + i * dh
             if ih < 0 or ih >= H:
-                for ow in range(wo):
-                    col[r, base + ow] = 0
+                _fill0(dst, base, wo)
                 continue
-            for ow in range(lo):
-                col[r, base + ow] = 0
-            if sw == 1:
-                for ow in range(lo, hi):
-                    col[r, base + ow] = x[n, c, ih, ow + off_w]
-            else:
-                for ow in range(lo, hi):
-                    col[r, base + ow] = x[n, c, ih, ow * sw + off_w]
-            for ow in range(hi, wo):
-                col[r, base + ow] = 0
+            _fill0(dst, base, lo)
+            _copy(dst, base + lo, x[n, c, ih], lo * sw + off_w, sw, hi - lo)
+            _fill0(dst, base + hi, wo - hi)
 
 
 @kernel
@@ -116,20 +180,13 @@ def col2im(col, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, gx):
         plane[:, :] = 0
         for i in range(kh):
             for j in range(kw):
-                r = (c * kh + i) * kw + j
+                src = col[(c * kh + i) * kw + j]
                 off_w = j * dw - pl
                 lo, hi = _valid(off_w, sw, W, wo)
                 for oh in range(ho):
                     ih = oh * sh - pt + i * dh
-                    if ih < 0 or ih >= H:
-                        continue
-                    base = (n * ho + oh) * wo
-                    if sw == 1:
-                        for ow in range(lo, hi):
-                            plane[ih, ow + off_w] += col[r, base + ow]
-                    else:
-                        for ow in range(lo, hi):
-                            plane[ih, ow * sw + off_w] += col[r, base + ow]
+                    if ih >= 0 and ih < H:
+                        _add(plane[ih], lo * sw + off_w, sw, src, (n * ho + oh) * wo + lo, hi - lo)
 
 
 @kernel
@@ -145,7 +202,6 @@ def direct_forward(x, w, b, groups, sh, sw, pt, pl, dh, dw, y):
         out[:, :] = b[co]
         c0 = (co // cog) * cg
         for cl in range(cg):
-            src = x[n, c0 + cl]
             for i in range(kh):
                 for j in range(kw):
                     wv = w[co, cl, i, j]
@@ -153,14 +209,8 @@ def direct_forward(x, w, b, groups, sh, sw, pt, pl, dh, dw, y):
                     lo, hi = _valid(off_w, sw, W, wo)
                     for oh in range(ho):
                         ih = oh * sh - pt + i * dh
-                        if ih < 0 or ih >= H:
-                            continue
-                        if sw == 1:
-                            for ow in range(lo, hi):
-                                out[oh, ow] += wv * src[ih, ow + off_w]
-                        else:
-                            for ow in range(lo, hi):
-                                out[oh, ow] += wv * src[ih, ow * sw + off_w]
+                        if ih >= 0 and ih < H:
+                            _axpy(out[oh], lo, 1, wv, x[n, c0 + cl, ih], lo * sw + off_w, sw, hi - lo)
 
 
 @kernel
@@ -177,7 +227,6 @@ def direct_backward_input(gy, w, groups, sh, sw, pt, pl, dh, dw, gx):
         g = c // cg
         cl = c - g * cg
         for co in range(g * cog, (g + 1) * cog):
-            src = gy[n, co]
             for i in range(kh):
                 for j in range(kw):
                     wv = w[co, cl, i, j]
@@ -185,14 +234,8 @@ def direct_backward_input(gy, w, groups, sh, sw, pt, pl, dh, dw, gx):
                     lo, hi = _valid(off_w, sw, W, wo)
                     for oh in range(ho):
                         ih = oh * sh - pt + i * dh
-                        if ih < 0 or ih >= H:
-                            continue
-                        if sw == 1:
-                            for ow in range(lo, hi):
-                                plane[ih, ow + off_w] += wv * src[oh, ow]
-                        else:
-                            for ow in range(lo, hi):
-                                plane[ih, ow * sw + off_w] += wv * src[oh, ow]
+                        if ih >= 0 and ih < H:
+                            _axpy(plane[ih], lo * sw + off_w, sw, wv, gy[n, co, oh], lo, 1, hi - lo)
 
 
 @kernel
@@ -211,18 +254,10 @@ def direct_backward_weight(x, gy, groups, sh, sw, pt, pl, dh, dw, gw):
                     off_w = j * dw - pl
                     lo, hi = _valid(off_w, sw, W, wo)
                     for n in range(N):
-                        src = x[n, c0 + cl]
-                        g = gy[n, co]
                         for oh in range(ho):
                             ih = oh * sh - pt + i * dh
-                            if ih < 0 or ih >= H:
-                                continue
-                            if sw == 1:
-                                for ow in range(lo, hi):
-                                    acc[ow] += g[oh, ow] * src[ih, ow + off_w]
-                            else:
-                                for ow in range(lo, hi):
-                                    acc[ow] += g[oh, ow] * src[ih, ow * sw + off_w]
+                            if ih >= 0 and ih < H:
+                                _dot_acc(acc, lo, gy[n, co, oh], lo, x[n, c0 + cl, ih], lo * sw + off_w, sw, hi - lo)
                     gw[co, cl, i, j] = acc.sum()
 
 
