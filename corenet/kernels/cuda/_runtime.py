@@ -1,0 +1,102 @@
+"""The numba.cuda import guard and the host/device boundary shared by every CUDA kernel module.
+
+Design
+------
+Only this module imports ``numba.cuda``; the kernel modules take ``cuda`` from here, so the
+numpy compatibility alias below is always in place first, and ``import corenet`` never imports
+CUDA at all (the backend registry calls :func:`cuda_reason` only when asked about backends).
+
+Entry points accept numpy arrays or device arrays and answer in kind: numpy in, numpy out (one
+copy to the device per input, one copy back per output); device arrays in, device arrays out,
+nothing leaves the device. :func:`dev` and :func:`out_pair` implement that boundary.
+
+Launch shapes: elementwise kernels use grid-stride loops over a grid capped at ``MAX_BLOCKS``
+blocks of ``THREADS`` threads. Under the simulator (``NUMBA_ENABLE_CUDASIM=1``, one Python thread
+per CUDA thread) both are small, so the grid-stride loops and the tile edges are exercised on
+tiny shapes in seconds; the kernel code is the same.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# numba-cuda 0.30.4 calls np.row_stack at import time, and numpy 2.5 removed it (it was an alias
+# of np.vstack since numpy 1.x): restore the alias before numba.cuda is imported, and only when
+# it is missing, so an older numpy is left exactly as it is.
+if not hasattr(np, "row_stack"):
+    np.row_stack = np.vstack  # noqa: NPY201 (restoring the removed name is the point)
+
+_IMPORT_ERROR: str | None = None
+try:
+    from numba import config as _numba_config
+    from numba import cuda
+except ImportError as exc:  # numba-cuda missing or broken: the backend reports it, corenet still imports
+    cuda = None
+    _IMPORT_ERROR = str(exc)
+
+SIM = bool(cuda is not None and _numba_config.ENABLE_CUDASIM)
+THREADS = 16 if SIM else 256
+MAX_BLOCKS = 4 if SIM else 65535
+
+
+def cuda_reason() -> str | None:
+    """``None`` when CUDA kernels can run here (a GPU, or the simulator), else why they cannot."""
+    if cuda is None:
+        return f"numba-cuda is not installed: pip install corenet[cuda] ({_IMPORT_ERROR})"
+    if SIM:
+        return None
+    try:
+        if cuda.is_available():
+            return None
+        cuda.current_context()  # raises with the driver's explanation
+    except Exception as exc:  # CudaSupportError, CudaDriverError, missing libraries ...
+        first = str(exc).strip().splitlines()
+        detail = " ".join(line.strip() for line in first if line.strip())
+        return f"no CUDA GPU found: {detail or type(exc).__name__}"
+    return "no CUDA GPU found: numba.cuda.is_available() is False"
+
+
+# ------------------------------------------------------------------------ host/device boundary
+
+
+def is_device(a) -> bool:
+    """True for a numba device array (real or simulated), False for numpy arrays and None."""
+    return a is not None and not isinstance(a, np.ndarray) and hasattr(a, "copy_to_host")
+
+
+def dev(a):
+    """``a`` on the device: device arrays pass through, numpy arrays are copied (C-contiguous)."""
+    if a is None or is_device(a):
+        return a
+    return cuda.to_device(np.ascontiguousarray(a))
+
+
+def empty(shape, dtype):
+    """An uninitialised device array."""
+    return cuda.device_array(shape, dtype=np.dtype(dtype))
+
+
+def host_or_device(result, like):
+    """``result`` (a device array) as the kind of ``like``: copied to numpy when ``like`` is numpy."""
+    if result is None or is_device(like):
+        return result
+    return result.copy_to_host()
+
+
+def out_pair(out):
+    """For a caller-provided OUT array: ``(device array to fill, finish)``; ``finish()`` copies back
+    into ``out`` when it is a numpy array (device OUT arrays are filled in place)."""
+    if is_device(out):
+        return out, lambda: None
+    d = cuda.device_array(out.shape, dtype=out.dtype)
+
+    def finish():
+        d.copy_to_host(out)
+
+    return d, finish
+
+
+def grid(n: int, threads: int | None = None) -> tuple[int, int]:
+    """``(blocks, threads)`` for a grid-stride loop over ``n`` items."""
+    t = threads or THREADS
+    return max(1, min(MAX_BLOCKS, -(-n // t))), t
