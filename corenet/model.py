@@ -162,6 +162,11 @@ class Model(TrainingMixin):
         return gxs[0] if self._single_in else gxs
 
     def __call__(self, x, training: bool = False):
+        """``forward(x, training)`` on arrays. (A model is not a layer: build on ``model.output`` instead.)"""
+        first = x[0] if isinstance(x, (list, tuple)) and x else x
+        if isinstance(first, SymbolicTensor):
+            raise TypeError(f"{self.name}: calling a model on symbolic tensors is not supported; build on its "
+                            "layers' outputs instead, e.g. Model(base.input, head(base.output))")
         return self.forward(x, training=training)
 
     # ------------------------------------------------------------------ parameters
