@@ -26,6 +26,8 @@ of one float dtype, ``stride``/``dilation`` as ``(h, w)``, ``padding4`` as
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from .. import config
@@ -60,6 +62,30 @@ def chunk_images(n_images: int, bytes_per_image: int) -> int:
     return -(-n_images // n_chunks)
 
 
+_scratch = threading.local()  # per calling thread: kernels release the GIL, callers may be threads
+
+
+def workspace(slot: int, shape, dtype) -> np.ndarray:
+    """A scratch array for one call, reused across calls when it fits the workspace limit.
+
+    A fresh 40 MB buffer costs ~10k page faults (several ms) on every call, as much as im2col
+    itself; buffers up to ``config.get_workspace_bytes()`` are therefore kept, one per ``slot``
+    and calling thread. Larger ones (a single image beyond the limit) are allocated per call.
+    Callers never return a view of a workspace.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    if nbytes > config.get_workspace_bytes():
+        return np.empty(shape, dtype=dtype)
+    bufs = getattr(_scratch, "bufs", None)
+    if bufs is None:
+        bufs = _scratch.bufs = {}
+    buf = bufs.get(slot)
+    if buf is None or buf.size < nbytes:
+        buf = bufs[slot] = np.empty(nbytes, dtype=np.uint8)
+    return buf[:nbytes].view(dtype).reshape(shape)
+
+
 def conv2d_forward(prims, x, w, b, stride, padding4, dilation, groups):
     """``y (N, C_out, ho, wo)`` from ``x (N, C_in, H, W)``, ``w (C_out, C_in/groups, kh, kw)``, ``b``."""
     N, C_in, H, W = x.shape
@@ -87,8 +113,8 @@ def conv2d_forward(prims, x, w, b, stride, padding4, dilation, groups):
     K = C_in * kh * kw
     kg, cog = K // groups, C_out // groups
     nb = chunk_images(N, K * P * x.itemsize)
-    col_buf = np.empty(K * nb * P, dtype=x.dtype)
-    yT_buf = np.empty(C_out * nb * P, dtype=x.dtype)
+    col_buf = workspace(0, K * nb * P, x.dtype)
+    yT_buf = workspace(1, C_out * nb * P, x.dtype)
     w2 = w.reshape(C_out, kg)  # (C_out, C_in/groups*kh*kw); group g owns rows g*cog:(g+1)*cog
     y3 = y.reshape(N, C_out, P)
     for n0 in range(0, N, nb):
@@ -141,8 +167,8 @@ def conv2d_backward(prims, x, w, gy, stride, padding4, dilation, groups, need_gx
     K = C_in * kh * kw
     kg, cog = K // groups, C_out // groups
     nb = chunk_images(N, K * P * x.itemsize)
-    col_buf = np.empty(K * nb * P, dtype=x.dtype)
-    gyT_buf = np.empty(C_out * nb * P, dtype=x.dtype)
+    col_buf = workspace(0, K * nb * P, x.dtype)
+    gyT_buf = workspace(1, C_out * nb * P, x.dtype)
     w2 = w.reshape(C_out, kg)
     gw2 = gw.reshape(C_out, kg) if need_gw else None
     part = np.empty((cog, kg), dtype=x.dtype) if need_gw and N > nb else None
