@@ -221,47 +221,84 @@ def test_frozen_backbone_skips_backward():
 # ---------------------------------------------------------------- optional PyTorch cross-check
 
 
-def _torch_pair():
-    torch = pytest.importorskip("torch")
-    return torch, torch.nn
-
-
-def test_resnet_and_inception_blocks_match_pytorch():
-    torch, nn = _torch_pair()
-    torch.manual_seed(0)
-
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c1, self.b1 = nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
-            self.c2, self.b2 = nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
-            self.i1, self.i2 = nn.Conv2d(4, 2, 1), nn.Conv2d(4, 3, 3, padding=1)
-            self.pool, self.fc = nn.MaxPool2d(3, 1, 1), nn.Linear(9, 5)
-
-        def forward(self, x):
-            h = torch.relu(self.b1(self.c1(x)))
-            r = torch.relu(self.b2(self.c2(h)) + x)
-            z = torch.cat([self.i1(r), self.i2(r), self.pool(r)], 1)
-            return self.fc(z.mean((2, 3)))
-
-    tm = Block().double().train()
-    x = Input((4, 6, 6))
-    h = L.ReLU()(L.BatchNorm2d(name="b1")(L.Conv2d(4, 3, padding=1, bias=False, name="c1")(x)))
-    r = L.ReLU()(L.Add()([L.BatchNorm2d(name="b2")(L.Conv2d(4, 3, padding=1, bias=False, name="c2")(h)), x]))
-    z = L.Concat()([L.Conv2d(2, 1, name="i1")(r), L.Conv2d(3, 3, padding=1, name="i2")(r), L.MaxPool2d(3, 1, 1)(r)])
-    m = Model(x, L.Linear(5, name="fc")(L.Flatten()(L.GlobalAvgPool2d()(z)))).astype(np.float64)
+def _compare_with_torch(torch, tm, m, x_shape, seed=0):
+    """Copy ``tm``'s weights into ``m`` (float64), then compare outputs, input and parameter gradients
+    and the updated running statistics after one training step, and the outputs in eval mode."""
+    tm = tm.double().train()
+    m.astype(np.float64)
     m.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
-    xs = np.random.default_rng(0).standard_normal((3, 4, 6, 6))
-    gy = np.random.default_rng(1).standard_normal((3, 5))
+    rng = np.random.default_rng(seed)
+    xs = rng.standard_normal((3, *x_shape))
     tx = torch.tensor(xs, requires_grad=True)
     ty = tm(tx)
+    gy = rng.standard_normal(tuple(ty.shape))
     ty.backward(torch.tensor(gy))
     y = m.forward(xs, training=True)
     gx = m.backward(gy)
     np.testing.assert_allclose(y, ty.detach().numpy(), atol=1e-5)
     np.testing.assert_allclose(gx, tx.grad.numpy(), atol=1e-5)
     grads = m.gradients()
+    assert set(grads) == {k for k, _ in tm.named_parameters()}
     for k, p in tm.named_parameters():
         np.testing.assert_allclose(grads[k], p.grad.numpy(), atol=1e-5, err_msg=k)
     for k, v in tm.state_dict().items():
         np.testing.assert_allclose(m.state_dict()[k], v.numpy(), atol=1e-5, err_msg=k)
+    with torch.no_grad():
+        np.testing.assert_allclose(m.forward(xs), tm.eval()(torch.tensor(xs)).numpy(), atol=1e-5)
+
+
+def test_resnet_block_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(4, 6, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(6)
+            self.conv2, self.bn2 = nn.Conv2d(6, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6)
+            self.down, self.bnd = nn.Conv2d(4, 6, 1, stride=2, bias=False), nn.BatchNorm2d(6)
+            self.fc = nn.Linear(6, 5)
+
+        def forward(self, x):
+            h = torch.relu(self.bn1(self.conv1(x)))
+            r = torch.relu(self.bn2(self.conv2(h)) + self.bnd(self.down(x)))
+            return self.fc(r.mean((2, 3)))
+
+    x = Input((4, 6, 6))
+    h = L.ReLU()(L.BatchNorm2d(name="bn1")(L.Conv2d(6, 3, 2, 1, bias=False, name="conv1")(x)))
+    short = L.BatchNorm2d(name="bnd")(L.Conv2d(6, 1, 2, bias=False, name="down")(x))
+    r = L.ReLU()(L.Add()([L.BatchNorm2d(name="bn2")(L.Conv2d(6, 3, padding=1, bias=False, name="conv2")(h)), short]))
+    m = Model(x, L.Linear(5, name="fc")(L.Flatten()(L.GlobalAvgPool2d()(r))))
+    _compare_with_torch(torch, Block(), m, (4, 6, 6))
+
+
+def test_inception_module_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(1)
+
+    class Inception(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.b1 = nn.Conv2d(4, 2, 1)
+            self.b2_1, self.b2_2 = nn.Conv2d(4, 3, 1), nn.Conv2d(3, 4, 3, padding=1)
+            self.b3_1, self.b3_2 = nn.Conv2d(4, 2, 1), nn.Conv2d(2, 3, 5, padding=2)
+            self.b4 = nn.Conv2d(4, 2, 1)
+            self.pool = nn.MaxPool2d(3, 1, 1)
+            self.fc = nn.Linear(11 * 3 * 3, 4)
+
+        def forward(self, x):
+            z = torch.cat([torch.relu(self.b1(x)), torch.relu(self.b2_2(torch.relu(self.b2_1(x)))),
+                           torch.relu(self.b3_2(torch.relu(self.b3_1(x)))), torch.relu(self.b4(self.pool(x)))], 1)
+            return self.fc(torch.flatten(nn.functional.avg_pool2d(z, 2), 1))
+
+    x = Input((4, 6, 6))
+    relu = lambda t: L.ReLU()(t)  # noqa: E731
+    b1 = relu(L.Conv2d(2, 1, name="b1")(x))
+    b2 = relu(L.Conv2d(4, 3, padding=1, name="b2_2")(relu(L.Conv2d(3, 1, name="b2_1")(x))))
+    b3 = relu(L.Conv2d(3, 5, padding=2, name="b3_2")(relu(L.Conv2d(2, 1, name="b3_1")(x))))
+    b4 = relu(L.Conv2d(2, 1, name="b4")(L.MaxPool2d(3, 1, 1)(x)))
+    z = L.AvgPool2d(2)(L.Concat()([b1, b2, b3, b4]))
+    m = Model(x, L.Linear(4, name="fc")(L.Flatten()(z)))
+    _compare_with_torch(torch, Inception(), m, (4, 6, 6))
