@@ -69,7 +69,7 @@ def _direct_forward(x, w, b, has_bias, groups, sh, sw, pt, pl, dh, dw, y):
                     for j in range(kw):
                         iw = ow * sw - pl + j * dw
                         if iw >= 0 and iw < W:
-                            acc += w[co, cl, i, j] * x[n, c0 + cl, ih, iw]
+                            acc += numba.float64(w[co, cl, i, j]) * x[n, c0 + cl, ih, iw]
         if has_bias:
             acc += b[co]
         y[n, co, oh, ow] = acc
@@ -96,7 +96,7 @@ def _direct_grad_input(gy, w, groups, sh, sw, pt, pl, dh, dw, gx):
                     for j in range(kw):
                         tw = iw + pl - j * dw
                         if tw >= 0 and tw % sw == 0 and tw // sw < wo:
-                            acc += w[co, cl, i, j] * gy[n, co, th // sh, tw // sw]
+                            acc += numba.float64(w[co, cl, i, j]) * gy[n, co, th // sh, tw // sw]
         gx[n, c, ih, iw] = acc
 
 

@@ -1,0 +1,279 @@
+"""CUDA pooling: max/min with argmax, average/sum, adaptive average; forward and backward.
+
+Contract: exactly ``numba_cpu/pool.py``'s names, signatures and semantics (read its docstring):
+OUT arrays (``y``, ``idx``, ``gx``) are preallocated by the caller, numpy or device; a numpy OUT
+array is filled by copying the device result back into it.
+
+Design
+------
+Forward kernels give one output element per thread (grid-stride loop over ``N*C*Ho*Wo``;
+consecutive threads take consecutive ``ow``, so reads and writes coalesce). Max/min pooling finds
+the value and its argmax in one pass with the CPU backend's rule: strict comparison in row-major
+window order keeps the FIRST extremal tap; a NaN tap wins and the first NaN stays.
+
+Backward kernels are gathers, not scatters: one thread per INPUT element walks the outputs whose
+window covers it, in ascending ``(oh, ow)`` order (taps ``i``/``j`` descending), and adds their
+contributions straight into its ``gx`` element. That is the CPU backend's order of additions for
+every element, so there are no atomics, no races, and results equal the CPU backend's bit for bit
+(sums and quotients in float64 where the CPU kernels promote). ``extreme_pool_backward`` needs the
+window geometry for the gather; with the CPU signature alone (``gy, idx, gx``) it falls back to
+one thread per (image, channel) plane scattering in row-major output order.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+
+from ._runtime import cuda, dev, grid, out_pair
+
+__all__ = [
+    "extreme_pool_forward",
+    "extreme_pool_backward",
+    "avg_pool_forward",
+    "avg_pool_backward",
+    "adaptive_avg_pool_forward",
+    "adaptive_avg_pool_backward",
+]
+
+
+@cuda.jit(device=True, inline=True)
+def _tap_range(start, k, d, size):
+    """Taps ``t`` in ``[t0, t1)`` keep ``start + t*d`` inside ``[0, size)``."""
+    t0 = 0
+    if start < 0:
+        t0 = (-start + d - 1) // d
+    t1 = k
+    last = start + (k - 1) * d
+    if last >= size:
+        t1 = k - (last - size) // d - 1
+    if t1 < t0:
+        t1 = t0
+    return t0, t1
+
+
+@cuda.jit(device=True, inline=True)
+def _divisor(h0, w0, H, W, kh, kw, dh, dw, pt, pb, pl, pr, count_include_pad, divisor):
+    """The average's divisor for the window starting at ``(h0, w0)`` (see the contract)."""
+    if divisor > 0:
+        return divisor
+    i0, i1 = _tap_range(h0, kh, dh, H)
+    j0, j1 = _tap_range(w0, kw, dw, W)
+    if count_include_pad:
+        a0, a1 = _tap_range(h0 + pt, kh, dh, H + pt + pb)
+        b0, b1 = _tap_range(w0 + pl, kw, dw, W + pl + pr)
+        return float((a1 - a0) * (b1 - b0))
+    return float((i1 - i0) * (j1 - j0))
+
+
+@cuda.jit
+def _extreme_forward(x, y, idx, kh, kw, sh, sw, pt, pl, dh, dw, find_min):
+    N, C, H, W = x.shape
+    Ho, Wo = y.shape[2], y.shape[3]
+    sign = -1.0 if find_min else 1.0
+    for e in range(cuda.grid(1), N * C * Ho * Wo, cuda.gridsize(1)):
+        ow = e % Wo
+        oh = (e // Wo) % Ho
+        p = e // (Ho * Wo)
+        n, c = p // C, p % C
+        h0 = oh * sh - pt
+        w0 = ow * sw - pl
+        i0, i1 = _tap_range(h0, kh, dh, H)
+        j0, j1 = _tap_range(w0, kw, dw, W)
+        if i0 == i1 or j0 == j1:
+            y[n, c, oh, ow] = -sign * math.inf
+            idx[n, c, oh, ow] = -1
+            continue
+        bh = h0 + i0 * dh
+        bw = w0 + j0 * dw
+        best = sign * x[n, c, bh, bw]
+        besti = bh * W + bw
+        for i in range(i0, i1):
+            h = h0 + i * dh
+            for j in range(j0, j1):
+                w = w0 + j * dw
+                v = sign * x[n, c, h, w]
+                if v > best or (v != v and best == best):  # first extremum; first NaN wins
+                    best = v
+                    besti = h * W + w
+        y[n, c, oh, ow] = sign * best
+        idx[n, c, oh, ow] = besti
+
+
+@cuda.jit
+def _extreme_backward(gy, idx, kh, kw, sh, sw, pt, pl, dh, dw, gx):
+    N, C, H, W = gx.shape
+    Ho, Wo = gy.shape[2], gy.shape[3]
+    for e in range(cuda.grid(1), N * C * H * W, cuda.gridsize(1)):
+        w = e % W
+        h = (e // W) % H
+        p = e // (H * W)
+        n, c = p // C, p % C
+        gx[n, c, h, w] = 0
+        me = h * W + w
+        for i in range(kh - 1, -1, -1):  # oh ascending
+            th = h + pt - i * dh
+            if th < 0 or th % sh != 0 or th // sh >= Ho:
+                continue
+            oh = th // sh
+            for j in range(kw - 1, -1, -1):  # ow ascending
+                tw = w + pl - j * dw
+                if tw >= 0 and tw % sw == 0 and tw // sw < Wo and idx[n, c, oh, tw // sw] == me:
+                    gx[n, c, h, w] += gy[n, c, oh, tw // sw]
+
+
+@cuda.jit
+def _extreme_backward_planes(gy, idx, gx):
+    N, C, H, W = gx.shape
+    Ho, Wo = gy.shape[2], gy.shape[3]
+    for p in range(cuda.grid(1), N * C, cuda.gridsize(1)):
+        n, c = p // C, p % C
+        for h in range(H):
+            for w in range(W):
+                gx[n, c, h, w] = 0
+        for oh in range(Ho):
+            for ow in range(Wo):
+                k = idx[n, c, oh, ow]
+                if k >= 0:
+                    gx[n, c, k // W, k % W] += gy[n, c, oh, ow]
+
+
+@cuda.jit
+def _avg_forward(x, y, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include_pad, divisor):
+    N, C, H, W = x.shape
+    Ho, Wo = y.shape[2], y.shape[3]
+    for e in range(cuda.grid(1), N * C * Ho * Wo, cuda.gridsize(1)):
+        ow = e % Wo
+        oh = (e // Wo) % Ho
+        p = e // (Ho * Wo)
+        n, c = p // C, p % C
+        h0 = oh * sh - pt
+        w0 = ow * sw - pl
+        i0, i1 = _tap_range(h0, kh, dh, H)
+        j0, j1 = _tap_range(w0, kw, dw, W)
+        d = _divisor(h0, w0, H, W, kh, kw, dh, dw, pt, pb, pl, pr, count_include_pad, divisor)
+        s = 0.0
+        for i in range(i0, i1):
+            for j in range(j0, j1):
+                s += numba.float64(x[n, c, h0 + i * dh, w0 + j * dw])
+        y[n, c, oh, ow] = s / d if d > 0 else 0.0
+
+
+@cuda.jit
+def _avg_backward(gy, gx, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include_pad, divisor):
+    N, C, H, W = gx.shape
+    Ho, Wo = gy.shape[2], gy.shape[3]
+    for e in range(cuda.grid(1), N * C * H * W, cuda.gridsize(1)):
+        w = e % W
+        h = (e // W) % H
+        p = e // (H * W)
+        n, c = p // C, p % C
+        gx[n, c, h, w] = 0
+        for i in range(kh - 1, -1, -1):
+            th = h + pt - i * dh
+            if th < 0 or th % sh != 0 or th // sh >= Ho:
+                continue
+            oh = th // sh
+            for j in range(kw - 1, -1, -1):
+                tw = w + pl - j * dw
+                if tw >= 0 and tw % sw == 0 and tw // sw < Wo:
+                    ow = tw // sw
+                    d = _divisor(oh * sh - pt, ow * sw - pl, H, W, kh, kw, dh, dw, pt, pb, pl, pr,
+                                 count_include_pad, divisor)
+                    if d > 0:
+                        gx[n, c, h, w] += numba.float64(gy[n, c, oh, ow]) / d
+
+
+@cuda.jit
+def _adaptive_forward(x, y):
+    N, C, H, W = x.shape
+    Ho, Wo = y.shape[2], y.shape[3]
+    for e in range(cuda.grid(1), N * C * Ho * Wo, cuda.gridsize(1)):
+        ow = e % Wo
+        oh = (e // Wo) % Ho
+        p = e // (Ho * Wo)
+        n, c = p // C, p % C
+        h0 = (oh * H) // Ho
+        h1 = -((-(oh + 1) * H) // Ho)
+        w0 = (ow * W) // Wo
+        w1 = -((-(ow + 1) * W) // Wo)
+        s = 0.0
+        for h in range(h0, h1):
+            for w in range(w0, w1):
+                s += numba.float64(x[n, c, h, w])
+        y[n, c, oh, ow] = s / ((h1 - h0) * (w1 - w0))
+
+
+@cuda.jit
+def _adaptive_backward(gy, gx):
+    N, C, H, W = gx.shape
+    Ho, Wo = gy.shape[2], gy.shape[3]
+    for e in range(cuda.grid(1), N * C * H * W, cuda.gridsize(1)):
+        w = e % W
+        h = (e // W) % H
+        p = e // (H * W)
+        n, c = p // C, p % C
+        gx[n, c, h, w] = 0
+        # bins containing h: floor(oh*H/Ho) <= h < ceil((oh+1)*H/Ho), i.e. oh in [lo, hi)
+        for oh in range((h * Ho) // H, min(Ho, -((-(h + 1) * Ho) // H))):
+            h0 = (oh * H) // Ho
+            h1 = -((-(oh + 1) * H) // Ho)
+            if h < h0 or h >= h1:
+                continue
+            for ow in range((w * Wo) // W, min(Wo, -((-(w + 1) * Wo) // W))):
+                w0 = (ow * W) // Wo
+                w1 = -((-(ow + 1) * W) // Wo)
+                if w0 <= w and w < w1:
+                    gx[n, c, h, w] += numba.float64(gy[n, c, oh, ow]) / ((h1 - h0) * (w1 - w0))
+
+
+# ---------------------------------------------------------------------- entry points
+
+
+def extreme_pool_forward(x, y, idx, kh, kw, sh, sw, pt, pl, dh, dw, find_min):
+    dy, fin_y = out_pair(y)
+    di, fin_i = out_pair(idx)
+    _extreme_forward[grid(y.size)](dev(x), dy, di, kh, kw, sh, sw, pt, pl, dh, dw, bool(find_min))
+    fin_y()
+    fin_i()
+
+
+def extreme_pool_backward(gy, idx, gx, kh=None, kw=None, sh=None, sw=None, pt=None, pl=None, dh=None, dw=None):
+    """``gx`` from ``gy`` routed to ``idx`` (the CPU contract). Given the window geometry as extra
+    arguments, one thread per input element gathers from the outputs whose window can hold it;
+    with the CPU signature alone, one thread per (image, channel) plane scatters its outputs in
+    row-major order (the CPU kernel's loop: no races, fewer threads). Both give the CPU result."""
+    dg, fin = out_pair(gx)
+    if kh is None:
+        planes = gx.shape[0] * gx.shape[1]
+        _extreme_backward_planes[grid(planes)](dev(gy), dev(idx), dg)
+    else:
+        _extreme_backward[grid(gx.size)](dev(gy), dev(idx), kh, kw, sh, sw, pt, pl, dh, dw, dg)
+    fin()
+
+
+def avg_pool_forward(x, y, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include_pad, divisor):
+    dy, fin = out_pair(y)
+    _avg_forward[grid(y.size)](dev(x), dy, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw,
+                               bool(count_include_pad), float(divisor))
+    fin()
+
+
+def avg_pool_backward(gy, gx, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include_pad, divisor):
+    dg, fin = out_pair(gx)
+    _avg_backward[grid(gx.size)](dev(gy), dg, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw,
+                                 bool(count_include_pad), float(divisor))
+    fin()
+
+
+def adaptive_avg_pool_forward(x, y):
+    dy, fin = out_pair(y)
+    _adaptive_forward[grid(y.size)](dev(x), dy)
+    fin()
+
+
+def adaptive_avg_pool_backward(gy, gx):
+    dg, fin = out_pair(gx)
+    _adaptive_backward[grid(gx.size)](dev(gy), dg)
+    fin()
