@@ -15,9 +15,10 @@ Backward kernels are gathers, not scatters: one thread per INPUT element walks t
 window covers it, in ascending ``(oh, ow)`` order (taps ``i``/``j`` descending), and adds their
 contributions straight into its ``gx`` element. That is the CPU backend's order of additions for
 every element, so there are no atomics, no races, and results equal the CPU backend's bit for bit
-(sums and quotients in float64 where the CPU kernels promote). ``extreme_pool_backward`` needs the
-window geometry for the gather; with the CPU signature alone (``gy, idx, gx``) it falls back to
-one thread per (image, channel) plane scattering in row-major output order.
+(sums and quotients in float64 where the CPU kernels promote; checked under the simulator).
+``extreme_pool_backward`` needs the window geometry for the gather; with the CPU signature alone
+(``gy, idx, gx``) it falls back to one thread per (image, channel) plane scattering in row-major
+output order.
 """
 
 from __future__ import annotations
