@@ -117,13 +117,15 @@ class Layer:
         """Create the declared arrays. The layer's own ``seed`` wins over ``rng``; neither: fresh entropy."""
         if not self.built:
             raise RuntimeError(f"{self.label()}: initialize() before build(); call the layer on a tensor first")
-        dtype = np.dtype(dtype or self.dtype or np.float32)
+        if dtype is None:
+            dtype = self.dtype if self.dtype is not None else np.float32
+        dtype = np.dtype(dtype)
         if self.seed is not None:
             rng = np.random.default_rng(self.seed)
         elif rng is None:
             rng = np.random.default_rng()
         for pname, (shape, spec, fan_in, fan_out, buffer, fixed) in self._specs.items():
-            arr = _init.make(spec, shape, rng, fixed or dtype, fan_in, fan_out)
+            arr = _init.make(spec, shape, rng, dtype if fixed is None else fixed, fan_in, fan_out)
             if buffer:
                 self.buffers[pname] = arr
             else:
