@@ -30,8 +30,9 @@ _IMPORT_ERROR: str | None = None
 try:
     from numba import config as _numba_config
     from numba import cuda
+    from numba.cuda.random import create_xoroshiro128p_states, xoroshiro128p_uniform_float32
 except ImportError as exc:  # numba-cuda missing or broken: the backend reports it, corenet still imports
-    cuda = None
+    cuda = create_xoroshiro128p_states = xoroshiro128p_uniform_float32 = None
     _IMPORT_ERROR = str(exc)
 
 SIM = bool(cuda is not None and _numba_config.ENABLE_CUDASIM)

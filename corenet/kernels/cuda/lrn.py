@@ -16,9 +16,8 @@ channel's ``t`` from global memory (the same arithmetic, hence the same value). 
 O(1) whatever the window size.
 
 Within a channel: one thread per output pixel; the box sum is evaluated rows first, then the row
-sums in ascending order, the CPU kernel's order of additions. Every kernel does the CPU kernels'
-float64 operations in the CPU kernels' order: under the simulator the two backends agree to the
-bit; on a GPU, where the compiler may fuse a multiply and an add, they agree to rounding.
+sums in ascending order (the CPU kernel's order of additions); the backward sums ``t`` over the
+reversed window the same way. Sums run in float64; the two backends agree to rounding.
 """
 
 from __future__ import annotations
