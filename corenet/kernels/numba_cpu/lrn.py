@@ -43,15 +43,21 @@ _BLOCK = 1024  # pixels per task: ~8 KiB of float64 running sums, the channel wi
 
 
 @helper
-def _rpow(s, beta):
-    """``s ** -beta`` for ``s > 0``."""
+def _pow_into(s, d, beta):
+    """``d[q] = s[q] ** beta`` (1-D, in the dtype of ``d``); square roots for the common betas."""
+    m = s.shape[0]
     if beta == 0.75:
-        return 1.0 / np.sqrt(s * np.sqrt(s))
-    if beta == 0.5:
-        return 1.0 / np.sqrt(s)
-    if beta == 1.0:
-        return 1.0 / s
-    return s ** (-beta)
+        for q in range(m):
+            d[q] = np.sqrt(s[q] * np.sqrt(s[q]))
+    elif beta == 0.5:
+        for q in range(m):
+            d[q] = np.sqrt(s[q])
+    elif beta == 1.0:
+        for q in range(m):
+            d[q] = s[q]
+    else:
+        for q in range(m):
+            d[q] = s[q] ** beta
 
 
 @kernel
@@ -70,6 +76,7 @@ def lrn_across_forward(x, y, scale, size, alpha, beta, k):
         p0 = (task - n * nb) * _BLOCK
         m = min(P - p0, _BLOCK)
         acc = np.zeros(m, np.float64)
+        tmp = np.empty(m, x.dtype)
         for c in range(min(hi, C)):  # channels that enter before c = 0
             xe = xf[n, c, p0:p0 + m]
             for q in range(m):
@@ -85,17 +92,14 @@ def lrn_across_forward(x, y, scale, size, alpha, beta, k):
                 xo = xf[n, o, p0:p0 + m]
                 for q in range(m):
                     acc[q] = max(acc[q] - np.float64(xo[q]) * xo[q], 0.0)
+            sc = sf[n, c, p0:p0 + m] if keep else tmp
+            for q in range(m):
+                sc[q] = k + alpha * acc[q]
             xc = xf[n, c, p0:p0 + m]
             yc = yf[n, c, p0:p0 + m]
-            if keep:
-                sc = sf[n, c, p0:p0 + m]
-                for q in range(m):
-                    s = k + alpha * acc[q]
-                    sc[q] = s
-                    yc[q] = xc[q] * _rpow(s, beta)
-            else:
-                for q in range(m):
-                    yc[q] = xc[q] * _rpow(k + alpha * acc[q], beta)
+            _pow_into(sc, yc, beta)  # yc = scale**beta, then divided into x in place
+            for q in range(m):
+                yc[q] = xc[q] / yc[q]
 
 
 @kernel
@@ -115,39 +119,37 @@ def lrn_across_backward(x, scale, gy, gx, size, alpha, beta):
         p0 = (task - n * nb) * _BLOCK
         m = min(P - p0, _BLOCK)
         acc = np.zeros(m, np.float64)
-        # ring buffers of the last `size` entered channels: t = gy*x*p/s and p = s**-beta
-        tr = np.empty((size, m), np.float64)
-        pr = np.empty((size, m), np.float64)
+        # ring buffers of the last `size` entered channels: d = s**beta and t = gy*x/(d*s)
+        dr = np.empty((size, m), x.dtype)
+        tr = np.empty((size, m), x.dtype)
         for j in range(-lo, C):
             e = j + lo  # entering channel; the one leaving, e - size, shares its ring slot
             if e < C:
                 slot = e % size
+                ds = dr[slot]
                 ts = tr[slot]
-                ps = pr[slot]
                 if e - size >= 0:
                     for q in range(m):
                         acc[q] -= ts[q]
-                xe = xf[n, e, p0:p0 + m]
                 se = sf[n, e, p0:p0 + m]
+                _pow_into(se, ds, beta)
+                xe = xf[n, e, p0:p0 + m]
                 ge = gyf[n, e, p0:p0 + m]
                 for q in range(m):
-                    s = np.float64(se[q])
-                    p = _rpow(s, beta)
-                    t = np.float64(ge[q]) * xe[q] * p / s
-                    ps[q] = p
-                    ts[q] = t
-                    acc[q] += t
+                    ts[q] = ge[q] * xe[q] / (ds[q] * se[q])
+                for q in range(m):
+                    acc[q] += ts[q]
             elif j - hi - 1 >= 0:  # no channel enters, one still leaves
                 ts = tr[(j - hi - 1) % size]
                 for q in range(m):
                     acc[q] -= ts[q]
             if j >= 0:
-                pj = pr[j % size]
+                dj = dr[j % size]
                 xj = xf[n, j, p0:p0 + m]
                 gj = gyf[n, j, p0:p0 + m]
                 gxj = gxf[n, j, p0:p0 + m]
                 for q in range(m):
-                    gxj[q] = gj[q] * pj[q] - coef * xj[q] * acc[q]
+                    gxj[q] = gj[q] / dj[q] - coef * xj[q] * acc[q]
 
 
 @helper
@@ -178,7 +180,6 @@ def lrn_within_forward(x, y, scale, size, alpha, beta, k):
         n = p // C
         c = p - n * C
         xp = x[n, c]
-        yp = y[n, c]
         sq = np.empty((H, W), np.float64)
         for h in range(H):
             for w in range(W):
@@ -186,12 +187,15 @@ def lrn_within_forward(x, y, scale, size, alpha, beta, k):
         tmp = np.empty((H, W), np.float64)
         box = np.empty((H, W), np.float64)
         _box(sq, box, tmp, lo, hi)
-        for h in range(H):
-            for w in range(W):
-                s = k + alpha * box[h, w]
-                if keep:
-                    scale[n, c, h, w] = s
-                yp[h, w] = xp[h, w] * _rpow(s, beta)
+        sp = scale[n, c].reshape(H * W) if keep else np.empty(H * W, x.dtype)
+        bf = box.reshape(H * W)
+        for q in range(H * W):
+            sp[q] = k + alpha * bf[q]
+        xq = xp.reshape(H * W)
+        yq = y[n, c].reshape(H * W)
+        _pow_into(sp, yq, beta)
+        for q in range(H * W):
+            yq[q] = xq[q] / yq[q]
 
 
 @kernel
@@ -203,20 +207,19 @@ def lrn_within_backward(x, scale, gy, gx, size, alpha, beta):
     for p in prange(N * C):
         n = p // C
         c = p - n * C
-        xp = x[n, c]
-        sp = scale[n, c]
-        gp = gy[n, c]
-        pw = np.empty((H, W), np.float64)
+        xq = x[n, c].reshape(H * W)
+        sq = scale[n, c].reshape(H * W)
+        gq = gy[n, c].reshape(H * W)
+        d = np.empty(H * W, x.dtype)
+        _pow_into(sq, d, beta)
         t = np.empty((H, W), np.float64)
-        for h in range(H):
-            for w in range(W):
-                s = np.float64(sp[h, w])
-                pw[h, w] = _rpow(s, beta)
-                t[h, w] = np.float64(gp[h, w]) * xp[h, w] * pw[h, w] / s
+        tq = t.reshape(H * W)
+        for q in range(H * W):
+            tq[q] = gq[q] * xq[q] / (d[q] * sq[q])
         tmp = np.empty((H, W), np.float64)
         box = np.empty((H, W), np.float64)
         _box(t, box, tmp, hi, lo)
-        g = gx[n, c]
-        for h in range(H):
-            for w in range(W):
-                g[h, w] = gp[h, w] * pw[h, w] - coef * xp[h, w] * box[h, w]
+        bq = box.reshape(H * W)
+        g = gx[n, c].reshape(H * W)
+        for q in range(H * W):
+            g[q] = gq[q] / d[q] - coef * xq[q] * bq[q]
