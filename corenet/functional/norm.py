@@ -100,7 +100,8 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
     g64 = gamma.astype(np.float64) if gamma is not None else np.ones(C)
     scale = g64 * invstd
     shift = beta if beta is not None else np.zeros(C, x.dtype)
-    y3 = k.bn_affine(x3, mean.astype(x.dtype), scale.astype(x.dtype), np.ascontiguousarray(shift, x.dtype))
+    y3 = k.bn_affine(x3, mean.astype(x.dtype), scale.astype(x.dtype), np.ascontiguousarray(shift, x.dtype),
+                     np.empty_like(x3))
     y = y3.reshape(x.shape)
     if not return_state:
         return y
@@ -148,9 +149,10 @@ def batch_norm_backward(gy, state, need_gx=True, need_gparams=True):
         if state["batch_stats"]:
             b = -a * invstd * sgx / M
             d = -a * sg / M
-            gx = k.bn_backward_gx(gy3, x3, mean.astype(dt), a.astype(dt), b.astype(dt), d.astype(dt))
+            gx = k.bn_backward_gx(gy3, x3, mean.astype(dt), a.astype(dt), b.astype(dt), d.astype(dt),
+                                  np.empty_like(gy3))
         else:
-            gx = k.bn_scale_gx(gy3, a.astype(dt))
+            gx = k.bn_scale_gx(gy3, a.astype(dt), np.empty_like(gy3))
         gx = gx.reshape(state["shape"])
     if want_params:
         ggamma = sgx.astype(dt) if gamma is not None else None

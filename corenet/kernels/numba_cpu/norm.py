@@ -9,46 +9,40 @@ by one thread into float64 partials, and the partials of a channel are combined 
 
 Statistics use the shifted-data method per block (shift = the block's first element, so the
 sum of squares does not cancel catastrophically when ``|mean| >> std``) and Chan et al.'s
-pairwise update to combine blocks. Four independent accumulators break the add-latency chain
-(fastmath is off, so LLVM does not reassociate the sums by itself).
+pairwise update to combine blocks.
+
+Full-size outputs are allocated by the caller (numpy, huge pages) and passed last; see act.py.
 
 Forward (training): ``bn_stats`` (one read of x) then ``bn_affine`` (read x, write y).
 Backward: ``bn_backward_reduce`` (read gy and x) then ``bn_backward_gx`` (read gy and x, write gx).
 """
 
+import numba
 import numpy as np
 from numba import prange
 
-from ._jit import helper, kernel
+from ... import config
+from ._jit import kernel
+
+# The per-block sums may be reassociated: LLVM then vectorises them (about 3x faster; fastmath
+# is otherwise off, and a float reduction stays a serial chain). The order is still fixed at
+# compile time, so results remain independent of the thread count. No other fastmath flag:
+# NaN and inf must propagate.
+_FM = True if config.get_fastmath() else {"reassoc"}
+# (compiled on its own, not inlined at the Numba IR level, so the flags stay on its instructions)
+reduction = numba.njit(cache=True, nogil=True, fastmath=_FM)
 
 
-@helper
+@reduction
 def _block_shifted_sums(xb, shift):
-    """``(sum(x - shift), sum((x - shift)^2))`` of a 1-D block, in float64, 4 accumulators."""
-    L = xb.shape[0]
-    a0 = a1 = a2 = a3 = 0.0
-    q0 = q1 = q2 = q3 = 0.0
-    i = 0
-    while i + 4 <= L:
-        d0 = np.float64(xb[i]) - shift
-        d1 = np.float64(xb[i + 1]) - shift
-        d2 = np.float64(xb[i + 2]) - shift
-        d3 = np.float64(xb[i + 3]) - shift
-        a0 += d0
-        a1 += d1
-        a2 += d2
-        a3 += d3
-        q0 += d0 * d0
-        q1 += d1 * d1
-        q2 += d2 * d2
-        q3 += d3 * d3
-        i += 4
-    while i < L:
-        d0 = np.float64(xb[i]) - shift
-        a0 += d0
-        q0 += d0 * d0
-        i += 1
-    return (a0 + a1) + (a2 + a3), (q0 + q1) + (q2 + q3)
+    """``(sum(x - shift), sum((x - shift)^2))`` of a 1-D block, in float64."""
+    s1 = 0.0
+    s2 = 0.0
+    for i in range(xb.shape[0]):
+        d = np.float64(xb[i]) - shift
+        s1 += d
+        s2 += d * d
+    return s1, s2
 
 
 @kernel
@@ -80,10 +74,9 @@ def bn_stats(x):
 
 
 @kernel
-def bn_affine(x, mean, scale, shift):
+def bn_affine(x, mean, scale, shift, y):
     """``y = (x - mean[c]) * scale[c] + shift[c]``; ``mean, scale, shift`` have x's dtype."""
     N, C, L = x.shape
-    y = np.empty_like(x)
     for t in prange(N * C):
         n = t // C
         c = t - n * C
@@ -97,33 +90,16 @@ def bn_affine(x, mean, scale, shift):
     return y
 
 
-@helper
+@reduction
 def _block_grad_sums(gb, xb, m):
-    """``(sum(gy), sum(gy * (x - m)))`` of one block, float64, 4 accumulators."""
-    L = gb.shape[0]
-    a0 = a1 = a2 = a3 = 0.0
-    p0 = p1 = p2 = p3 = 0.0
-    i = 0
-    while i + 4 <= L:
-        g0 = np.float64(gb[i])
-        g1 = np.float64(gb[i + 1])
-        g2 = np.float64(gb[i + 2])
-        g3 = np.float64(gb[i + 3])
-        a0 += g0
-        a1 += g1
-        a2 += g2
-        a3 += g3
-        p0 += g0 * (np.float64(xb[i]) - m)
-        p1 += g1 * (np.float64(xb[i + 1]) - m)
-        p2 += g2 * (np.float64(xb[i + 2]) - m)
-        p3 += g3 * (np.float64(xb[i + 3]) - m)
-        i += 4
-    while i < L:
-        g0 = np.float64(gb[i])
-        a0 += g0
-        p0 += g0 * (np.float64(xb[i]) - m)
-        i += 1
-    return (a0 + a1) + (a2 + a3), (p0 + p1) + (p2 + p3)
+    """``(sum(gy), sum(gy * (x - m)))`` of one block, in float64."""
+    a = 0.0
+    p = 0.0
+    for i in range(gb.shape[0]):
+        g = np.float64(gb[i])
+        a += g
+        p += g * (np.float64(xb[i]) - m)
+    return a, p
 
 
 @kernel
@@ -150,10 +126,9 @@ def bn_backward_reduce(gy, x, mean):
 
 
 @kernel
-def bn_backward_gx(gy, x, mean, a, b, d):
+def bn_backward_gx(gy, x, mean, a, b, d, gx):
     """``gx = a[c] * gy + b[c] * (x - mean[c]) + d[c]``; coefficient arrays have x's dtype."""
     N, C, L = x.shape
-    gx = np.empty_like(gy)
     for t in prange(N * C):
         n = t // C
         c = t - n * C
@@ -170,10 +145,9 @@ def bn_backward_gx(gy, x, mean, a, b, d):
 
 
 @kernel
-def bn_scale_gx(gy, a):
+def bn_scale_gx(gy, a, gx):
     """``gx = a[c] * gy`` (eval-mode backward, where the statistics are constants)."""
     N, C, L = gy.shape
-    gx = np.empty_like(gy)
     for t in prange(N * C):
         n = t // C
         c = t - n * C
