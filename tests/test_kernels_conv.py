@@ -193,6 +193,18 @@ def test_padding_wider_than_the_kernel(backend, monkeypatch, rng, path):
         assert_close(ours, ref, np.float64)
 
 
+@pytest.mark.parametrize("path", ["auto", "gemm", "direct"])
+@pytest.mark.parametrize("k", [1, 3])
+def test_empty_batch(backend, monkeypatch, rng, path, k):
+    force_path(monkeypatch, path)
+    x, w, b = np.zeros((0, 4, 5, 5)), rng.standard_normal((6, 2, k, k)), rng.standard_normal(6)
+    y, state = conv2d(x, w, b, groups=2, return_state=True)
+    gx, gw, gb = conv2d_backward(y, state)
+    assert y.shape == (0, 6, 6 - k, 6 - k) and gx.shape == x.shape
+    np.testing.assert_array_equal(gw, np.zeros_like(w))
+    np.testing.assert_array_equal(gb, np.zeros(6))
+
+
 def test_gradients_only_when_asked(backend, rng):
     x, w, b = rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
     y, state = conv2d(x, w, b, return_state=True)

@@ -58,8 +58,8 @@ def output_hw(x_shape, w_shape, stride, padding4, dilation) -> tuple[int, int]:
 def chunk_images(n_images: int, bytes_per_image: int) -> int:
     """Images per chunk: as many as fit the workspace limit, spread evenly over the chunks."""
     fit = max(1, config.get_workspace_bytes() // max(1, bytes_per_image))
-    n_chunks = -(-n_images // fit)
-    return -(-n_images // n_chunks)
+    n_chunks = max(1, -(-n_images // fit))
+    return max(1, -(-n_images // n_chunks))
 
 
 _scratch = threading.local()  # per calling thread: kernels release the GIL, callers may be threads
@@ -172,6 +172,8 @@ def conv2d_backward(prims, x, w, gy, stride, padding4, dilation, groups, need_gx
     w2 = w.reshape(C_out, kg)
     gw2 = gw.reshape(C_out, kg) if need_gw else None
     part = np.empty((cog, kg), dtype=x.dtype) if need_gw and N > nb else None
+    if need_gw and N == 0:
+        gw[...] = 0
     gy3 = gy.reshape(N, C_out, P)
     for n0 in range(0, N, nb):
         m = min(nb, N - n0)
