@@ -13,19 +13,20 @@ asks for that. ``lo = size // 2`` and ``hi = (size - 1) // 2``.
     does not need it (inference). The window sum is a running sum over channels per pixel, in
     float64: channel ``c + hi`` is added, then channel ``c - lo - 1`` subtracted (clamped at 0).
 ``lrn_across_backward(x, scale, gy, gx, size, alpha, beta)``
-    With ``p = scale**(-beta)`` and ``t = gy * x * p / scale``:
-    ``gx[j] = gy[j] * p[j] - 2 * alpha * beta * x[j] * sum_{c = j-hi}^{j+lo} t[c]`` (clipped),
+    With ``d = scale**beta`` and ``t = gy * x / (d * scale)``:
+    ``gx[j] = gy[j] / d[j] - 2 * alpha * beta * x[j] * sum_{c = j-hi}^{j+lo} t[c]`` (clipped),
     the sum again a float64 running sum over channels (``t[j+lo]`` added, ``t[j-hi-1]`` removed).
 ``lrn_within_forward(x, y, scale, size, alpha, beta, k)``
     ``scale[h, w] = k + alpha * sum x[h', w']**2`` over ``h' in [h-lo, h+hi], w' in [w-lo, w+hi]``
     (zero padding), ``y = x * scale**(-beta)``; ``scale`` may be empty as above. The box sum is
     separable: rows first (float64, taps in ascending order), then columns.
 ``lrn_within_backward(x, scale, gy, gx, size, alpha, beta)``
-    ``gx = gy * p - 2 * alpha * beta * x * B(t)`` with ``B`` the box sum over the reversed
+    ``gx = gy / d - 2 * alpha * beta * x * B(t)`` with ``B`` the box sum over the reversed
     window ``[h-hi, h+lo] x [w-hi, w+lo]``.
 
-``scale**(-beta)`` is computed in float64 with square roots for ``beta`` in {0.5, 0.75, 1}
-(``0.75`` is everyone's default and there is no vectorised ``pow`` here) and ``pow`` otherwise.
+``d = scale**beta`` is computed in the input dtype, with square roots for ``beta`` in
+{0.5, 0.75, 1} (``0.75`` is everyone's default and there is no vectorised ``pow`` here; a general
+``beta`` costs a scalar ``pow`` per element, several times slower), and ``y = x / d``.
 
 Parallel over (image, block of ``_BLOCK`` pixels) for the across kernels and over the N*C planes
 for the within kernels. Every output element is computed by one thread in a fixed order, so

@@ -17,7 +17,8 @@ geometry: output ``(oh, ow)`` reads the taps ``(oh*sh - pt + i*dh, ow*sw - pl + 
     IN gy, idx (N, C, Ho, Wo); OUT gx (N, C, H, W): zeroed, then ``gx.flat[plane][idx] += gy``
     for every output with ``idx >= 0``, outputs in row-major order.
 ``avg_pool_forward(x, y, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include_pad, divisor)``
-    IN x; OUT y. ``y = (sum of taps inside the input) / d``. ``d = divisor`` when ``divisor > 0``
+    IN x; OUT y. ``y = (sum of taps inside the input, accumulated in float64) / d``.
+    ``d = divisor`` when ``divisor > 0``
     (``divisor_override``; sum pooling passes 1.0); otherwise ``d = cnt_h * cnt_w`` with ``cnt_h`` the
     number of row taps in ``[-pt, H + pb)`` (``count_include_pad``) or in ``[0, H)`` (not), likewise
     for columns: zero padding counts, the ceil-mode overhang beyond the padding never does.
@@ -64,17 +65,38 @@ def _tap_range(start, k, d, size):
 
 
 @helper
-def _count(start, k, d, lo, hi):
-    """Number of taps ``start + t*d`` (``0 <= t < k``) inside ``[lo, hi)``."""
-    t0, t1 = _tap_range(start - lo, k, d, hi - lo)
-    return t1 - t0
+def _windows(n_out, stride, pad_before, pad_after, k, d, size):
+    """Per output index: ``[t0, t1, cnt]``, the in-input taps ``[t0, t1)`` and the number of taps
+    inside the padded input ``[-pad_before, size + pad_after)``. The same for every plane, so
+    kernels compute it once per call."""
+    r = np.empty((n_out, 3), np.int64)
+    for o in range(n_out):
+        start = o * stride - pad_before
+        r[o, 0], r[o, 1] = _tap_range(start, k, d, size)
+        c0, c1 = _tap_range(start + pad_before, k, d, size + pad_before + pad_after)
+        r[o, 2] = c1 - c0
+    return r
+
+
+@helper
+def _first_nan(xp, h0, w0, i0, i1, j0, j1, dh, dw):
+    """Flat index of the first NaN tap of a window in row-major order, or -1."""
+    W = xp.shape[1]
+    for i in range(i0, i1):
+        h = h0 + i * dh
+        for j in range(j0, j1):
+            w = w0 + j * dw
+            if xp[h, w] != xp[h, w]:
+                return h * W + w
+    return -1
 
 
 @kernel
 def extreme_pool_forward(x, y, idx, kh, kw, sh, sw, pt, pl, dh, dw, find_min):
     N, C, H, W = x.shape
     Ho, Wo = y.shape[2], y.shape[3]
-    sign = -1.0 if find_min else 1.0
+    rh = _windows(Ho, sh, pt, 0, kh, dh, H)
+    rw = _windows(Wo, sw, pl, 0, kw, dw, W)
     for p in prange(N * C):
         n = p // C
         c = p - n * C
@@ -83,28 +105,37 @@ def extreme_pool_forward(x, y, idx, kh, kw, sh, sw, pt, pl, dh, dw, find_min):
         ip = idx[n, c]
         for oh in range(Ho):
             h0 = oh * sh - pt
-            i0, i1 = _tap_range(h0, kh, dh, H)
+            i0 = rh[oh, 0]
+            i1 = rh[oh, 1]
             for ow in range(Wo):
                 w0 = ow * sw - pl
-                j0, j1 = _tap_range(w0, kw, dw, W)
+                j0 = rw[ow, 0]
+                j1 = rw[ow, 1]
                 if i0 == i1 or j0 == j1:
-                    yp[oh, ow] = -sign * np.inf
+                    yp[oh, ow] = np.inf if find_min else -np.inf
                     ip[oh, ow] = -1
                     continue
                 bh = h0 + i0 * dh
                 bw = w0 + j0 * dw
-                best = sign * xp[bh, bw]
+                best = xp[bh, bw]
                 besti = bh * W + bw
+                total = best - best  # NaN iff some tap is NaN (or +inf and -inf meet)
                 for i in range(i0, i1):
                     h = h0 + i * dh
                     for j in range(j0, j1):
                         w = w0 + j * dw
-                        v = sign * xp[h, w]
-                        # strict '>' keeps the first extremum; the first NaN wins and stays
-                        if v > best or (v != v and best == best):
-                            best = v
-                            besti = h * W + w
-                yp[oh, ow] = sign * best
+                        v = xp[h, w]
+                        total += v
+                        # strict comparison keeps the first extremum; selects, not branches
+                        u = v < best if find_min else v > best
+                        besti = h * W + w if u else besti
+                        best = v if u else best
+                if total != total:
+                    first = _first_nan(xp, h0, w0, i0, i1, j0, j1, dh, dw)
+                    if first >= 0:
+                        besti = first
+                        best = xp[first // W, first % W]
+                yp[oh, ow] = best
                 ip[oh, ow] = besti
 
 
@@ -130,6 +161,8 @@ def extreme_pool_backward(gy, idx, gx):
 def avg_pool_forward(x, y, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include_pad, divisor):
     N, C, H, W = x.shape
     Ho, Wo = y.shape[2], y.shape[3]
+    rh = _windows(Ho, sh, pt, pb, kh, dh, H)
+    rw = _windows(Wo, sw, pl, pr, kw, dw, W)
     for p in prange(N * C):
         n = p // C
         c = p - n * C
@@ -137,18 +170,14 @@ def avg_pool_forward(x, y, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include
         yp = y[n, c]
         for oh in range(Ho):
             h0 = oh * sh - pt
-            i0, i1 = _tap_range(h0, kh, dh, H)
-            if count_include_pad:
-                cnt_h = _count(h0, kh, dh, -pt, H + pb)
-            else:
-                cnt_h = i1 - i0
+            i0 = rh[oh, 0]
+            i1 = rh[oh, 1]
+            cnt_h = rh[oh, 2] if count_include_pad else i1 - i0
             for ow in range(Wo):
                 w0 = ow * sw - pl
-                j0, j1 = _tap_range(w0, kw, dw, W)
-                if count_include_pad:
-                    cnt_w = _count(w0, kw, dw, -pl, W + pr)
-                else:
-                    cnt_w = j1 - j0
+                j0 = rw[ow, 0]
+                j1 = rw[ow, 1]
+                cnt_w = rw[ow, 2] if count_include_pad else j1 - j0
                 d = divisor if divisor > 0 else float(cnt_h * cnt_w)
                 s = 0.0
                 for i in range(i0, i1):
@@ -162,6 +191,8 @@ def avg_pool_forward(x, y, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include
 def avg_pool_backward(gy, gx, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include_pad, divisor):
     N, C, H, W = gx.shape
     Ho, Wo = gy.shape[2], gy.shape[3]
+    rh = _windows(Ho, sh, pt, pb, kh, dh, H)
+    rw = _windows(Wo, sw, pl, pr, kw, dw, W)
     for p in prange(N * C):
         n = p // C
         c = p - n * C
@@ -170,18 +201,14 @@ def avg_pool_backward(gy, gx, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_incl
         gyp = gy[n, c]
         for oh in range(Ho):
             h0 = oh * sh - pt
-            i0, i1 = _tap_range(h0, kh, dh, H)
-            if count_include_pad:
-                cnt_h = _count(h0, kh, dh, -pt, H + pb)
-            else:
-                cnt_h = i1 - i0
+            i0 = rh[oh, 0]
+            i1 = rh[oh, 1]
+            cnt_h = rh[oh, 2] if count_include_pad else i1 - i0
             for ow in range(Wo):
                 w0 = ow * sw - pl
-                j0, j1 = _tap_range(w0, kw, dw, W)
-                if count_include_pad:
-                    cnt_w = _count(w0, kw, dw, -pl, W + pr)
-                else:
-                    cnt_w = j1 - j0
+                j0 = rw[ow, 0]
+                j1 = rw[ow, 1]
+                cnt_w = rw[ow, 2] if count_include_pad else j1 - j0
                 d = divisor if divisor > 0 else float(cnt_h * cnt_w)
                 if d <= 0:
                     continue
