@@ -29,10 +29,10 @@ def image_input(in_channels: int, input_size, name: str = "input"):
 HE_FAN_OUT = {"name": "kaiming_normal", "mode": "fan_out"}
 
 
-def conv(x, out_channels, kernel_size, name, stride=1, padding=0, groups=1, bias=False):
-    """A named ``Conv2d`` applied to ``x`` (torchvision's ``nn.Conv2d`` arguments), He-initialised."""
+def conv(x, out_channels, kernel_size, name, stride=1, padding=0, groups=1, bias=False, kernel_init=HE_FAN_OUT):
+    """A named ``Conv2d`` applied to ``x`` (torchvision's ``nn.Conv2d`` arguments), zero bias."""
     return L.Conv2d(out_channels, kernel_size, stride=stride, padding=padding, groups=groups, bias=bias,
-                    kernel_init=HE_FAN_OUT, bias_init="zeros", name=name)(x)
+                    kernel_init=kernel_init, bias_init="zeros", name=name)(x)
 
 
 def bn(x, name, eps=1e-5):

@@ -23,8 +23,9 @@ def alexnet(num_classes=1000, in_channels=3, input_size=None, variant="torchvisi
     pad 1 (all-to-all), conv 384@3x3 and 256@3x3 pad 1 in two groups (the two GPU towers), ReLU
     after every layer, local response normalisation after the first two convolutions (n=5, k=2,
     alpha=1e-4, beta=0.75 in the paper's convention, i.e. alpha not divided by n), overlapping
-    3x3/2 max pooling after both normalisations and after conv5, dropout 0.5 before fc6 and fc7.
-    58,631,144 parameters with 1000 classes (the paper says "60 million").
+    3x3/2 max pooling after both normalisations and after conv5, dropout 0.5 before fc6 and fc7,
+    and the paper's initialisation (weights N(0, 0.01^2), biases 1 in conv2, conv4, conv5, fc6 and
+    fc7, 0 elsewhere). 60,965,224 parameters with 1000 classes (the paper says "60 million").
 
     Parameters
     ----------
@@ -69,17 +70,27 @@ def _alexnet_torchvision(num_classes, in_channels, input_size, hidden, dropout, 
 
 
 def _alexnet_paper(num_classes, in_channels, input_size, hidden, dropout, seed):
+    # section 5: weights N(0, 0.01^2); biases 1 in conv2, conv4, conv5 and the hidden fc layers, else 0
+    w = {"name": "normal", "std": 0.01}
+    one = {"name": "constant", "value": 1.0}
+
+    def conv(h, out_channels, k, name, bias_init, **kw):
+        return L.ReLU()(L.Conv2d(out_channels, k, kernel_init=w, bias_init=bias_init, name=name, **kw)(h))
+
+    def fc(h, out_features, name, bias_init):
+        return L.Linear(out_features, kernel_init=w, bias_init=bias_init, name=name)(h)
+
     def lrn(h):  # section 3.3: k=2, n=5, alpha=1e-4, beta=0.75, alpha applied undivided
         return L.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0, convention="paper")(h)
 
     x = inp = image_input(in_channels, input_size)
-    x = L.MaxPool2d(3, 2)(lrn(L.ReLU()(L.Conv2d(96, 11, stride=4, name="features_0")(x))))  # 55 -> 27
-    x = L.MaxPool2d(3, 2)(lrn(L.ReLU()(L.Conv2d(256, 5, padding=2, groups=2, name="features_4")(x))))  # -> 13
-    x = L.ReLU()(L.Conv2d(384, 3, padding=1, name="features_8")(x))
-    x = L.ReLU()(L.Conv2d(384, 3, padding=1, groups=2, name="features_10")(x))
-    x = L.ReLU()(L.Conv2d(256, 3, padding=1, groups=2, name="features_12")(x))
+    x = L.MaxPool2d(3, 2)(lrn(conv(x, 96, 11, "features_0", "zeros", stride=4)))  # 55x55 -> 27x27
+    x = L.MaxPool2d(3, 2)(lrn(conv(x, 256, 5, "features_4", one, padding=2, groups=2)))  # -> 13x13
+    x = conv(x, 384, 3, "features_8", "zeros", padding=1)
+    x = conv(x, 384, 3, "features_10", one, padding=1, groups=2)
+    x = conv(x, 256, 3, "features_12", one, padding=1, groups=2)
     x = L.Flatten()(L.MaxPool2d(3, 2)(x))  # (N, 256*6*6) at 227x227
-    x = L.ReLU()(L.Linear(hidden, name="classifier_1")(L.Dropout(dropout)(x)))
-    x = L.ReLU()(L.Linear(hidden, name="classifier_4")(L.Dropout(dropout)(x)))
-    out = L.Linear(num_classes, name="classifier_6")(x)
+    x = L.ReLU()(fc(L.Dropout(dropout)(x), hidden, "classifier_1", one))
+    x = L.ReLU()(fc(L.Dropout(dropout)(x), hidden, "classifier_4", one))
+    out = fc(x, num_classes, "classifier_6", "zeros")
     return build(inp, out, "alexnet_paper", seed)

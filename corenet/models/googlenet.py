@@ -69,8 +69,8 @@ def googlenet(num_classes=1000, in_channels=3, input_size=224, aux_logits=True, 
 
     def unit(h, out_channels, k, name, stride=1, padding=0):
         """torchvision's BasicConv2d (conv, BN eps 1e-3, ReLU), or conv + bias + ReLU for the paper."""
-        if paper:
-            return relu(conv(h, out_channels, k, name, stride, padding, bias=True))
+        if paper:  # no batch norm: fan-in He init keeps the activations' scale through 1x1 reductions
+            return relu(conv(h, out_channels, k, name, stride, padding, bias=True, kernel_init="kaiming_normal"))
         return conv_bn_relu(h, out_channels, k, f"{name}_conv", f"{name}_bn", stride, padding, eps=1e-3)
 
     def lrn(h):

@@ -35,9 +35,9 @@ def lenet5(num_classes=10, in_channels=1, input_size=28, activation="relu", pool
     Model
         Input ``(N, in_channels, H, W)``, output logits ``(N, num_classes)``.
     """
-    acts = {"relu": L.ReLU, "tanh": L.Tanh if hasattr(L, "Tanh") else None}
+    acts = {"relu": L.ReLU, "tanh": L.Tanh}
     pools = {"max": L.MaxPool2d, "avg": L.AvgPool2d}
-    if acts.get(activation) is None:
+    if activation not in acts:
         raise ValueError(f"lenet5: activation must be 'relu' or 'tanh'. Received: activation={activation!r}")
     if pool not in pools:
         raise ValueError(f"lenet5: pool must be 'max' or 'avg'. Received: pool={pool!r}")
