@@ -79,15 +79,14 @@ def _windows(n_out, stride, pad_before, pad_after, k, d, size):
 
 
 @helper
-def _first_nan(xp, h0, w0, i0, i1, j0, j1, dh, dw):
+def _first_nan(xf, q0, i0, i1, j0, j1, rstep, dw):
     """Flat index of the first NaN tap of a window in row-major order, or -1."""
-    W = xp.shape[1]
     for i in range(i0, i1):
-        h = h0 + i * dh
+        r = q0 + i * rstep
         for j in range(j0, j1):
-            w = w0 + j * dw
-            if xp[h, w] != xp[h, w]:
-                return h * W + w
+            q = r + j * dw
+            if xf[np.uint64(q)] != xf[np.uint64(q)]:
+                return q
     return -1
 
 
@@ -97,44 +96,44 @@ def extreme_pool_forward(x, y, idx, kh, kw, sh, sw, pt, pl, dh, dw, find_min):
     Ho, Wo = y.shape[2], y.shape[3]
     rh = _windows(Ho, sh, pt, 0, kh, dh, H)
     rw = _windows(Wo, sw, pl, 0, kw, dw, W)
+    rstep = dh * W
     for p in prange(N * C):
         n = p // C
         c = p - n * C
-        xp = x[n, c]
+        # flat plane, unsigned indices: no negative-index wraparound checks in the hot loop
+        xf = x[n, c].reshape(H * W)
         yp = y[n, c]
         ip = idx[n, c]
         for oh in range(Ho):
-            h0 = oh * sh - pt
             i0 = rh[oh, 0]
             i1 = rh[oh, 1]
+            r0 = (oh * sh - pt) * W
             for ow in range(Wo):
-                w0 = ow * sw - pl
                 j0 = rw[ow, 0]
                 j1 = rw[ow, 1]
                 if i0 == i1 or j0 == j1:
                     yp[oh, ow] = np.inf if find_min else -np.inf
                     ip[oh, ow] = -1
                     continue
-                bh = h0 + i0 * dh
-                bw = w0 + j0 * dw
-                best = xp[bh, bw]
-                besti = bh * W + bw
+                q0 = r0 + ow * sw - pl  # flat index of tap (0, 0), maybe outside the plane
+                besti = q0 + i0 * rstep + j0 * dw
+                best = xf[np.uint64(besti)]
                 total = best - best  # NaN iff some tap is NaN (or +inf and -inf meet)
                 for i in range(i0, i1):
-                    h = h0 + i * dh
+                    r = q0 + i * rstep
                     for j in range(j0, j1):
-                        w = w0 + j * dw
-                        v = xp[h, w]
+                        q = r + j * dw
+                        v = xf[np.uint64(q)]
                         total += v
                         # strict comparison keeps the first extremum; selects, not branches
                         u = v < best if find_min else v > best
-                        besti = h * W + w if u else besti
+                        besti = q if u else besti
                         best = v if u else best
                 if total != total:
-                    first = _first_nan(xp, h0, w0, i0, i1, j0, j1, dh, dw)
+                    first = _first_nan(xf, q0, i0, i1, j0, j1, rstep, dw)
                     if first >= 0:
                         besti = first
-                        best = xp[first // W, first % W]
+                        best = xf[np.uint64(first)]
                 yp[oh, ow] = best
                 ip[oh, ow] = besti
 
@@ -166,10 +165,10 @@ def avg_pool_forward(x, y, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include
     for p in prange(N * C):
         n = p // C
         c = p - n * C
-        xp = x[n, c]
+        xf = x[n, c].reshape(H * W)
         yp = y[n, c]
         for oh in range(Ho):
-            h0 = oh * sh - pt
+            r0 = (oh * sh - pt) * W
             i0 = rh[oh, 0]
             i1 = rh[oh, 1]
             cnt_h = rh[oh, 2] if count_include_pad else i1 - i0
@@ -179,11 +178,12 @@ def avg_pool_forward(x, y, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include
                 j1 = rw[ow, 1]
                 cnt_w = rw[ow, 2] if count_include_pad else j1 - j0
                 d = divisor if divisor > 0 else float(cnt_h * cnt_w)
+                q0 = r0 + w0
                 s = 0.0
                 for i in range(i0, i1):
-                    h = h0 + i * dh
+                    r = q0 + i * dh * W
                     for j in range(j0, j1):
-                        s += xp[h, w0 + j * dw]
+                        s += xf[np.uint64(r + j * dw)]
                 yp[oh, ow] = s / d if d > 0 else 0.0
 
 
@@ -196,11 +196,11 @@ def avg_pool_backward(gy, gx, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_incl
     for p in prange(N * C):
         n = p // C
         c = p - n * C
-        g = gx[n, c]
-        g[:, :] = 0
+        g = gx[n, c].reshape(H * W)
+        g[:] = 0
         gyp = gy[n, c]
         for oh in range(Ho):
-            h0 = oh * sh - pt
+            r0 = (oh * sh - pt) * W
             i0 = rh[oh, 0]
             i1 = rh[oh, 1]
             cnt_h = rh[oh, 2] if count_include_pad else i1 - i0
@@ -213,10 +213,11 @@ def avg_pool_backward(gy, gx, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_incl
                 if d <= 0:
                     continue
                 v = gyp[oh, ow] / d
+                q0 = r0 + w0
                 for i in range(i0, i1):
-                    h = h0 + i * dh
+                    r = q0 + i * dh * W
                     for j in range(j0, j1):
-                        g[h, w0 + j * dw] += v
+                        g[np.uint64(r + j * dw)] += v
 
 
 @kernel
