@@ -204,11 +204,8 @@ def _compare(net, model, input_shape, tmp_path, seed=0, atol=1e-4):
     net = _randomize(net.double(), seed)
     path = tmp_path / "weights.npz"
     np.savez(path, **{k: v.numpy() for k, v in net.state_dict().items()})
-    # strict=False only because io skips torch's num_batches_tracked while corenet's batch norm keeps
-    # one (a counter, unused in eval mode); every other tensor must pair up, checked here.
-    pairs = models.load_torchvision(model, path, strict=False)
-    assert sorted(pairs.values()) == sorted(k for k in net.state_dict() if not k.endswith("num_batches_tracked"))
-    assert all(k.endswith("num_batches_tracked") for k in set(model.state_dict()) - set(pairs))
+    pairs = models.load_torchvision(model, path)  # strict: every name and shape must pair up
+    assert {k for k in net.state_dict() if not k.endswith("num_batches_tracked")} <= set(pairs.values())
     x = np.random.default_rng(seed).standard_normal((2, *input_shape))
     with torch.no_grad():
         expected = net(torch.from_numpy(x)).numpy()
