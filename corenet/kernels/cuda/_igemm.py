@@ -49,6 +49,11 @@ else:
     TM, TN, TK, TY, TX = 64, 64, 16, 16, 16
 RM, RN = TM // TY, TN // TX
 NT = TY * TX  # threads per block
+# Tile loads: thread ``tid`` loads A elements (k = tid % TK, rows tid // TK + A_STEP*q) and B
+# elements (column tid % TN, k rows tid // TN + B_STEP*q), so its k or its column is fixed and
+# decomposed once. That needs the block to divide evenly into the tile edges:
+A_STEP, B_STEP = NT // TK, NT // TN
+assert NT % TK == 0 and NT % TN == 0 and TM % A_STEP == 0 and TK % B_STEP == 0 and TN % A_STEP == 0
 
 
 @functools.cache
@@ -56,7 +61,7 @@ def kernels_for(dtype):
     """The three implicit-GEMM kernels compiled for ``dtype`` (float32 or float64)."""
     nbt = numba.from_dtype(np.dtype(dtype))
 
-    @cuda.jit(device=True, inline=True)
+    @cuda.jit(device=True)
     def mma(As, Bs, acc, ty, tx):
         """``acc[r, c] += sum_k As[k, ty + TY*r] * Bs[k, tx + TX*c]`` over the TK-deep tile."""
         for kk in range(TK):
@@ -66,12 +71,13 @@ def kernels_for(dtype):
                     acc[r, c] += a * Bs[kk, tx + TX * c]
 
     @cuda.jit
-    def forward(x, w, b, has_bias, groups, sh, sw, pt, pl, dh, dw, y):
+    def forward(x, w2, b, has_bias, groups, kh, kw, sh, sw, pt, pl, dh, dw, y):
         N, C_in, H, W = x.shape
-        C_out, cg, kh, kw = w.shape
+        C_out, K = w2.shape  # weights flattened to (C_out, cg*kh*kw)
         ho, wo = y.shape[2], y.shape[3]
         cog = C_out // groups
-        K = cg * kh * kw
+        cg = C_in // groups
+        khkw = kh * kw
         P = ho * wo
         ncol = N * P
         As = cuda.shared.array((TK, TM), nbt)
@@ -81,28 +87,33 @@ def kernels_for(dtype):
         tid = ty * TX + tx
         g = cuda.blockIdx.z
         m0 = cuda.blockIdx.y * TM
+        ka, ma = tid % TK, tid // TK  # A loads: fixed k, rows ma + A_STEP*q
+        nb, kb = tid % TN, tid // TN  # B loads: fixed column, k rows kb + B_STEP*q
         for bx in range(cuda.blockIdx.x, (ncol + TN - 1) // TN, cuda.gridDim.x):
             n0 = bx * TN
+            col = n0 + nb  # this thread's B column: (n, oh, ow), decomposed once per tile
+            n, p = col // P, col % P
+            ih0 = (p // wo) * sh - pt
+            iw0 = (p % wo) * sw - pl
+            xc = g * cg
             for r in range(RM):
                 for c in range(RN):
                     acc[r, c] = 0
             for k0 in range(0, K, TK):
-                for e in range(tid, TM * TK, NT):  # A: weight rows, contiguous along k
-                    m, kk = e // TK, e % TK
+                k = k0 + ka
+                for m in range(ma, TM, A_STEP):  # A: weight rows, contiguous along k
+                    As[ka, m] = w2[g * cog + m0 + m, k] if m0 + m < cog and k < K else nbt(0)
+                for kk in range(kb, TK, B_STEP):  # B: implicit im2col, contiguous along pixels
                     k = k0 + kk
-                    As[kk, m] = w[g * cog + m0 + m, k // (kh * kw), (k // kw) % kh, k % kw] \
-                        if m0 + m < cog and k < K else nbt(0)
-                for e in range(tid, TK * TN, NT):  # B: implicit im2col, contiguous along pixels
-                    kk, nn = e // TN, e % TN
-                    k, col = k0 + kk, n0 + nn
                     v = nbt(0)
                     if k < K and col < ncol:
-                        n, p = col // P, col % P
-                        ih = (p // wo) * sh - pt + ((k // kw) % kh) * dh
-                        iw = (p % wo) * sw - pl + (k % kw) * dw
+                        cl = k // khkw
+                        i = (k - cl * khkw) // kw
+                        ih = ih0 + i * dh
+                        iw = iw0 + (k - cl * khkw - i * kw) * dw
                         if ih >= 0 and ih < H and iw >= 0 and iw < W:
-                            v = x[n, g * cg + k // (kh * kw), ih, iw]
-                    Bs[kk, nn] = v
+                            v = x[n, xc + cl, ih, iw]
+                    Bs[kk, nb] = v
                 cuda.syncthreads()
                 mma(As, Bs, acc, ty, tx)
                 cuda.syncthreads()
@@ -125,7 +136,8 @@ def kernels_for(dtype):
         C_out, cg, kh, kw = w.shape
         ho, wo = gy.shape[2], gy.shape[3]
         cog = C_out // groups
-        K = cog * kh * kw
+        khkw = kh * kw
+        K = cog * khkw
         P = H * W
         ncol = N * P
         As = cuda.shared.array((TK, TM), nbt)
@@ -135,30 +147,37 @@ def kernels_for(dtype):
         tid = ty * TX + tx
         g = cuda.blockIdx.z
         m0 = cuda.blockIdx.y * TM
+        ka, ma = tid % TK, tid // TK
+        nb, kb = tid % TN, tid // TN
         for bx in range(cuda.blockIdx.x, (ncol + TN - 1) // TN, cuda.gridDim.x):
             n0 = bx * TN
+            col = n0 + nb  # this thread's B column: input pixel (n, h, w)
+            n, p = col // P, col % P
+            th0 = p // W + pt
+            tw0 = p % W + pl
             for r in range(RM):
                 for c in range(RN):
                     acc[r, c] = 0
             for k0 in range(0, K, TK):
-                for e in range(tid, TM * TK, NT):  # A[m, (o, i, j)] = w[g*cog + o, m, i, j]
-                    m, kk = e // TK, e % TK
+                k = k0 + ka  # A[m, (o, i, j)] = w[g*cog + o, m, i, j]
+                o = k // khkw
+                i = (k - o * khkw) // kw
+                j = k - o * khkw - i * kw
+                for m in range(ma, TM, A_STEP):
+                    As[ka, m] = w[g * cog + o, m0 + m, i, j] if m0 + m < cg and k < K else nbt(0)
+                for kk in range(kb, TK, B_STEP):  # B: gy at the outputs whose window covers (h, w)
                     k = k0 + kk
-                    As[kk, m] = w[g * cog + k // (kh * kw), m0 + m, (k // kw) % kh, k % kw] \
-                        if m0 + m < cg and k < K else nbt(0)
-                for e in range(tid, TK * TN, NT):  # B: gy at the outputs whose window covers (h, w)
-                    kk, nn = e // TN, e % TN
-                    k, col = k0 + kk, n0 + nn
                     v = nbt(0)
                     if k < K and col < ncol:
-                        n, p = col // P, col % P
-                        th = p // W + pt - ((k // kw) % kh) * dh
-                        tw = p % W + pl - (k % kw) * dw
+                        o = k // khkw
+                        i = (k - o * khkw) // kw
+                        th = th0 - i * dh
+                        tw = tw0 - (k - o * khkw - i * kw) * dw
                         if th >= 0 and tw >= 0 and th % sh == 0 and tw % sw == 0:
                             oh, ow = th // sh, tw // sw
                             if oh < ho and ow < wo:
-                                v = gy[n, g * cog + k // (kh * kw), oh, ow]
-                    Bs[kk, nn] = v
+                                v = gy[n, g * cog + o, oh, ow]
+                    Bs[kk, nb] = v
                 cuda.syncthreads()
                 mma(As, Bs, acc, ty, tx)
                 cuda.syncthreads()
@@ -177,7 +196,8 @@ def kernels_for(dtype):
         C_out, ho, wo = gy.shape[1], gy.shape[2], gy.shape[3]
         cog = C_out // groups
         cg = C_in // groups
-        kcols = cg * kh * kw
+        khkw = kh * kw
+        kcols = cg * khkw
         P = ho * wo
         R = N * P
         As = cuda.shared.array((TK, TM), nbt)
@@ -190,28 +210,31 @@ def kernels_for(dtype):
         m0 = cuda.blockIdx.y * TM
         r_lo = s * chunk
         r_hi = min(R, r_lo + chunk)
+        ka, ma = tid % TK, tid // TK  # both operands: this thread's reduction index is k0 + ka
         for bx in range(cuda.blockIdx.x, (kcols + TN - 1) // TN, cuda.gridDim.x):
             n0 = bx * TN
             for r in range(RM):
                 for c in range(RN):
                     acc[r, c] = 0
             for k0 in range(r_lo, r_hi, TK):
-                for e in range(tid, TM * TK, NT):  # A[m, r] = gy[n, g*cog + m, p], contiguous along p
-                    m, kk = e // TK, e % TK
-                    rr = k0 + kk
-                    As[kk, m] = gy[rr // P, g * cog + m0 + m, (rr % P) // wo, rr % wo] \
+                rr = k0 + ka  # reduction index (n, oh, ow), decomposed once per step
+                n, p = rr // P, rr % P
+                ih0 = (p // wo) * sh - pt
+                iw0 = (p % wo) * sw - pl
+                for m in range(ma, TM, A_STEP):  # A[m, r] = gy[n, g*cog + m, p], contiguous along p
+                    As[ka, m] = gy[n, g * cog + m0 + m, p // wo, p % wo] \
                         if m0 + m < cog and rr < r_hi else nbt(0)
-                for e in range(tid, TK * TN, NT):  # B[r, (cl, i, j)]: consecutive threads, consecutive r
-                    nn, kk = e // TK, e % TK
-                    rr, col = k0 + kk, n0 + nn
+                for nn in range(ma, TN, A_STEP):  # B[r, (cl, i, j)]: consecutive threads, consecutive r
+                    cc = n0 + nn
                     v = nbt(0)
-                    if rr < r_hi and col < kcols:
-                        n, p = rr // P, rr % P
-                        ih = (p // wo) * sh - pt + ((col // kw) % kh) * dh
-                        iw = (p % wo) * sw - pl + (col % kw) * dw
+                    if rr < r_hi and cc < kcols:
+                        cl = cc // khkw
+                        i = (cc - cl * khkw) // kw
+                        ih = ih0 + i * dh
+                        iw = iw0 + (cc - cl * khkw - i * kw) * dw
                         if ih >= 0 and ih < H and iw >= 0 and iw < W:
-                            v = x[n, g * cg + col // (kh * kw), ih, iw]
-                    Bs[kk, nn] = v
+                            v = x[n, g * cg + cl, ih, iw]
+                    Bs[ka, nn] = v
                 cuda.syncthreads()
                 mma(As, Bs, acc, ty, tx)
                 cuda.syncthreads()

@@ -158,7 +158,8 @@ def conv2d_forward(x, w, b, stride, padding4, dilation, groups):
     else:
         fwd = _igemm.kernels_for(x.dtype)[0]
         _igemm.launch(fwd, -(-N * ho * wo // _igemm.TN), C_out // groups, groups,
-                      dx, dwt, db, b is not None, groups, sh, sw, pt, pl, dh, dw_, y)
+                      dx, dwt.reshape(C_out, cg * kh * kw), db, b is not None, groups, kh, kw, sh, sw, pt, pl,
+                      dh, dw_, y)
     return host_or_device(y, x)
 
 

@@ -31,7 +31,7 @@ from ._runtime import cuda, dev, grid, out_pair
 __all__ = ["lrn_across_forward", "lrn_across_backward", "lrn_within_forward", "lrn_within_backward"]
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True)
 def _rpow(s, beta):
     """``s ** -beta`` for ``s > 0`` (square roots for the common exponents, as the CPU kernel)."""
     if beta == 0.75:
@@ -43,7 +43,7 @@ def _rpow(s, beta):
     return s ** (-beta)
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True)
 def _t(x, scale, gy, n, c, h, w, beta):
     """``gy * x * s**-beta / s`` at one element, float64."""
     s = numba.float64(scale[n, c, h, w])

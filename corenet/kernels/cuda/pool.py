@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True)
 def _tap_range(start, k, d, size):
     """Taps ``t`` in ``[t0, t1)`` keep ``start + t*d`` inside ``[0, size)``."""
     t0 = 0
@@ -54,7 +54,7 @@ def _tap_range(start, k, d, size):
     return t0, t1
 
 
-@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True)
 def _divisor(h0, w0, H, W, kh, kw, dh, dw, pt, pb, pl, pr, count_include_pad, divisor):
     """The average's divisor for the window starting at ``(h0, w0)`` (see the contract)."""
     if divisor > 0:
