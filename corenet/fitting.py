@@ -127,6 +127,8 @@ def run_fit(model, x, y, *, batch_size, epochs, validation_data, validation_spli
     elif seed is None:
         seed = _seed_from_os()
     seed = int(seed)
+    # per-batch hooks cost a dict per step: call only the callbacks that define them
+    begin_cbs = [cb for cb in all_cbs if type(cb).on_batch_begin is not _cb.Callback.on_batch_begin]
     batch_cbs = [cb for cb in all_cbs if type(cb).on_batch_end is not _cb.Callback.on_batch_end]
 
     model.stop_training = False
@@ -147,7 +149,9 @@ def run_fit(model, x, y, *, batch_size, epochs, validation_data, validation_spli
             loss_sum, seen = 0.0, 0
             sums = [[0.0, 0] for _ in model._metric_fns]
             for step, (xb, yb) in enumerate(batches):
-                xb = model._cast_inputs(_as_list(xb))
+                for cb in begin_cbs:
+                    cb.on_batch_begin(step, {})
+                xb = _as_list(xb)
                 loss, outputs, targets = model._train_step(xb, yb, nan_policy)
                 m = len(xb[0])
                 loss_sum += loss * m
@@ -163,7 +167,7 @@ def run_fit(model, x, y, *, batch_size, epochs, validation_data, validation_spli
             if hasattr(batches, "close"):
                 batches.close()
             logs = {"loss": loss_sum / max(seen, 1), **model._metric_values(sums)}
-            if validation_data is not None and math.isfinite(logs["loss"]):
+            if validation_data is not None:
                 val = model.evaluate(validation_data[0], validation_data[1], batch_size=batch_size)
                 logs.update({f"val_{k}": v for k, v in val.items()})
             logs["lr"] = lr
@@ -180,4 +184,5 @@ def run_fit(model, x, y, *, batch_size, epochs, validation_data, validation_spli
     finally:
         model._train_state = snapshot_state(model, model._fit_ctx)
         model._fit_ctx = None
+    model.history = history
     return history

@@ -17,11 +17,14 @@ bitwise-identical weights (same seed, same thread count).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import metrics as _metrics
 
 __all__ = ["TrainingMixin"]
+
 
 def _as_list(a) -> list:
     return list(a) if isinstance(a, (list, tuple)) else [a]
@@ -69,14 +72,8 @@ class TrainingMixin:
         self._step_cache = None
 
     def _output_names(self) -> list[str]:
-        outputs = getattr(self, "outputs", None)
-        if outputs is None:
-            return ["output"]
-        names = []
-        for i, t in enumerate(_as_list(outputs)):
-            layer = getattr(t, "layer", None)
-            names.append(getattr(t, "name", None) or getattr(layer, "name", None) or f"output_{i}")
-        return names
+        names = getattr(self, "output_names", None)  # Model: the output layers' names
+        return list(names) if names else ["output"]
 
     @staticmethod
     def _per_output(what, value, names, default):
@@ -118,7 +115,8 @@ class TrainingMixin:
         for out, target, fn, w in zip(outputs, targets, self._loss_fns, self._loss_weights):
             value, gy = fn(out, target)
             if w != 1.0:
-                value, gy = value * w, gy * w
+                value = value * w
+                gy *= gy.dtype.type(w)  # the loss's own fresh array
             total += float(value)
             grads.append(gy)
         return total, grads
@@ -146,7 +144,7 @@ class TrainingMixin:
         outputs = _as_list(self.forward(xs if len(xs) > 1 else xs[0], training=True))
         targets = self._targets(y, len(outputs))
         loss, grads = self._compute_loss(outputs, targets)
-        if not np.isfinite(loss):
+        if not math.isfinite(loss):
             if nan_policy == "raise":
                 raise FloatingPointError(
                     f"train_on_batch: the loss is {loss}; the step was not applied. Lower the learning rate, "
@@ -165,19 +163,7 @@ class TrainingMixin:
         Raises ``FloatingPointError`` (and leaves the weights untouched) when the loss is NaN or inf.
         """
         self._require_compiled("train_on_batch")
-        return self._train_step(self._cast_inputs(_as_list(x)), y)[0]
-
-    def _cast_inputs(self, xs: list) -> list:
-        dtype = self._dtype()
-        return [a if a.dtype == dtype else a.astype(dtype) for a in map(np.asarray, xs)]
-
-    def _dtype(self):
-        dtype = getattr(self, "_param_dtype", None)
-        if dtype is None:
-            params = self.parameters()
-            dtype = next(iter(params.values())).dtype if params else np.dtype(np.float32)
-            self._param_dtype = dtype
-        return dtype
+        return self._train_step(_as_list(x), y)[0]  # forward casts inputs to the Input dtype
 
     # ------------------------------------------------------------------------ evaluate / predict
     def predict(self, x, batch_size: int = 32):
@@ -186,7 +172,7 @@ class TrainingMixin:
         n = _check_lengths(xs, None)
         chunks = None
         for start in range(0, n, batch_size):
-            xb = self._cast_inputs([a[start:start + batch_size] for a in xs])
+            xb = [a[start:start + batch_size] for a in xs]
             outs = _as_list(self.forward(xb if len(xb) > 1 else xb[0], training=False))
             if chunks is None:
                 chunks = [[] for _ in outs]
@@ -206,7 +192,7 @@ class TrainingMixin:
         sums = [[0.0, 0] for _ in self._metric_fns]
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
-            xb = self._cast_inputs([a[start:stop] for a in xs])
+            xb = [a[start:stop] for a in xs]
             yb = _take(y, slice(start, stop))
             outputs = _as_list(self.forward(xb if len(xb) > 1 else xb[0], training=False))
             targets = self._targets(yb, len(outputs))
@@ -285,13 +271,22 @@ class TrainingMixin:
                        initial_epoch=initial_epoch, resume=resume, drop_last=drop_last)
 
     def _training_state(self):
-        """The state ``fit(resume=...)`` needs, live during ``fit`` and frozen after it (or as loaded)."""
-        ctx = getattr(self, "_fit_ctx", None)
-        if ctx is None:
-            return getattr(self, "_train_state", None)
-        from .fitting import snapshot_state
+        """The state ``fit(resume=...)`` needs: live during ``fit``; after it (or as loaded) the epoch,
+        seed, callbacks and history of the last fit with the current generators and learning rate."""
+        from .io import generators
 
-        return snapshot_state(self, ctx)
+        ctx = getattr(self, "_fit_ctx", None)
+        if ctx is not None:
+            from .fitting import snapshot_state
+
+            return snapshot_state(self, ctx)
+        state = getattr(self, "_train_state", None)
+        if state is None:
+            return None
+        state = dict(state, rngs={name: gen.bit_generator.state for name, gen in generators(self)})
+        if self.optimizer is not None:
+            state["lr"] = float(self.optimizer.lr)
+        return state
 
 
 def _check_lengths(xs: list, y) -> int:
