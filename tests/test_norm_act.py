@@ -3,9 +3,10 @@ written from the definitions, backward against float64 central differences, dtyp
 
 import math
 
+import numba
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import corenet
@@ -74,21 +75,9 @@ def numerical_grad(f, x, eps=1e-6):
 
 
 @pytest.fixture
-def one_thread():
-    """Finite differences call kernels thousands of times on tiny arrays: on a busy machine a
-    parallel region then waits for its second thread at every call, so run them on one."""
-    previous = corenet.get_num_threads()
-    corenet.set_num_threads(1)
-    yield
-    corenet.set_num_threads(previous)
-
-
-@pytest.fixture
 def two_threads():
     """The second thread count to compare with 1 (2, or 1 where only one is allowed); restores the count."""
     previous = corenet.get_num_threads()
-    import numba
-
     yield min(2, numba.config.NUMBA_NUM_THREADS)
     corenet.set_num_threads(previous)
 
@@ -140,7 +129,7 @@ def test_batch_norm_statistics_are_sound_for_large_means(backend, rng):
 
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("shape", [(3, 2, 2, 3), (5, 3)])
-def test_batch_norm_backward_matches_finite_differences(backend, rng, one_thread, training, shape):
+def test_batch_norm_backward_matches_finite_differences(backend, rng, training, shape):
     x = rng.standard_normal(shape) * 1.5 + 0.5
     C = shape[1]
     gamma, beta = rng.standard_normal(C), rng.standard_normal(C)
@@ -162,7 +151,7 @@ def test_batch_norm_backward_matches_finite_differences(backend, rng, one_thread
     assert gx3 is None and np.array_equal(gg3, gg) and np.array_equal(gb3, gb)
 
 
-def test_batch_norm_backward_without_affine(backend, rng, one_thread):
+def test_batch_norm_backward_without_affine(backend, rng):
     x = rng.standard_normal((4, 2, 3, 3))
     gy = rng.standard_normal(x.shape)
     _, state = F.batch_norm(x, None, None, None, None, True, return_state=True)
@@ -174,7 +163,7 @@ def test_batch_norm_backward_without_affine(backend, rng, one_thread):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_batch_norm_dtype_and_thread_count(backend, rng, two_threads, dtype):
-    x = (rng.standard_normal((6, 5, 7, 9)) * 3 + 1).astype(dtype)
+    x = (rng.standard_normal((8, 5, 31, 33)) * 3 + 1).astype(dtype)  # above SMALL_WORK: parallel
     gy = rng.standard_normal(x.shape).astype(dtype)
     g, b = np.ones(5, dtype), np.zeros(5, dtype)
     outs = []
@@ -182,6 +171,8 @@ def test_batch_norm_dtype_and_thread_count(backend, rng, two_threads, dtype):
         corenet.set_num_threads(n)
         y, s = F.batch_norm(x, g, b, None, None, True, return_state=True)
         outs.append((y, *F.batch_norm_backward(gy, s)))
+        assert corenet.get_num_threads() == n and numba.get_num_threads() == n
+    np.testing.assert_allclose(outs[0][0], ref_batch_norm(x, g, b), rtol=1e-5, atol=1e-5)
     for a, c in zip(*outs):
         assert a.dtype == dtype
         np.testing.assert_array_equal(a, c)  # the reduction order does not depend on threads
@@ -216,10 +207,9 @@ def test_activation_forward_matches_reference(backend, rng, name, dtype):
 
 
 @pytest.mark.parametrize("name", ACT_NAMES)
-@settings(max_examples=10, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=10)
 @given(shape=st.sampled_from([(2, 3), (2, 3, 2, 2), (1, 5, 1, 3), (4, 1)]), seed=st.integers(0, 2**16))
-def test_activation_backward_matches_finite_differences(one_thread, name, shape, seed):
-    # one_thread holds for every example (it only sets the thread count)
+def test_activation_backward_matches_finite_differences(name, shape, seed):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape) * 2
     x[np.abs(x) < 1e-3] = 0.5  # keep away from the kinks of relu/leaky_relu/elu
@@ -234,8 +224,8 @@ def test_activation_backward_matches_finite_differences(one_thread, name, shape,
 
 @pytest.mark.parametrize("name", ACT_NAMES)
 def test_activation_float32_backward_and_threads(backend, rng, two_threads, name):
-    x = (rng.standard_normal(10_007) * 3).astype(np.float32)
-    x = np.stack([x, -x])  # (2, 10007): softmax over axis 1 of long rows
+    x = (rng.standard_normal(20_011) * 3).astype(np.float32)
+    x = np.stack([x, -x])  # (2, 20011): above SMALL_WORK, and softmax over long rows
     gy = rng.standard_normal(x.shape).astype(np.float32)
     fwd, bwd = act_fns(name)
     outs = []
@@ -243,6 +233,7 @@ def test_activation_float32_backward_and_threads(backend, rng, two_threads, name
         corenet.set_num_threads(n)
         y, s = fwd(x, return_state=True)
         outs.append((y, bwd(gy, s)))
+        assert numba.get_num_threads() == n  # small kernels restore the count they lowered
     for a, c in zip(*outs):
         assert a.dtype == np.float32
         np.testing.assert_array_equal(a, c)
@@ -281,7 +272,7 @@ def test_softmax_axis_and_stability(backend, rng, fn):
         fn(x, axis=4)
 
 
-def test_softmax_backward_other_axis(backend, rng, one_thread):
+def test_softmax_backward_other_axis(backend, rng):
     x = rng.standard_normal((2, 3, 4))
     gy = rng.standard_normal(x.shape)
     for fn, bwd in ((F.softmax, F.softmax_backward), (F.log_softmax, F.log_softmax_backward)):
@@ -390,3 +381,12 @@ def test_batch_norm_and_gelu_against_torch(backend, rng):
         y, s = F.gelu(x, approximate=approximate, return_state=True)
         np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(F.gelu_backward(gy, s), xt.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_small_kernels_restore_the_thread_count(backend, two_threads):
+    corenet.set_num_threads(two_threads)
+    x = np.linspace(-1, 1, 12).reshape(2, 3, 2)  # below SMALL_WORK: runs on one thread
+    _, s = F.batch_norm(x.reshape(2, 3, 2, 1), None, None, None, None, True, return_state=True)
+    for y in (F.relu(x), F.softmax(x), F.gelu(x)):
+        assert y.shape == x.shape
+    assert numba.get_num_threads() == two_threads and corenet.get_num_threads() == two_threads

@@ -22,10 +22,12 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel
+from ._threads import sized
 
 # ------------------------------------------------------------------------------------- relu
 
 
+@sized(1)
 @kernel
 def relu_forward(x, y):
     for i in prange(x.shape[0]):
@@ -34,6 +36,7 @@ def relu_forward(x, y):
     return y
 
 
+@sized(1)
 @kernel
 def relu_backward(gy, y, gx):
     for i in prange(gy.shape[0]):
@@ -41,6 +44,7 @@ def relu_backward(gy, y, gx):
     return gx
 
 
+@sized(1)
 @kernel
 def leaky_relu_forward(x, slope, y):
     for i in prange(x.shape[0]):
@@ -49,6 +53,7 @@ def leaky_relu_forward(x, slope, y):
     return y
 
 
+@sized(1)
 @kernel
 def leaky_relu_backward(gy, x, slope, gx):
     for i in prange(gy.shape[0]):
@@ -59,6 +64,7 @@ def leaky_relu_backward(gy, x, slope, gx):
 # --------------------------------------------------------------------------- elu and selu
 
 
+@sized(8)
 @kernel
 def elu_forward(x, alpha, scale, y):
     """``scale * (x if x > 0 else alpha * (exp(x) - 1))`` (SELU is ELU with fixed alpha, scale)."""
@@ -68,6 +74,7 @@ def elu_forward(x, alpha, scale, y):
     return y
 
 
+@sized(8)
 @kernel
 def elu_backward(gy, x, alpha, scale, gx):
     for i in prange(gy.shape[0]):
@@ -79,6 +86,7 @@ def elu_backward(gy, x, alpha, scale, gx):
 # ------------------------------------------------------------------------------------- gelu
 
 
+@sized(8)
 @kernel
 def gelu_forward(x, tanh_approx, y):
     h = x.dtype.type(0.5)
@@ -97,6 +105,7 @@ def gelu_forward(x, tanh_approx, y):
     return y
 
 
+@sized(8)
 @kernel
 def gelu_backward(gy, x, tanh_approx, gx):
     h = x.dtype.type(0.5)
@@ -123,6 +132,7 @@ def gelu_backward(gy, x, tanh_approx, gx):
 # --------------------------------------------------------------------------- sigmoid, tanh
 
 
+@sized(8)
 @kernel
 def sigmoid_forward(x, y):
     one = x.dtype.type(1.0)
@@ -136,6 +146,7 @@ def sigmoid_forward(x, y):
     return y
 
 
+@sized(1)
 @kernel
 def sigmoid_backward(gy, y, gx):
     one = y.dtype.type(1.0)
@@ -144,6 +155,7 @@ def sigmoid_backward(gy, y, gx):
     return gx
 
 
+@sized(8)
 @kernel
 def tanh_forward(x, y):
     for i in prange(x.shape[0]):
@@ -151,6 +163,7 @@ def tanh_forward(x, y):
     return y
 
 
+@sized(1)
 @kernel
 def tanh_backward(gy, y, gx):
     one = y.dtype.type(1.0)
@@ -162,6 +175,7 @@ def tanh_backward(gy, y, gx):
 # ---------------------------------------------------------------------------------- dropout
 
 
+@sized(1)
 @kernel
 def dropout_forward(x, keep, scale, y):
     """``y = x * scale`` where ``keep`` (uint8) is 1, else 0."""
@@ -170,6 +184,7 @@ def dropout_forward(x, keep, scale, y):
     return y
 
 
+@sized(1)
 @kernel
 def dropout_backward(gy, keep, scale, gx):
     for i in prange(gy.shape[0]):
@@ -180,6 +195,7 @@ def dropout_backward(gy, keep, scale, gx):
 # ---------------------------------------------------------------------------------- softmax
 
 
+@sized(8)
 @kernel
 def softmax_forward(x, log, y):
     """Softmax (or log-softmax when ``log``) over axis 1 of ``x (P, K, Q)``."""
@@ -213,6 +229,7 @@ def softmax_forward(x, log, y):
     return y
 
 
+@sized(8)
 @kernel
 def softmax_backward(gy, y, log, gx):
     """softmax: ``gx = y * (gy - sum_k gy*y)``; log-softmax: ``gx = gy - exp(y) * sum_k gy``."""

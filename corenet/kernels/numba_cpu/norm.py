@@ -23,6 +23,7 @@ from numba import prange
 
 from ... import config
 from ._jit import kernel
+from ._threads import sized
 
 # The per-block sums may be reassociated: LLVM then vectorises them (about 3x faster; fastmath
 # is otherwise off, and a float reduction stays a serial chain). The order is still fixed at
@@ -45,6 +46,7 @@ def _block_shifted_sums(xb, shift):
     return s1, s2
 
 
+@sized(1)
 @kernel
 def bn_stats(x):
     """Per-channel mean and biased variance of ``x (N, C, L)``, both float64 ``(C,)``."""
@@ -73,6 +75,7 @@ def bn_stats(x):
     return mean, var
 
 
+@sized(1)
 @kernel
 def bn_affine(x, mean, scale, shift, y):
     """``y = (x - mean[c]) * scale[c] + shift[c]``; ``mean, scale, shift`` have x's dtype."""
@@ -102,6 +105,7 @@ def _block_grad_sums(gb, xb, m):
     return a, p
 
 
+@sized(1)
 @kernel
 def bn_backward_reduce(gy, x, mean):
     """Per-channel ``sum(gy)`` and ``sum(gy * (x - mean))`` as float64 ``(C,)``; mean is float64."""
@@ -125,6 +129,7 @@ def bn_backward_reduce(gy, x, mean):
     return sg, sgx
 
 
+@sized(1)
 @kernel
 def bn_backward_gx(gy, x, mean, a, b, d, gx):
     """``gx = a[c] * gy + b[c] * (x - mean[c]) + d[c]``; coefficient arrays have x's dtype."""
@@ -144,6 +149,7 @@ def bn_backward_gx(gy, x, mean, a, b, d, gx):
     return gx
 
 
+@sized(1)
 @kernel
 def bn_scale_gx(gy, a, gx):
     """``gx = a[c] * gy`` (eval-mode backward, where the statistics are constants)."""
