@@ -147,3 +147,13 @@ def test_matches_torch(backend, size, alpha, beta, k):
     gy = np.random.default_rng(0).standard_normal(x.shape)
     (gt,) = torch.autograd.grad(ty, tx, torch.tensor(gy))
     np.testing.assert_allclose(F.local_response_norm_backward(gy, state), gt.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_warmup_and_strided_input(backend, rng):
+    from corenet.functional import lrn
+
+    for dtype in (np.float32, np.float64):
+        lrn._warmup(np.dtype(dtype))
+    x = rng.standard_normal((2, 6, 5, 4))
+    view = x[:, ::-1]  # not C-contiguous: copied once by the argument check
+    np.testing.assert_array_equal(F.local_response_norm(view, 3), F.local_response_norm(np.ascontiguousarray(view), 3))

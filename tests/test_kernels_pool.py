@@ -280,3 +280,13 @@ def test_matches_torch(backend, ceil_mode, count_include_pad):
         np.testing.assert_allclose(F.pool2d_backward(np.ones_like(y), st_), gt.numpy(), rtol=1e-12)
     ty = torch.nn.functional.adaptive_avg_pool2d(tx, (4, 3))
     np.testing.assert_allclose(F.adaptive_avg_pool2d(x, (4, 3)), ty.detach().numpy(), rtol=1e-12)
+
+
+def test_warmup_and_strided_input(backend, rng):
+    from corenet.functional import pool
+
+    for dtype in (np.float32, np.float64):
+        pool._warmup(np.dtype(dtype))
+    x = rng.standard_normal((2, 3, 7, 6))
+    view = x[:, :, ::-1, :]  # not C-contiguous: copied once by the argument check
+    np.testing.assert_array_equal(F.max_pool2d(view, 3, 2, 1), F.max_pool2d(np.ascontiguousarray(view), 3, 2, 1))
