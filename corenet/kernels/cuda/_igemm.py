@@ -29,7 +29,8 @@ Tiling: a block of ``TY x TX`` threads owns a ``TM x TN`` tile of ``C`` and walk
 ``TK``: every thread loads a strided share of the A and B tiles (consecutive threads read
 consecutive addresses: along ``k`` of a weight row, along output pixels of an activation row),
 synchronises, then accumulates an ``RM x RN`` register micro-tile (rows ``ty + TY*r``, columns
-``tx + TX*c``, so stores of consecutive threads are consecutive pixels). The grid is
+``tx + TX*c``, so stores of consecutive threads are consecutive pixels). The shared tiles carry
+one padding column, so the stores of threads that differ in ``k`` fall in different banks. The grid is
 ``(column tiles, row tiles, groups * splits)`` with a block-level grid-stride loop over column
 tiles. Accumulation is in the input dtype (float32 like cuDNN without TF32; float64 in tests).
 """
@@ -63,12 +64,16 @@ def kernels_for(dtype):
 
     @cuda.jit(device=True)
     def mma(As, Bs, acc, ty, tx):
-        """``acc[r, c] += sum_k As[k, ty + TY*r] * Bs[k, tx + TX*c]`` over the TK-deep tile."""
+        """``acc[r, c] += sum_k As[k, ty + TY*r] * Bs[k, tx + TX*c]`` over the TK-deep tile: per k,
+        RN values of B go to registers once, then an RM x RN outer product."""
+        bv = cuda.local.array(RN, nbt)
         for kk in range(TK):
+            for c in range(RN):
+                bv[c] = Bs[kk, tx + TX * c]
             for r in range(RM):
                 a = As[kk, ty + TY * r]
                 for c in range(RN):
-                    acc[r, c] += a * Bs[kk, tx + TX * c]
+                    acc[r, c] += a * bv[c]
 
     @cuda.jit
     def forward(x, w2, b, has_bias, groups, kh, kw, sh, sw, pt, pl, dh, dw, y):
@@ -80,8 +85,8 @@ def kernels_for(dtype):
         khkw = kh * kw
         P = ho * wo
         ncol = N * P
-        As = cuda.shared.array((TK, TM), nbt)
-        Bs = cuda.shared.array((TK, TN), nbt)
+        As = cuda.shared.array((TK, TM + 1), nbt)
+        Bs = cuda.shared.array((TK, TN + 1), nbt)
         acc = cuda.local.array((RM, RN), nbt)
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
         tid = ty * TX + tx
@@ -140,8 +145,8 @@ def kernels_for(dtype):
         K = cog * khkw
         P = H * W
         ncol = N * P
-        As = cuda.shared.array((TK, TM), nbt)
-        Bs = cuda.shared.array((TK, TN), nbt)
+        As = cuda.shared.array((TK, TM + 1), nbt)
+        Bs = cuda.shared.array((TK, TN + 1), nbt)
         acc = cuda.local.array((RM, RN), nbt)
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
         tid = ty * TX + tx
@@ -200,8 +205,8 @@ def kernels_for(dtype):
         kcols = cg * khkw
         P = ho * wo
         R = N * P
-        As = cuda.shared.array((TK, TM), nbt)
-        Bs = cuda.shared.array((TK, TN), nbt)
+        As = cuda.shared.array((TK, TM + 1), nbt)
+        Bs = cuda.shared.array((TK, TN + 1), nbt)
         acc = cuda.local.array((RM, RN), nbt)
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
         tid = ty * TX + tx
