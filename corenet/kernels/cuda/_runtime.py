@@ -52,7 +52,7 @@ def cuda_reason() -> str | None:
         cuda.current_context()  # raises with the driver's explanation
     except Exception as exc:  # CudaSupportError, CudaDriverError, missing libraries ...
         first = str(exc).strip().splitlines()
-        detail = " ".join(line.strip() for line in first if line.strip())
+        detail = " ".join(line.strip() for line in first if line.strip()).rstrip(" :")
         return f"no CUDA GPU found: {detail or type(exc).__name__}"
     return "no CUDA GPU found: numba.cuda.is_available() is False"
 
