@@ -31,9 +31,10 @@ try:
     from numba import config as _numba_config
     from numba import cuda
     from numba.cuda.random import create_xoroshiro128p_states, xoroshiro128p_uniform_float32
-except ImportError as exc:  # numba-cuda missing or broken: the backend reports it, corenet still imports
+except Exception as exc:  # noqa: BLE001 - missing or broken numba-cuda (any error at its import):
+    # the backend reports why, and corenet itself keeps importing and running on the CPU.
     cuda = create_xoroshiro128p_states = xoroshiro128p_uniform_float32 = None
-    _IMPORT_ERROR = str(exc)
+    _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
 
 SIM = bool(cuda is not None and _numba_config.ENABLE_CUDASIM)
 THREADS = 16 if SIM else 256
@@ -43,7 +44,7 @@ MAX_BLOCKS = 4 if SIM else 65535
 def cuda_reason() -> str | None:
     """``None`` when CUDA kernels can run here (a GPU, or the simulator), else why they cannot."""
     if cuda is None:
-        return f"numba-cuda is not installed: pip install corenet[cuda] ({_IMPORT_ERROR})"
+        return f"numba-cuda is not installed or does not import: pip install corenet[cuda] ({_IMPORT_ERROR})"
     if SIM:
         return None
     try:
