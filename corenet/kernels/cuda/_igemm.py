@@ -57,23 +57,23 @@ A_STEP, B_STEP = NT // TK, NT // TN
 assert NT % TK == 0 and NT % TN == 0 and TM % A_STEP == 0 and TK % B_STEP == 0 and TN % A_STEP == 0
 
 
+@cuda.jit(device=True)
+def _mma(As, Bs, acc, bv, ty, tx):
+    """``acc[r, c] += sum_k As[k, ty + TY*r] * Bs[k, tx + TX*c]`` over the TK-deep tile: per k, the
+    RN values of B go to the registers ``bv`` once, then an RM x RN outer product."""
+    for kk in range(TK):
+        for c in range(RN):
+            bv[c] = Bs[kk, tx + TX * c]
+        for r in range(RM):
+            a = As[kk, ty + TY * r]
+            for c in range(RN):
+                acc[r, c] += a * bv[c]
+
+
 @functools.cache
 def kernels_for(dtype):
     """The three implicit-GEMM kernels compiled for ``dtype`` (float32 or float64)."""
     nbt = numba.from_dtype(np.dtype(dtype))
-
-    @cuda.jit(device=True)
-    def mma(As, Bs, acc, ty, tx):
-        """``acc[r, c] += sum_k As[k, ty + TY*r] * Bs[k, tx + TX*c]`` over the TK-deep tile: per k,
-        RN values of B go to registers once, then an RM x RN outer product."""
-        bv = cuda.local.array(RN, nbt)
-        for kk in range(TK):
-            for c in range(RN):
-                bv[c] = Bs[kk, tx + TX * c]
-            for r in range(RM):
-                a = As[kk, ty + TY * r]
-                for c in range(RN):
-                    acc[r, c] += a * bv[c]
 
     @cuda.jit
     def forward(x, w2, b, has_bias, groups, kh, kw, sh, sw, pt, pl, dh, dw, y):
@@ -88,6 +88,7 @@ def kernels_for(dtype):
         As = cuda.shared.array((TK, TM + 1), nbt)
         Bs = cuda.shared.array((TK, TN + 1), nbt)
         acc = cuda.local.array((RM, RN), nbt)
+        bv = cuda.local.array(RN, nbt)
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
         tid = ty * TX + tx
         g = cuda.blockIdx.z
@@ -120,7 +121,7 @@ def kernels_for(dtype):
                             v = x[n, xc + cl, ih, iw]
                     Bs[kk, nb] = v
                 cuda.syncthreads()
-                mma(As, Bs, acc, ty, tx)
+                _mma(As, Bs, acc, bv, ty, tx)
                 cuda.syncthreads()
             for r in range(RM):
                 m = m0 + ty + TY * r
@@ -148,6 +149,7 @@ def kernels_for(dtype):
         As = cuda.shared.array((TK, TM + 1), nbt)
         Bs = cuda.shared.array((TK, TN + 1), nbt)
         acc = cuda.local.array((RM, RN), nbt)
+        bv = cuda.local.array(RN, nbt)
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
         tid = ty * TX + tx
         g = cuda.blockIdx.z
@@ -184,7 +186,7 @@ def kernels_for(dtype):
                                 v = gy[n, g * cog + o, oh, ow]
                     Bs[kk, nb] = v
                 cuda.syncthreads()
-                mma(As, Bs, acc, ty, tx)
+                _mma(As, Bs, acc, bv, ty, tx)
                 cuda.syncthreads()
             for r in range(RM):
                 m = m0 + ty + TY * r
@@ -208,6 +210,7 @@ def kernels_for(dtype):
         As = cuda.shared.array((TK, TM + 1), nbt)
         Bs = cuda.shared.array((TK, TN + 1), nbt)
         acc = cuda.local.array((RM, RN), nbt)
+        bv = cuda.local.array(RN, nbt)
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
         tid = ty * TX + tx
         g = cuda.blockIdx.z % groups
@@ -241,7 +244,7 @@ def kernels_for(dtype):
                             v = x[n, g * cg + cl, ih, iw]
                     Bs[ka, nn] = v
                 cuda.syncthreads()
-                mma(As, Bs, acc, ty, tx)
+                _mma(As, Bs, acc, bv, ty, tx)
                 cuda.syncthreads()
             for r in range(RM):
                 m = m0 + ty + TY * r
