@@ -259,3 +259,23 @@ def test_load_torch_state_dict_reports_mismatches():
     target = convnet(seed=1)
     corenet.load_torch_state_dict(target, sd, strict=False)
     np.testing.assert_array_equal(target.state_dict()["fc.bias"], sd["classifier.bias"])
+
+
+def test_multi_output_compile_settings_survive_save_and_load(tmp_path):
+    from corenet import losses
+
+    x = Input((5,))
+    trunk = L.ReLU()(L.Linear(6, name="trunk")(x))
+    model = Model(x, [L.Linear(3, name="main")(trunk), L.Linear(3, name="aux")(trunk)], seed=0)
+    model.compile(optim.RMSProp(lr=0.01, rho=0.8), [losses.CrossEntropy(label_smoothing=0.1), "cross_entropy"],
+                  loss_weights=[1.0, 0.3])
+    rng = np.random.default_rng(0)
+    xs, ys = rng.normal(size=(16, 5)).astype(np.float32), rng.integers(0, 3, 16)
+    model.train_on_batch(xs, ys)
+    model.save(tmp_path / "m.npz")
+    loaded = corenet.load(tmp_path / "m.npz")
+    assert loaded._loss_weights == [1.0, 0.3]
+    assert isinstance(loaded._loss_fns[0], losses.CrossEntropy) and loaded._loss_fns[0].label_smoothing == 0.1
+    assert isinstance(loaded.optimizer, optim.RMSProp) and loaded.optimizer.rho == 0.8
+    assert model.train_on_batch(xs, ys) == loaded.train_on_batch(xs, ys)
+    assert_same_state(model, loaded)
