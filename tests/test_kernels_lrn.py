@@ -99,6 +99,17 @@ def test_conventions_and_known_values(backend):
     np.testing.assert_allclose(w[0, 0], [[0, 0, 0], [0, 3.0 / (1 + 9.0), 0], [0, 0, 0]], rtol=1e-14)
 
 
+@pytest.mark.parametrize("n_images", [1, 3])
+def test_pixel_blocks_match_oracle(backend, rng, n_images):
+    # 20x20 pixels: the across kernels split each image into several pixel blocks
+    x = rng.standard_normal((n_images, 4, 20, 20))
+    y, state = F.local_response_norm(x, 3, alpha=0.5, beta=0.75, k=1.0, return_state=True)
+    np.testing.assert_allclose(y, naive.lrn(x, 3, alpha=0.5)[0], rtol=1e-10)
+    gy = rng.standard_normal(x.shape)
+    np.testing.assert_allclose(F.local_response_norm_backward(gy, state), naive.lrn_backward(x, gy, 3, alpha=0.5),
+                               rtol=1e-10, atol=1e-12)
+
+
 def test_thread_count_does_not_change_results(backend, rng):
     x = rng.standard_normal((3, 11, 40, 30)).astype(np.float32)  # 1200 pixels: two blocks per image
     before = corenet.get_num_threads()

@@ -28,7 +28,7 @@ asks for that. ``lo = size // 2`` and ``hi = (size - 1) // 2``.
 {0.5, 0.75, 1} (``0.75`` is everyone's default and there is no vectorised ``pow`` here; a general
 ``beta`` costs a scalar ``pow`` per element, several times slower), and ``y = x / d``.
 
-Parallel over (image, block of ``_BLOCK`` pixels) for the across kernels and over the N*C planes
+Parallel over (image, block of at most ``_BLOCK`` pixels) for the across kernels and over the N*C planes
 for the within kernels. Every output element is computed by one thread in a fixed order, so
 results are bit-identical for any thread count.
 """
@@ -40,7 +40,16 @@ from ._jit import helper, kernel
 
 __all__ = ["lrn_across_forward", "lrn_across_backward", "lrn_within_forward", "lrn_within_backward"]
 
-_BLOCK = 1024  # pixels per task: ~8 KiB of float64 running sums, the channel window stays in L1/L2
+_BLOCK = 1024  # at most this many pixels per task: the channel window of a block stays in L1/L2
+_TASKS = 32  # a small batch is cut into smaller blocks so that there are at least this many tasks
+
+
+@helper
+def _block(N, P):
+    """Pixels per task: up to ``_BLOCK``, smaller when a small batch would leave threads idle.
+    (Every pixel is computed the same way whatever the block, so this never changes results.)"""
+    per_image = (_TASKS + N - 1) // max(N, 1)
+    return min(_BLOCK, max(64, (P + per_image - 1) // per_image))
 
 
 @helper
@@ -71,11 +80,12 @@ def lrn_across_forward(x, y, scale, size, alpha, beta, k):
     sf = scale.reshape(scale.shape[0], scale.shape[1], scale.shape[2] * scale.shape[3])
     lo = size // 2
     hi = (size - 1) // 2
-    nb = (P + _BLOCK - 1) // _BLOCK
+    blk = _block(N, P)
+    nb = (P + blk - 1) // blk
     for task in prange(N * nb):
         n = task // nb
-        p0 = (task - n * nb) * _BLOCK
-        m = min(P - p0, _BLOCK)
+        p0 = (task - n * nb) * blk
+        m = min(P - p0, blk)
         acc = np.zeros(m, np.float64)
         tmp = np.empty(m, x.dtype)
         for c in range(min(hi, C)):  # channels that enter before c = 0
@@ -114,11 +124,12 @@ def lrn_across_backward(x, scale, gy, gx, size, alpha, beta):
     lo = size // 2
     hi = (size - 1) // 2
     coef = 2.0 * alpha * beta
-    nb = (P + _BLOCK - 1) // _BLOCK
+    blk = _block(N, P)
+    nb = (P + blk - 1) // blk
     for task in prange(N * nb):
         n = task // nb
-        p0 = (task - n * nb) * _BLOCK
-        m = min(P - p0, _BLOCK)
+        p0 = (task - n * nb) * blk
+        m = min(P - p0, blk)
         acc = np.zeros(m, np.float64)
         # ring buffers of the last `size` entered channels: d = s**beta and t = gy*x/(d*s)
         dr = np.empty((size, m), x.dtype)
