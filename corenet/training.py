@@ -131,9 +131,9 @@ class TrainingMixin:
         return [y] * n  # one label array shared by every head (auxiliary classifiers)
 
     def _step_args(self):
-        """``(trainable params, lr multipliers)``, rebuilt only when a layer's ``trainable`` or
-        ``lr_mult`` changed (no per-step dict building beyond the gradients)."""
-        key = tuple((layer.trainable, layer.lr_mult) for layer in self.layers)
+        """``(trainable params, lr multipliers)``, rebuilt only when a layer's ``trainable``, its
+        ``lr_mult`` or its parameter arrays (``astype``) changed: no per-step dict building."""
+        key = tuple((layer.trainable, layer.lr_mult, *map(id, layer.params.values())) for layer in self.layers)
         cache = self._step_cache
         if cache is None or cache[0] != key:
             mult = {k: m for k, m in self.lr_multipliers().items() if m != 1.0}

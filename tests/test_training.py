@@ -295,3 +295,15 @@ def test_transfer_learning_cut_new_head_trains_only_the_head():
         np.testing.assert_array_equal(state[k], v, err_msg=k)
         assert state[k] is base.state_dict()[k]  # the cut model shares the trained arrays
     assert not np.array_equal(model.get_layer("new_head").params["weight"], head_before)
+
+
+def test_train_on_batch_follows_astype_after_compile():
+    x, y = blobs(16)
+    model = mlp()
+    model.compile(optim.SGD(lr=0.1), "cross_entropy")
+    model.train_on_batch(x, y)
+    model.astype(np.float64)  # new parameter arrays: the step must update these, not the old ones
+    before = copy_params(model)
+    model.train_on_batch(x.astype(np.float64), y)
+    after = model.parameters()
+    assert after["fc2.weight"].dtype == np.float64 and not np.array_equal(after["fc2.weight"], before["fc2.weight"])
