@@ -276,7 +276,7 @@ class CSVLogger(Callback):
             with open(self.path, newline="") as f:
                 header = f.readline().strip()
             self._keys = header.split(self.separator)[1:] if header else None
-        self._file = open(self.path, "a" if exists else "w", newline="")  # noqa: SIM115 (closed on train end)
+        self._file = open(self.path, "a" if exists else "w", newline="")  # closed in on_train_end
         self._writer = None
 
     def on_epoch_end(self, epoch, logs=None):

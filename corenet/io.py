@@ -12,7 +12,12 @@ Layout of a file written by ``model.save(path)`` (a plain ``np.savez`` archive, 
 
 Writes go to a temporary file in the destination folder, are flushed and fsync'ed, then renamed
 over the destination (``os.replace`` is atomic on POSIX and Windows): a crash or an exception
-mid-write leaves the previous file as it was.
+mid-write leaves the previous file as it was. Files are read with ``allow_pickle=False``; a
+truncated, corrupt or foreign file raises ``ValueError`` naming it.
+
+>>> model.save("run.npz"); model = corenet.load("run.npz")       # doctest: +SKIP
+>>> model.save_weights("w.npz"); other.load_weights("w.npz")     # doctest: +SKIP
+>>> corenet.load_torch_state_dict(model, "resnet_torch.npz")     # doctest: +SKIP
 """
 
 from __future__ import annotations
