@@ -42,6 +42,6 @@ __all__ = [
 
 # checkpoints and training callbacks (corenet/io.py, corenet/callbacks.py)
 from . import callbacks, io  # noqa: E402
-from .io import load, load_torch_state_dict  # noqa: E402
+from .io import load, load_torch_state_dict, save  # noqa: E402
 
-__all__ += ["callbacks", "io", "load", "load_torch_state_dict"]
+__all__ += ["callbacks", "io", "load", "save", "load_torch_state_dict"]
