@@ -9,9 +9,9 @@ Every op follows one pattern::
 Inputs are NCHW numpy arrays, float32 or float64; outputs keep the input dtype.
 """
 
+from .act import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
-from .pool import *  # noqa: F401,F403
+from .linear import *  # noqa: F401,F403
 from .lrn import *  # noqa: F401,F403
 from .norm import *  # noqa: F401,F403
-from .act import *  # noqa: F401,F403
-from .linear import *  # noqa: F401,F403
+from .pool import *  # noqa: F401,F403
