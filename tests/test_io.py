@@ -59,7 +59,7 @@ def test_save_load_gives_identical_predictions_and_optimizer(tmp_path):
 def test_sequential_and_weights_only_round_trip(tmp_path):
     model = Sequential([L.Flatten(), L.Linear(5), L.ReLU(), L.Linear(2)], input_shape=(2, 6, 6), seed=3)
     path = tmp_path / "seq.npz"
-    model.save(path)  # not compiled: architecture and weights only
+    corenet.save(model, path)  # not compiled: architecture and weights only
     loaded = corenet.load(path)
     assert type(loaded) is Sequential and loaded.optimizer is None
     x, _ = data(8)
@@ -279,3 +279,13 @@ def test_multi_output_compile_settings_survive_save_and_load(tmp_path):
     assert isinstance(loaded.optimizer, optim.RMSProp) and loaded.optimizer.rho == 0.8
     assert model.train_on_batch(xs, ys) == loaded.train_on_batch(xs, ys)
     assert_same_state(model, loaded)
+
+
+def test_csv_logger_continues_one_file_across_a_resume(tmp_path):
+    x, y = data(48)
+    log, ckpt = tmp_path / "log.csv", tmp_path / "run.npz"
+    kw = dict(batch_size=16, seed=0, verbose=0, resume=ckpt)
+    resumable(seed=0).fit(x, y, epochs=1, callbacks=[callbacks.CSVLogger(log, append=True)], **kw)
+    resumable(seed=0).fit(x, y, epochs=3, callbacks=[callbacks.CSVLogger(log, append=True)], **kw)
+    rows = log.read_text().splitlines()
+    assert rows[0] == "epoch,accuracy,loss,lr" and [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2"]
