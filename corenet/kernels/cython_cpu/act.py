@@ -1,16 +1,16 @@
 """Cython CPU activations, dropout and softmax: the kernels of ``corenet/_ext/act.pyx``.
 
-Same names, signatures and return values as ``corenet/kernels/numba_cpu/act.py``. The compiled
-kernels fill OUT arrays; the wrappers allocate them, pass the thread count from
-``corenet.config`` and return them, as the Numba kernels do.
+Same names, signatures and return values as ``corenet/kernels/numba_cpu/act.py``: the output is
+allocated by the caller, passed last, filled and returned. Each wrapper adds the thread count:
+``config.get_num_threads()``, or one thread for work too small to be worth waking a second one
+(``corenet._ext.threads_for``, the rule of the Numba backend's ``@sized``; ``cost`` is the work
+per element, ~8 for a kernel that evaluates exp, erf or tanh).
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..._ext import act as _act
-from ...config import get_num_threads
+from ..._ext import threads_for
 
 __all__ = [
     "relu_forward",
@@ -32,101 +32,85 @@ __all__ = [
 ]
 
 
-def relu_forward(x):
-    y = np.empty_like(x)
-    _act.relu_forward(x, y, get_num_threads())
+def relu_forward(x, y):
+    _act.relu_forward(x, y, threads_for(x.size, 1))
     return y
 
 
-def relu_backward(gy, y):
-    gx = np.empty_like(gy)
-    _act.relu_backward(gy, y, gx, get_num_threads())
+def relu_backward(gy, y, gx):
+    _act.relu_backward(gy, y, gx, threads_for(gy.size, 1))
     return gx
 
 
-def leaky_relu_forward(x, slope):
-    y = np.empty_like(x)
-    _act.leaky_relu_forward(x, slope, y, get_num_threads())
+def leaky_relu_forward(x, slope, y):
+    _act.leaky_relu_forward(x, slope, y, threads_for(x.size, 1))
     return y
 
 
-def leaky_relu_backward(gy, x, slope):
-    gx = np.empty_like(gy)
-    _act.leaky_relu_backward(gy, x, slope, gx, get_num_threads())
+def leaky_relu_backward(gy, x, slope, gx):
+    _act.leaky_relu_backward(gy, x, slope, gx, threads_for(gy.size, 1))
     return gx
 
 
-def elu_forward(x, alpha, scale):
+def elu_forward(x, alpha, scale, y):
     """``scale * (x if x > 0 else alpha * (exp(x) - 1))`` (SELU is ELU with fixed alpha, scale)."""
-    y = np.empty_like(x)
-    _act.elu_forward(x, alpha, scale, y, get_num_threads())
+    _act.elu_forward(x, alpha, scale, y, threads_for(x.size, 8))
     return y
 
 
-def elu_backward(gy, x, alpha, scale):
-    gx = np.empty_like(gy)
-    _act.elu_backward(gy, x, alpha, scale, gx, get_num_threads())
+def elu_backward(gy, x, alpha, scale, gx):
+    _act.elu_backward(gy, x, alpha, scale, gx, threads_for(gy.size, 8))
     return gx
 
 
-def gelu_forward(x, tanh_approx):
-    y = np.empty_like(x)
-    _act.gelu_forward(x, tanh_approx, y, get_num_threads())
+def gelu_forward(x, tanh_approx, y):
+    _act.gelu_forward(x, tanh_approx, y, threads_for(x.size, 8))
     return y
 
 
-def gelu_backward(gy, x, tanh_approx):
-    gx = np.empty_like(gy)
-    _act.gelu_backward(gy, x, tanh_approx, gx, get_num_threads())
+def gelu_backward(gy, x, tanh_approx, gx):
+    _act.gelu_backward(gy, x, tanh_approx, gx, threads_for(gy.size, 8))
     return gx
 
 
-def sigmoid_forward(x):
-    y = np.empty_like(x)
-    _act.sigmoid_forward(x, y, get_num_threads())
+def sigmoid_forward(x, y):
+    _act.sigmoid_forward(x, y, threads_for(x.size, 8))
     return y
 
 
-def sigmoid_backward(gy, y):
-    gx = np.empty_like(gy)
-    _act.sigmoid_backward(gy, y, gx, get_num_threads())
+def sigmoid_backward(gy, y, gx):
+    _act.sigmoid_backward(gy, y, gx, threads_for(gy.size, 1))
     return gx
 
 
-def tanh_forward(x):
-    y = np.empty_like(x)
-    _act.tanh_forward(x, y, get_num_threads())
+def tanh_forward(x, y):
+    _act.tanh_forward(x, y, threads_for(x.size, 8))
     return y
 
 
-def tanh_backward(gy, y):
-    gx = np.empty_like(gy)
-    _act.tanh_backward(gy, y, gx, get_num_threads())
+def tanh_backward(gy, y, gx):
+    _act.tanh_backward(gy, y, gx, threads_for(gy.size, 1))
     return gx
 
 
-def dropout_forward(x, keep, scale):
+def dropout_forward(x, keep, scale, y):
     """``y = x * scale`` where ``keep`` (uint8) is 1, else 0."""
-    y = np.empty_like(x)
-    _act.dropout_forward(x, keep, scale, y, get_num_threads())
+    _act.dropout_forward(x, keep, scale, y, threads_for(x.size, 1))
     return y
 
 
-def dropout_backward(gy, keep, scale):
-    gx = np.empty_like(gy)
-    _act.dropout_backward(gy, keep, scale, gx, get_num_threads())
+def dropout_backward(gy, keep, scale, gx):
+    _act.dropout_backward(gy, keep, scale, gx, threads_for(gy.size, 1))
     return gx
 
 
-def softmax_forward(x, log):
+def softmax_forward(x, log, y):
     """Softmax (or log-softmax when ``log``) over axis 1 of ``x (P, K, Q)``."""
-    y = np.empty_like(x)
-    _act.softmax_forward(x, log, y, get_num_threads())
+    _act.softmax_forward(x, log, y, threads_for(x.size, 8))
     return y
 
 
-def softmax_backward(gy, y, log):
+def softmax_backward(gy, y, log, gx):
     """softmax: ``gx = y * (gy - sum_k gy*y)``; log-softmax: ``gx = gy - exp(y) * sum_k gy``."""
-    gx = np.empty_like(gy)
-    _act.softmax_backward(gy, y, log, gx, get_num_threads())
+    _act.softmax_backward(gy, y, log, gx, threads_for(gy.size, 8))
     return gx
