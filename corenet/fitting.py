@@ -90,6 +90,9 @@ def run_fit(model, x, y, *, batch_size, epochs, validation_data, validation_spli
     if loader is not None:
         if y is not None:
             raise ValueError("fit: y must be None when x is a DataLoader (the loader holds the targets)")
+        if validation_split or transform is not None:
+            raise ValueError("fit: with a DataLoader, give the transform to the loader and pass validation_data "
+                             f"(received validation_split={validation_split}, transform={transform!r})")
         batch_size, seed = loader.batch_size, loader.seed
         steps, n = len(loader), len(loader.x)
     else:

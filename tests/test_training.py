@@ -238,6 +238,8 @@ def test_fit_arrays_and_dataloader_draw_the_same_batches():
         weights.append(copy_params(model))
     for k in weights[0]:
         np.testing.assert_array_equal(weights[0][k], weights[1][k], err_msg=k)
+    with pytest.raises(ValueError, match="give the transform to the loader"):
+        model.fit(DataLoader(x, y, batch_size=16, seed=5), validation_split=0.2, verbose=0)
 
 
 def test_transform_receives_the_epoch_generator():
