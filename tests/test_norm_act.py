@@ -119,12 +119,14 @@ def test_batch_norm_eval_uses_running_stats_and_leaves_them(backend, rng, dtype)
     np.testing.assert_allclose(y, ref_batch_norm(x, gamma, beta), rtol=1e-5, atol=1e-5)
 
 
-def test_batch_norm_statistics_are_sound_for_large_means(backend, rng):
+@pytest.mark.parametrize("shape", [(8, 3, 16, 16), (512, 3)])
+def test_batch_norm_statistics_are_sound_for_large_means(backend, rng, shape):
     # float32 data with |mean| >> std: a naive E[x^2] - E[x]^2 would lose every digit
-    x = (1e4 + rng.standard_normal((8, 3, 16, 16))).astype(np.float32)
+    x = (1e4 + rng.standard_normal(shape)).astype(np.float32)
     y = F.batch_norm(x, None, None, None, None, training=True)
     np.testing.assert_allclose(y, ref_batch_norm(x, None, None), rtol=1e-3, atol=1e-3)
-    np.testing.assert_allclose(y.std(axis=(0, 2, 3)), 1.0, rtol=1e-3)
+    axes = (0,) + tuple(range(2, x.ndim))
+    np.testing.assert_allclose(y.std(axis=axes), 1.0, rtol=1e-3)
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -162,10 +164,12 @@ def test_batch_norm_backward_without_affine(backend, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_batch_norm_dtype_and_thread_count(backend, rng, two_threads, dtype):
-    x = (rng.standard_normal((8, 5, 31, 33)) * 3 + 1).astype(dtype)  # above SMALL_WORK: parallel
+@pytest.mark.parametrize("shape", [(8, 5, 31, 33), (200, 600)])  # above SMALL_WORK: parallel
+def test_batch_norm_dtype_and_thread_count(backend, rng, two_threads, dtype, shape):
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
     gy = rng.standard_normal(x.shape).astype(dtype)
-    g, b = np.ones(5, dtype), np.zeros(5, dtype)
+    C = shape[1]
+    g, b = np.ones(C, dtype), np.zeros(C, dtype)
     outs = []
     for n in (1, two_threads):
         corenet.set_num_threads(n)

@@ -6,6 +6,7 @@ Inputs arrive as ``(N, C, L)`` C-contiguous views (``L = H*W``, or 1 for ``(N, C
 Work is split into the ``N*C`` contiguous blocks ``x[n, c, :]``; each block is reduced serially
 by one thread into float64 partials, and the partials of a channel are combined serially in
 ``n`` order. Results therefore do not depend on the thread count at all, not even in rounding.
+For ``L == 1`` the kernels switch to a row/column layout instead (see ``_column_stats``).
 
 Statistics use the shifted-data method per block (shift = the block's first element, so the
 sum of squares does not cancel catastrophically when ``|mean| >> std``) and Chan et al.'s
@@ -45,12 +46,64 @@ def _block_shifted_sums(xb, shift):
         s2 += d * d
     return s1, s2
 
+# (N, C) input (L == 1): one value per block would make every block a task of one element, so
+# the channels are reduced as columns instead, vectorised along the contiguous channel axis,
+# in chunks of _COLS channels per task. Same shifted-data method (shift = the first row).
+_COLS = 256
+
+
+@kernel
+def _column_stats(x2):
+    N, C = x2.shape
+    mean = np.empty(C, np.float64)
+    var = np.empty(C, np.float64)
+    for ch in prange((C + _COLS - 1) // _COLS):
+        j0 = ch * _COLS
+        j1 = min(C, j0 + _COLS)
+        k = np.empty(j1 - j0, np.float64)
+        s1 = np.zeros(j1 - j0, np.float64)
+        s2 = np.zeros(j1 - j0, np.float64)
+        for j in range(j0, j1):
+            k[j - j0] = x2[0, j]
+        for n in range(N):
+            for j in range(j1 - j0):
+                d = np.float64(x2[n, j0 + j]) - k[j]
+                s1[j] += d
+                s2[j] += d * d
+        for j in range(j1 - j0):
+            mean[j0 + j] = k[j] + s1[j] / N
+            var[j0 + j] = max(s2[j] - s1[j] * s1[j] / N, 0.0) / N
+    return mean, var
+
+
+@kernel
+def _column_grad_sums(gy2, x2, mean):
+    N, C = x2.shape
+    sg = np.empty(C, np.float64)
+    sgx = np.empty(C, np.float64)
+    for ch in prange((C + _COLS - 1) // _COLS):
+        j0 = ch * _COLS
+        j1 = min(C, j0 + _COLS)
+        a = np.zeros(j1 - j0, np.float64)
+        p = np.zeros(j1 - j0, np.float64)
+        for n in range(N):
+            for j in range(j1 - j0):
+                g = np.float64(gy2[n, j0 + j])
+                a[j] += g
+                p[j] += g * (np.float64(x2[n, j0 + j]) - mean[j0 + j])
+        for j in range(j1 - j0):
+            sg[j0 + j] = a[j]
+            sgx[j0 + j] = p[j]
+    return sg, sgx
+
 
 @sized(1)
 @kernel
 def bn_stats(x):
     """Per-channel mean and biased variance of ``x (N, C, L)``, both float64 ``(C,)``."""
     N, C, L = x.shape
+    if L == 1:
+        return _column_stats(x.reshape(N, C))
     bmean = np.empty((N, C), np.float64)
     bm2 = np.empty((N, C), np.float64)
     for t in prange(N * C):
@@ -80,6 +133,13 @@ def bn_stats(x):
 def bn_affine(x, mean, scale, shift, y):
     """``y = (x - mean[c]) * scale[c] + shift[c]``; ``mean, scale, shift`` have x's dtype."""
     N, C, L = x.shape
+    if L == 1:  # (N, C): vectorise along the channels
+        x2 = x.reshape(N, C)
+        y2 = y.reshape(N, C)
+        for n in prange(N):
+            for c in range(C):
+                y2[n, c] = (x2[n, c] - mean[c]) * scale[c] + shift[c]
+        return y
     for t in prange(N * C):
         n = t // C
         c = t - n * C
@@ -110,6 +170,8 @@ def _block_grad_sums(gb, xb, m):
 def bn_backward_reduce(gy, x, mean):
     """Per-channel ``sum(gy)`` and ``sum(gy * (x - mean))`` as float64 ``(C,)``; mean is float64."""
     N, C, L = x.shape
+    if L == 1:
+        return _column_grad_sums(gy.reshape(N, C), x.reshape(N, C), mean)
     bg = np.empty((N, C), np.float64)
     bgx = np.empty((N, C), np.float64)
     for t in prange(N * C):
@@ -134,6 +196,14 @@ def bn_backward_reduce(gy, x, mean):
 def bn_backward_gx(gy, x, mean, a, b, d, gx):
     """``gx = a[c] * gy + b[c] * (x - mean[c]) + d[c]``; coefficient arrays have x's dtype."""
     N, C, L = x.shape
+    if L == 1:
+        g2 = gy.reshape(N, C)
+        x2 = x.reshape(N, C)
+        o2 = gx.reshape(N, C)
+        for n in prange(N):
+            for c in range(C):
+                o2[n, c] = a[c] * g2[n, c] + b[c] * (x2[n, c] - mean[c]) + d[c]
+        return gx
     for t in prange(N * C):
         n = t // C
         c = t - n * C
@@ -154,6 +224,13 @@ def bn_backward_gx(gy, x, mean, a, b, d, gx):
 def bn_scale_gx(gy, a, gx):
     """``gx = a[c] * gy`` (eval-mode backward, where the statistics are constants)."""
     N, C, L = gy.shape
+    if L == 1:
+        g2 = gy.reshape(N, C)
+        o2 = gx.reshape(N, C)
+        for n in prange(N):
+            for c in range(C):
+                o2[n, c] = a[c] * g2[n, c]
+        return gx
     for t in prange(N * C):
         n = t // C
         c = t - n * C
