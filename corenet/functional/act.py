@@ -206,10 +206,11 @@ def log_softmax_backward(gy, state):
 def dropout(x, p, rng, training=True, return_state=False):
     """Inverted dropout (Srivastava et al., 2014): ``y = x * keep / (1 - p)`` in training.
 
-    ``keep = rng.random(x.shape, dtype=float32) >= p``, so the mask depends only on the state
-    of ``rng`` (an ``np.random.Generator``) and on the shape: the same seed gives the same mask
-    for float32 and float64 input. ``p = 1`` gives zeros; in eval mode (``training=False``) or
-    with ``p = 0`` the op is the identity and draws nothing from ``rng``.
+    ``keep = rng.random(x.size, dtype=float32) >= p`` (in C order), so the mask depends only on
+    the state of ``rng`` (an ``np.random.Generator``, advanced by ``x.size`` draws) and on the
+    shape: the same seed gives the same mask for float32 and float64 input. ``p = 1`` gives
+    zeros; in eval mode (``training=False``) or with ``p = 0`` the op is the identity and draws
+    nothing from ``rng``.
     Backward: ``gx = gy * keep / (1 - p)``.
     """
     op = "dropout"
