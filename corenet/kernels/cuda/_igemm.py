@@ -42,13 +42,14 @@ import functools
 import numba
 import numpy as np
 
-from ._runtime import SIM, cuda
+from ._runtime import SIM, cuda, dmin
 
 if SIM:  # small tiles: the simulator runs one Python thread per CUDA thread; edges get exercised
     TM, TN, TK, TY, TX = 8, 8, 8, 4, 4
 else:
     TM, TN, TK, TY, TX = 64, 64, 16, 16, 16
 RM, RN = TM // TY, TN // TX
+TM_PAD, TN_PAD = TM + 1, TN + 1  # shared tiles: one padding column (module constants: shapes must be literal)
 NT = TY * TX  # threads per block
 # Tile loads: thread ``tid`` loads A elements (k = tid % TK, rows tid // TK + A_STEP*q) and B
 # elements (column tid % TN, k rows tid // TN + B_STEP*q), so its k or its column is fixed and
@@ -85,8 +86,8 @@ def kernels_for(dtype):
         khkw = kh * kw
         P = ho * wo
         ncol = N * P
-        As = cuda.shared.array((TK, TM + 1), nbt)
-        Bs = cuda.shared.array((TK, TN + 1), nbt)
+        As = cuda.shared.array((TK, TM_PAD), nbt)
+        Bs = cuda.shared.array((TK, TN_PAD), nbt)
         acc = cuda.local.array((RM, RN), nbt)
         bv = cuda.local.array(RN, nbt)
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
@@ -146,8 +147,8 @@ def kernels_for(dtype):
         K = cog * khkw
         P = H * W
         ncol = N * P
-        As = cuda.shared.array((TK, TM + 1), nbt)
-        Bs = cuda.shared.array((TK, TN + 1), nbt)
+        As = cuda.shared.array((TK, TM_PAD), nbt)
+        Bs = cuda.shared.array((TK, TN_PAD), nbt)
         acc = cuda.local.array((RM, RN), nbt)
         bv = cuda.local.array(RN, nbt)
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
@@ -207,8 +208,8 @@ def kernels_for(dtype):
         kcols = cg * khkw
         P = ho * wo
         R = N * P
-        As = cuda.shared.array((TK, TM + 1), nbt)
-        Bs = cuda.shared.array((TK, TN + 1), nbt)
+        As = cuda.shared.array((TK, TM_PAD), nbt)
+        Bs = cuda.shared.array((TK, TN_PAD), nbt)
         acc = cuda.local.array((RM, RN), nbt)
         bv = cuda.local.array(RN, nbt)
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
@@ -217,7 +218,7 @@ def kernels_for(dtype):
         s = cuda.blockIdx.z // groups
         m0 = cuda.blockIdx.y * TM
         r_lo = s * chunk
-        r_hi = min(R, r_lo + chunk)
+        r_hi = dmin(R, r_lo + chunk)
         ka, ma = tid % TK, tid // TK  # both operands: this thread's reduction index is k0 + ka
         for bx in range(cuda.blockIdx.x, (kcols + TN - 1) // TN, cuda.gridDim.x):
             n0 = bx * TN

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from ._runtime import MAX_BLOCKS, SIM, THREADS, cuda, empty
+from ._runtime import MAX_BLOCKS, SIM, THREADS, cuda, dmax, dmin, empty
 
 STATS, GRAD, SUM = 0, 1, 2
 _TARGET_BLOCKS = 4 if SIM else 1024
@@ -46,7 +46,7 @@ def _partials(a, b, center, mode, chunk, part):
         shift = center[c]
     s1 = 0.0
     s2 = 0.0
-    for e in range(s * chunk + tid, min(M, (s + 1) * chunk), THREADS):
+    for e in range(s * chunk + tid, dmin(M, (s + 1) * chunk), THREADS):
         n, l = e // L, e % L
         v = numba.float64(a[n, c, l])
         if mode == STATS:
@@ -85,7 +85,7 @@ def _finish(part, a, mode, M, out1, out2):
             s2 += part[c, s, 1]
         if mode == STATS:
             out1[c] = numba.float64(a[0, c, 0]) + s1 / M
-            out2[c] = max(s2 - s1 * s1 / M, 0.0) / M
+            out2[c] = dmax(s2 - s1 * s1 / M, 0.0) / M
         else:
             out1[c] = s1
             out2[c] = s2

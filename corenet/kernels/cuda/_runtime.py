@@ -37,6 +37,18 @@ except Exception as exc:  # noqa: BLE001 - missing or broken numba-cuda (any err
     _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
 
 SIM = bool(cuda is not None and _numba_config.ENABLE_CUDASIM)
+
+if cuda is not None:
+    # Kernels call these instead of the builtins min/max, whose CUDA typing fails in numba 0.68's
+    # built-in CUDA target (the PTX check in tests/test_kernels_cuda.py compiles every kernel).
+
+    @cuda.jit(device=True)
+    def dmin(a, b):
+        return a if a < b else b
+
+    @cuda.jit(device=True)
+    def dmax(a, b):
+        return a if a > b else b
 THREADS = 16 if SIM else 256
 MAX_BLOCKS = 4 if SIM else 65535
 

@@ -26,7 +26,7 @@ import math
 
 import numba
 
-from ._runtime import cuda, dev, grid, out_pair
+from ._runtime import cuda, dev, dmax, dmin, grid, out_pair
 
 __all__ = ["lrn_across_forward", "lrn_across_backward", "lrn_within_forward", "lrn_within_backward"]
 
@@ -60,7 +60,7 @@ def _across_forward(x, y, scale, keep, size, alpha, beta, k):
         h = (e // W) % H
         w = e % W
         acc = 0.0
-        for c in range(min(hi, C)):  # channels that enter before c = 0
+        for c in range(dmin(hi, C)):  # channels that enter before c = 0
             v = numba.float64(x[n, c, h, w])
             acc += v * v
         for c in range(C):
@@ -69,7 +69,7 @@ def _across_forward(x, y, scale, keep, size, alpha, beta, k):
                 acc += v * v
             if c - lo - 1 >= 0:
                 v = numba.float64(x[n, c - lo - 1, h, w])
-                acc = max(acc - v * v, 0.0)
+                acc = dmax(acc - v * v, 0.0)
             s = k + alpha * acc
             if keep:
                 scale[n, c, h, w] = s
@@ -111,9 +111,9 @@ def _within_forward(x, y, scale, keep, size, alpha, beta, k):
         p = e // (H * W)
         n, c = p // C, p % C
         box = 0.0
-        for u in range(max(h - lo, 0), min(h + hi + 1, H)):
+        for u in range(dmax(h - lo, 0), dmin(h + hi + 1, H)):
             row = 0.0
-            for v in range(max(w - lo, 0), min(w + hi + 1, W)):
+            for v in range(dmax(w - lo, 0), dmin(w + hi + 1, W)):
                 a = numba.float64(x[n, c, u, v])
                 row += a * a
             box += row
@@ -135,9 +135,9 @@ def _within_backward(x, scale, gy, gx, size, alpha, beta):
         p = e // (H * W)
         n, c = p // C, p % C
         box = 0.0
-        for u in range(max(h - hi, 0), min(h + lo + 1, H)):  # the reversed window
+        for u in range(dmax(h - hi, 0), dmin(h + lo + 1, H)):  # the reversed window
             row = 0.0
-            for v in range(max(w - hi, 0), min(w + lo + 1, W)):
+            for v in range(dmax(w - hi, 0), dmin(w + lo + 1, W)):
                 row += _t(x, scale, gy, n, c, u, v, beta)
             box += row
         pw = _rpow(numba.float64(scale[n, c, h, w]), beta)

@@ -27,7 +27,7 @@ import math
 
 import numba
 
-from ._runtime import cuda, dev, grid, out_pair
+from ._runtime import cuda, dev, dmin, grid, out_pair
 
 __all__ = [
     "extreme_pool_forward",
@@ -217,12 +217,12 @@ def _adaptive_backward(gy, gx):
         n, c = p // C, p % C
         gx[n, c, h, w] = 0
         # bins containing h: floor(oh*H/Ho) <= h < ceil((oh+1)*H/Ho), i.e. oh in [lo, hi)
-        for oh in range((h * Ho) // H, min(Ho, -((-(h + 1) * Ho) // H))):
+        for oh in range((h * Ho) // H, dmin(Ho, -((-(h + 1) * Ho) // H))):
             h0 = (oh * H) // Ho
             h1 = -((-(oh + 1) * H) // Ho)
             if h < h0 or h >= h1:
                 continue
-            for ow in range((w * Wo) // W, min(Wo, -((-(w + 1) * Wo) // W))):
+            for ow in range((w * Wo) // W, dmin(Wo, -((-(w + 1) * Wo) // W))):
                 w0 = (ow * W) // Wo
                 w1 = -((-(ow + 1) * W) // Wo)
                 if w0 <= w and w < w1:

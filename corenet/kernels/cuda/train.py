@@ -31,7 +31,7 @@ import math
 import numba
 import numpy as np
 
-from ._runtime import SIM, cuda, dev, empty, grid, is_device
+from ._runtime import SIM, cuda, dev, dmax, empty, grid, is_device
 
 __all__ = ["softmax_cross_entropy", "sgd_update", "adam_update"]
 
@@ -44,7 +44,7 @@ def _xent_rows(z, labels, ls, scale, losses, grad):
     for i in range(cuda.grid(1), N, cuda.gridsize(1)):
         m = -math.inf
         for k in range(K):
-            m = max(m, numba.float64(z[i, k]))
+            m = dmax(m, numba.float64(z[i, k]))
         s = 0.0
         for k in range(K):
             s += math.exp(numba.float64(z[i, k]) - m)
