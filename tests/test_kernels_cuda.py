@@ -5,6 +5,7 @@ a GPU (numba's CUDA simulator, in a child pytest): see tests/cuda_sim.py.
 
 import subprocess
 import sys
+from pathlib import Path
 
 import naive
 import numpy as np
@@ -40,6 +41,24 @@ def test_without_numba_cuda_corenet_still_imports_and_says_why():
             "assert 'cuda' not in corenet.backends()\n"
             "assert kernels.status()['cuda'].startswith('numba-cuda is not installed or does not import')\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def _nvvm_reason():
+    try:
+        from numba.cuda.cudadrv import nvvm
+
+        nvvm.NVVM()
+    except Exception as exc:  # no CUDA toolkit, or numba-cuda missing
+        return f"libNVVM (the CUDA toolkit) not found, so no PTX compile check: {type(exc).__name__}"
+    return None
+
+
+@pytest.mark.skipif(IN_SIM or _nvvm_reason() is not None, reason=str(_nvvm_reason()))
+def test_every_kernel_compiles_to_ptx_for_sm90():
+    """What the simulator cannot prove: numba's CUDA compiler accepts every kernel (see cuda_ptx_check.py)."""
+    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("cuda_ptx_check.py"))],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
 
 
 if not IN_SIM:
