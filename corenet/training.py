@@ -152,7 +152,8 @@ class TrainingMixin:
                 )
             return loss, outputs, targets
         self.zero_grad()
-        self.backward(grads if len(grads) > 1 else grads[0])
+        # The input gradient is never used by a step: skip the first layer's grad-input pass.
+        self.backward(grads if len(grads) > 1 else grads[0], need_input_grads=False)
         params, mult = self._step_args()
         self.optimizer.step(params, self.gradients(), lr_mult=mult)  # gradients(): trainable ones only
         return loss, outputs, targets
