@@ -18,6 +18,8 @@ tiny shapes in seconds; the kernel code is the same.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 # numba-cuda 0.30.4 calls np.row_stack at import time, and numpy 2.5 removed it (it was an alias
@@ -36,7 +38,10 @@ except Exception as exc:  # noqa: BLE001 - missing or broken numba-cuda (any err
     cuda = create_xoroshiro128p_states = xoroshiro128p_uniform_float32 = None
     _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
 
-SIM = bool(cuda is not None and _numba_config.ENABLE_CUDASIM)
+# numba reads NUMBA_ENABLE_CUDASIM into its config when it is imported; that reading decides which
+# numba.cuda was imported (a numba-cuda without the config entry: fall back to the variable)
+_sim_flag = getattr(_numba_config, "ENABLE_CUDASIM", None) if cuda is not None else None
+SIM = cuda is not None and bool(os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" if _sim_flag is None else _sim_flag)
 
 if cuda is not None:
     # Kernels call these instead of the builtins min/max, whose CUDA typing fails in numba 0.68's
