@@ -20,7 +20,7 @@ def main(dtypes=("float32",)) -> int:
     from numba import cuda
     from numba.cuda.random import xoroshiro128p_dtype
 
-    from corenet.kernels.cuda import _igemm, _reduce, act, conv, lrn, norm, pool, train
+    from corenet.kernels.cuda import _igemm, _reduce, act, conv, lrn, norm, ops, pool, train
 
     class _Sm90:
         compute_capability = (9, 0)
@@ -82,6 +82,9 @@ def main(dtypes=("float32",)) -> int:
             ("train._tree_sum", train._tree_sum, [f64, f64]),
             ("train._sgd", train._sgd, [x1, x1, x1, s, s, b, s]),
             ("train._adam", train._adam, [x1, x1, x1, x1] + [s] * 10),
+            ("ops._add", ops._add, [x1, x1, x1]), ("ops._accumulate", ops._accumulate, [x1, x1]),
+            ("ops._fill", ops._fill, [x1, s]), ("ops._copy_block", ops._copy_block, [x3, x3, i]),
+            ("ops._take_block", ops._take_block, [x3, x3, i]),
         ]
         for kname, kernel, args in cases:
             check(f"{kname}[{name}]", kernel, args)

@@ -213,3 +213,33 @@ def test_functional_layer_on_cuda_backend():
     close(gn, want, np.float64)
     close(lrn, naive.lrn(y, 3)[0], np.float64)
     np.testing.assert_array_equal(r, np.maximum(y, 0))
+
+
+@needs_cuda
+@pytest.mark.parametrize("dt", DTYPES)
+def test_graph_glue_ops(dt):
+    from numba import cuda
+
+    from corenet.kernels.cuda import _runtime, ops
+
+    rng = np.random.default_rng(13)
+    a, b = (rng.standard_normal((2, 3, 2, 2)).astype(dt) for _ in range(2))
+    np.testing.assert_array_equal(ops.add(a, b), a + b)
+    acc = a.copy()
+    ops.accumulate(acc, b)
+    np.testing.assert_array_equal(acc, a + b)
+    d = cuda.to_device(a)
+    ops.fill(d, 0)
+    assert _runtime.is_device(d) and not d.copy_to_host().any()
+    c = rng.standard_normal((2, 1, 2, 2)).astype(dt)
+    cat = ops.concat_channels([a, c, b])
+    np.testing.assert_array_equal(cat, np.concatenate([a, c, b], axis=1))
+    for got, want in zip(ops.split_channels(cat, [3, 1, 3]), (a, c, b)):
+        np.testing.assert_array_equal(got, want)
+    x, w, bias = (rng.standard_normal(s).astype(dt) for s in ((5, 7), (3, 7), (3,)))
+    close(ops.linear_forward(x, w, bias), x @ w.T + bias, dt)
+    gy = rng.standard_normal((5, 3)).astype(dt)
+    gx, gw, gb = ops.linear_backward(x, w, gy)
+    close(gx, gy @ w, dt)
+    close(gw, gy.T @ x, dt)
+    close(gb, gy.sum(axis=0), dt)

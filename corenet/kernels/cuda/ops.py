@@ -1,0 +1,144 @@
+"""Device-side glue for a training step that never leaves the GPU: the numpy one-liners of the
+graph, layers and optimizer, as kernels.
+
+These have no CPU-kernel counterpart (on the CPU they are numpy expressions in the engine); they
+exist for device-resident training (see the design note in the cuda backend's issue), where the
+engine's ``g + gy``, ``np.copyto``, ``g.fill(0)``, ``np.concatenate``/``np.split`` and ``x @ w.T``
+meet device arrays.
+
+``add(a, b, out=None)``                 ``a + b`` (fan-out gradient sums, the ``Add`` merge)
+``accumulate(dst, src)``                ``dst += src`` in place (gradient accumulation)
+``fill(dst, value)``                    every element set to ``value`` (``zero_grad``)
+``concat_channels(arrays, out=None)``   along axis 1 of (N, C_i, ...) arrays (``Concat``)
+``split_channels(g, sizes)``            the adjoint: (N, C_i, ...) pieces of ``g``
+``linear_forward(x, w, b)``             ``x (N, in) @ w.T (out, in) + b``, the implicit GEMM of a
+                                        1x1 convolution on ``(N, in, 1, 1)``
+``linear_backward(x, w, gy, need_gx, need_gw, need_gb)``  its ``(gx, gw, gb)``, likewise
+
+Arrays may be numpy or device arrays; results come back in the kind of the first array argument.
+Elementwise kernels: grid-stride over flat views; each output element written by one thread.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import conv
+from ._runtime import cuda, dev, empty, grid, host_or_device, is_device
+
+__all__ = ["add", "accumulate", "fill", "concat_channels", "split_channels", "linear_forward", "linear_backward"]
+
+
+@cuda.jit
+def _add(a, b, out):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = a[i] + b[i]
+
+
+@cuda.jit
+def _accumulate(dst, src):
+    for i in range(cuda.grid(1), dst.shape[0], cuda.gridsize(1)):
+        dst[i] += src[i]
+
+
+@cuda.jit
+def _fill(dst, value):
+    for i in range(cuda.grid(1), dst.shape[0], cuda.gridsize(1)):
+        dst[i] = value
+
+
+@cuda.jit
+def _copy_block(src, dst, c0):
+    """``dst[n, c0 + c, l] = src[n, c, l]`` for ``src (N, C, L)`` into ``dst (N, C_total, L)``."""
+    N, C, L = src.shape
+    for e in range(cuda.grid(1), N * C * L, cuda.gridsize(1)):
+        n, r = e // (C * L), e % (C * L)
+        dst[n, c0 + r // L, r % L] = src[n, r // L, r % L]
+
+
+@cuda.jit
+def _take_block(src, dst, c0):
+    """``dst[n, c, l] = src[n, c0 + c, l]`` (the adjoint of ``_copy_block``)."""
+    N, C, L = dst.shape
+    for e in range(cuda.grid(1), N * C * L, cuda.gridsize(1)):
+        n, r = e // (C * L), e % (C * L)
+        dst[n, r // L, r % L] = src[n, c0 + r // L, r % L]
+
+
+def add(a, b, out=None):
+    """``a + b`` (same shape and dtype)."""
+    d = empty(a.shape, a.dtype) if out is None or not is_device(out) else out
+    _add[grid(a.size)](dev(a).reshape(-1), dev(b).reshape(-1), d.reshape(-1))
+    if out is not None and not is_device(out):
+        out[...] = d.copy_to_host()
+        return out
+    return d if out is not None else host_or_device(d, a)
+
+
+def accumulate(dst, src):
+    """``dst += src`` in place (``dst`` numpy or device)."""
+    d = dev(dst)
+    _accumulate[grid(d.size)](d.reshape(-1), dev(src).reshape(-1))
+    if not is_device(dst):
+        dst[...] = d.copy_to_host()
+
+
+def fill(dst, value):
+    """Set every element of ``dst`` (numpy or device) to ``value``."""
+    if not is_device(dst):
+        dst.fill(value)
+        return
+    _fill[grid(dst.size)](dst.reshape(-1), dst.dtype.type(value))
+
+
+def _as3(a):
+    return a.reshape(a.shape[0], a.shape[1], int(np.prod(a.shape[2:], dtype=np.int64)))
+
+
+def concat_channels(arrays, out=None):
+    """Concatenate ``(N, C_i, ...)`` arrays along axis 1."""
+    first = arrays[0]
+    shape = (first.shape[0], sum(a.shape[1] for a in arrays)) + tuple(first.shape[2:])
+    d = empty(shape, first.dtype) if out is None or not is_device(out) else out
+    c0 = 0
+    for a in arrays:
+        _copy_block[grid(a.size)](_as3(dev(a)), _as3(d), c0)
+        c0 += a.shape[1]
+    if out is not None and not is_device(out):
+        out[...] = d.copy_to_host()
+        return out
+    return d if out is not None else host_or_device(d, first)
+
+
+def split_channels(g, sizes):
+    """The pieces ``g[:, c0:c0 + size]`` for consecutive ``sizes`` (each C-contiguous)."""
+    dg = dev(g)
+    pieces, c0 = [], 0
+    for size in sizes:
+        p = empty((g.shape[0], size) + tuple(g.shape[2:]), g.dtype)
+        _take_block[grid(p.size)](_as3(dg), _as3(p), c0)
+        pieces.append(host_or_device(p, g))
+        c0 += size
+    return pieces
+
+
+_LINEAR_GEOMETRY = ((1, 1), (0, 0, 0, 0), (1, 1), 1)
+
+
+def linear_forward(x, w, b=None):
+    """``y (N, out) = x (N, in) @ w.T + b`` with ``w (out, in)`` (PyTorch layout)."""
+    N, k = x.shape
+    o = w.shape[0]
+    y = conv.conv2d_forward(dev(x).reshape(N, k, 1, 1), dev(w).reshape(o, k, 1, 1), b, *_LINEAR_GEOMETRY)
+    return host_or_device(y.reshape(N, o), x)
+
+
+def linear_backward(x, w, gy, need_gx=True, need_gw=True, need_gb=True):
+    """``(gx, gw, gb)`` of :func:`linear_forward`; ``None`` for what was not asked."""
+    N, k = x.shape
+    o = w.shape[0]
+    gx, gw, gb = conv.conv2d_backward(dev(x).reshape(N, k, 1, 1), dev(w).reshape(o, k, 1, 1),
+                                      dev(gy).reshape(N, o, 1, 1), *_LINEAR_GEOMETRY, need_gx, need_gw, need_gb)
+    gx = host_or_device(gx.reshape(N, k), gy) if gx is not None else None
+    gw = host_or_device(gw.reshape(o, k), gy) if gw is not None else None
+    return gx, gw, host_or_device(gb, gy)
