@@ -60,8 +60,10 @@ def relu_forward(const real[::1] x, real[::1] y, int num_threads):
 
 def relu_backward(const real[::1] gy, const real[::1] y, real[::1] gx, int num_threads):
     cdef Py_ssize_t i
+    cdef real g
     for i in prange(gy.shape[0], nogil=True, schedule="static", num_threads=num_threads):
-        gx[i] = gy[i] if y[i] > 0 else 0
+        g = gy[i]  # loaded unconditionally, so the compiler selects instead of branching
+        gx[i] = g if y[i] > 0 else 0
 
 
 def leaky_relu_forward(const real[::1] x, double slope, real[::1] y, int num_threads):
@@ -74,9 +76,10 @@ def leaky_relu_forward(const real[::1] x, double slope, real[::1] y, int num_thr
 
 def leaky_relu_backward(const real[::1] gy, const real[::1] x, double slope, real[::1] gx, int num_threads):
     cdef Py_ssize_t i
-    cdef real s = <real>slope
+    cdef real g, s = <real>slope
     for i in prange(gy.shape[0], nogil=True, schedule="static", num_threads=num_threads):
-        gx[i] = gy[i] if x[i] > 0 else gy[i] * s
+        g = gy[i]
+        gx[i] = g if x[i] > 0 else g * s
 
 
 def elu_forward(const real[::1] x, double alpha, double scale, real[::1] y, int num_threads):
@@ -172,17 +175,19 @@ def dropout_forward(const real[::1] x, const unsigned char[::1] keep, double sca
                     int num_threads):
     """``y = x * scale`` where ``keep`` (uint8) is 1, else 0."""
     cdef Py_ssize_t i
-    cdef real s = <real>scale
+    cdef real v, s = <real>scale
     for i in prange(x.shape[0], nogil=True, schedule="static", num_threads=num_threads):
-        y[i] = x[i] * s if keep[i] else 0
+        v = x[i] * s  # computed unconditionally, so the compiler selects instead of branching
+        y[i] = v if keep[i] else 0
 
 
 def dropout_backward(const real[::1] gy, const unsigned char[::1] keep, double scale, real[::1] gx,
                      int num_threads):
     cdef Py_ssize_t i
-    cdef real s = <real>scale
+    cdef real g, s = <real>scale
     for i in prange(gy.shape[0], nogil=True, schedule="static", num_threads=num_threads):
-        gx[i] = gy[i] * s if keep[i] else 0
+        g = gy[i] * s
+        gx[i] = g if keep[i] else 0
 
 
 # ----------------------------------------------------------------------------------- softmax
