@@ -30,13 +30,15 @@ asks for that. ``lo = size // 2`` and ``hi = (size - 1) // 2``.
 
 Parallel over (image, block of at most ``_BLOCK`` pixels) for the across kernels and over the N*C planes
 for the within kernels. Every output element is computed by one thread in a fixed order, so
-results are bit-identical for any thread count.
+results are bit-identical for any thread count. ``@sized`` runs small calls on one thread
+(``_threads.py``).
 """
 
 import numpy as np
 from numba import prange
 
 from ._jit import helper, kernel
+from ._threads import sized
 
 __all__ = ["lrn_across_forward", "lrn_across_backward", "lrn_within_forward", "lrn_within_backward"]
 
@@ -70,6 +72,7 @@ def _pow_into(s, d, beta):
             d[q] = s[q] ** beta
 
 
+@sized(8)
 @kernel
 def lrn_across_forward(x, y, scale, size, alpha, beta, k):
     N, C, H, W = x.shape
@@ -113,6 +116,7 @@ def lrn_across_forward(x, y, scale, size, alpha, beta, k):
                 yc[q] = xc[q] / yc[q]
 
 
+@sized(8)
 @kernel
 def lrn_across_backward(x, scale, gy, gx, size, alpha, beta):
     N, C, H, W = x.shape
@@ -182,6 +186,7 @@ def _box(src, dst, tmp, before, after):
                 dst[h, w] += tmp[u, w]
 
 
+@sized(16)
 @kernel
 def lrn_within_forward(x, y, scale, size, alpha, beta, k):
     N, C, H, W = x.shape
@@ -210,6 +215,7 @@ def lrn_within_forward(x, y, scale, size, alpha, beta, k):
             yq[q] = xq[q] / yq[q]
 
 
+@sized(16)
 @kernel
 def lrn_within_backward(x, scale, gy, gx, size, alpha, beta):
     N, C, H, W = x.shape

@@ -31,13 +31,15 @@ geometry: output ``(oh, ow)`` reads the taps ``(oh*sh - pt + i*dh, ow*sw - pl + 
     likewise columns; ``y`` is the bin mean and the backward spreads ``gy / area`` over the bin.
 
 Parallel over the N*C planes (``prange``); each plane, including its backward scatter, belongs to
-one thread, so there are no races and results do not depend on the thread count.
+one thread, so there are no races and results do not depend on the thread count. ``@sized``
+runs small calls on one thread (``_threads.py``); the kernels stay plain Numba dispatchers.
 """
 
 import numpy as np
 from numba import prange
 
 from ._jit import helper, kernel
+from ._threads import sized
 
 __all__ = [
     "extreme_pool_forward",
@@ -90,6 +92,7 @@ def _first_nan(xf, q0, i0, i1, j0, j1, rstep, dw):
     return -1
 
 
+@sized(4)
 @kernel
 def extreme_pool_forward(x, y, idx, kh, kw, sh, sw, pt, pl, dh, dw, find_min):
     N, C, H, W = x.shape
@@ -138,6 +141,7 @@ def extreme_pool_forward(x, y, idx, kh, kw, sh, sw, pt, pl, dh, dw, find_min):
                 ip[oh, ow] = besti
 
 
+@sized(2)
 @kernel
 def extreme_pool_backward(gy, idx, gx):
     N, C, H, W = gx.shape
@@ -156,6 +160,7 @@ def extreme_pool_backward(gy, idx, gx):
                     g[k] += gyp[oh, ow]
 
 
+@sized(2)
 @kernel
 def avg_pool_forward(x, y, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include_pad, divisor):
     N, C, H, W = x.shape
@@ -187,6 +192,7 @@ def avg_pool_forward(x, y, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include
                 yp[oh, ow] = s / d if d > 0 else 0.0
 
 
+@sized(2)
 @kernel
 def avg_pool_backward(gy, gx, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include_pad, divisor):
     N, C, H, W = gx.shape
@@ -220,6 +226,7 @@ def avg_pool_backward(gy, gx, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_incl
                         g[np.uint64(r + j * dw)] += v
 
 
+@sized(1)
 @kernel
 def adaptive_avg_pool_forward(x, y):
     N, C, H, W = x.shape
@@ -242,6 +249,7 @@ def adaptive_avg_pool_forward(x, y):
                 yp[oh, ow] = s / ((h1 - h0) * (w1 - w0))
 
 
+@sized(2)
 @kernel
 def adaptive_avg_pool_backward(gy, gx):
     N, C, H, W = gx.shape
