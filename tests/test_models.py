@@ -172,6 +172,20 @@ def test_torchvision_names():
     assert len(mapping) == len({k.rpartition(".")[0] for k in names})
 
 
+@pytest.mark.parametrize("build", [lambda: models.resnet20_cifar(width=4, shortcut="A"),
+                                   lambda: models.googlenet(num_classes=5, input_size=32)])
+def test_save_and_load_round_trip(build, tmp_path):
+    # the architecture is rebuilt from its config (ChannelPad included) and gives the same outputs
+    from corenet import io
+
+    model = build()
+    model.save(tmp_path / "m.npz", include_optimizer=False)
+    again = io.load(tmp_path / "m.npz")
+    x = np.random.default_rng(0).standard_normal((2, *model.inputs[0].shape), dtype=np.float32)
+    for a, b in zip(np.atleast_1d(model.forward(x)), np.atleast_1d(again.forward(x))):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_channel_pad_forward_backward():
     layer = ChannelPad(2, 3)
     x = np.arange(2 * 4 * 3 * 3, dtype=np.float64).reshape(2, 4, 3, 3)

@@ -48,8 +48,9 @@ def googlenet(num_classes=1000, in_channels=3, input_size=224, aux_logits=True, 
     ----------
     num_classes, in_channels : int
     input_size : int or (int, int)
-        224 for ImageNet; the network downsamples by 32 and pools globally, so smaller multiples
-        of 32 work (the auxiliary heads' 4x4 pooling needs at least 64).
+        224 for ImageNet; the network downsamples by 32 and pools globally, so sizes down to 32
+        work (torchvision's auxiliary heads pool adaptively to 4x4; the paper's 5x5/3 average pool
+        on the 4a/4d maps, input/16 pixels wide, needs an input of at least 80).
     aux_logits : bool
     variant : {"torchvision", "paper"}
     dropout : float, optional
