@@ -46,9 +46,9 @@ def main(dtypes=("float32",)) -> int:
             np.empty(4, np.uint8), dt(0.1)
         fwd, gin, gw = _igemm.kernels_for(np.dtype(dt))
         cases = [
-            ("igemm.forward", fwd, [x4, x2, v, b] + [i] * 9 + [x4]),
-            ("igemm.grad_input", gin, [x4, x4] + [i] * 7 + [x4]),
-            ("igemm.grad_weight", gw, [x4, x4] + [i] * 10 + [x3]),
+            ("igemm.forward", fwd, [x4, x1, x2, v, b] + [i] * 9 + [x4]),
+            ("igemm.grad_input", gin, [x4, x1, x4] + [i] * 7 + [x4]),
+            ("igemm.grad_weight", gw, [x4, x1, x4] + [i] * 10 + [x3]),
             ("reduce._partials", _reduce._partials, [x3, x3, f64, i, i, f64_3]),
             ("reduce._finish", _reduce._finish, [f64_3, x3, i, i, f64, f64]),
             ("reduce._sum_splits", _reduce._sum_splits, [x3, x2]),

@@ -30,7 +30,13 @@ Tiling: a block of ``TY x TX`` threads owns a ``TM x TN`` tile of ``C`` and walk
 consecutive addresses: along ``k`` of a weight row, along output pixels of an activation row),
 synchronises, then accumulates an ``RM x RN`` register micro-tile (rows ``ty + TY*r``, columns
 ``tx + TX*c``, so stores of consecutive threads are consecutive pixels). The shared tiles carry
-one padding column, so the stores of threads that differ in ``k`` fall in different banks. The grid is
+one padding column, so the stores of threads that differ in ``k`` fall in different banks.
+
+Index arithmetic stays out of the loads: each thread's B column (or, for grad-weight, its
+reduction index) is decomposed once per tile (step); the ``k -> (channel, i, j)`` split of the
+forward and grad-input B tiles comes from a shared k-table that ``TK`` threads fill for the next
+step while the block multiplies the current one (double-buffered, no extra barrier); grad-weight
+keeps its few B columns' offsets in registers for the whole tile. The grid is
 ``(column tiles, row tiles, groups * splits)`` with a block-level grid-stride loop over column
 tiles. Accumulation is in the input dtype (float32 like cuDNN without TF32; float64 in tests).
 """
@@ -55,6 +61,7 @@ NT = TY * TX  # threads per block
 # elements (column tid % TN, k rows tid // TN + B_STEP*q), so its k or its column is fixed and
 # decomposed once. That needs the block to divide evenly into the tile edges:
 A_STEP, B_STEP = NT // TK, NT // TN
+NQ = TN // A_STEP  # grad-weight: B columns per thread
 assert NT % TK == 0 and NT % TN == 0 and TM % A_STEP == 0 and TK % B_STEP == 0 and TN % A_STEP == 0
 
 
@@ -71,23 +78,37 @@ def _mma(As, Bs, acc, bv, ty, tx):
                 acc[r, c] += a * bv[c]
 
 
+@cuda.jit(device=True)
+def _ktable(tab, slot, k0, K, kw, khkw, plane, dh, dw, t):
+    """Row ``t`` of the k-table for the TK-step at ``k0``: ``k = k0 + t`` is ``(o, i, j)`` with
+    ``k = o*kh*kw + i*kw + j``; stored as ``o*plane``, ``i*dh``, ``j*dw`` (the divisions happen here,
+    once per block and step, instead of in every thread's tile loads)."""
+    k = k0 + t
+    if k < K:
+        o = k // khkw
+        i = (k - o * khkw) // kw
+        tab[slot, 0, t] = o * plane
+        tab[slot, 1, t] = i * dh
+        tab[slot, 2, t] = (k - o * khkw - i * kw) * dw
+
+
 @functools.cache
 def kernels_for(dtype):
     """The three implicit-GEMM kernels compiled for ``dtype`` (float32 or float64)."""
     nbt = numba.from_dtype(np.dtype(dtype))
 
     @cuda.jit
-    def forward(x, w2, b, has_bias, groups, kh, kw, sh, sw, pt, pl, dh, dw, y):
-        N, C_in, H, W = x.shape
+    def forward(x, xf, w2, b, has_bias, groups, kh, kw, sh, sw, pt, pl, dh, dw, y):
+        N, C_in, H, W = x.shape  # xf: the same input, flat
         C_out, K = w2.shape  # weights flattened to (C_out, cg*kh*kw)
         ho, wo = y.shape[2], y.shape[3]
         cog = C_out // groups
         cg = C_in // groups
-        khkw = kh * kw
         P = ho * wo
         ncol = N * P
         As = cuda.shared.array((TK, TM_PAD), nbt)
         Bs = cuda.shared.array((TK, TN_PAD), nbt)
+        tab = cuda.shared.array((2, 3, TK), numba.int32)  # k-table, double-buffered
         acc = cuda.local.array((RM, RN), nbt)
         bv = cuda.local.array(RN, nbt)
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
@@ -102,44 +123,47 @@ def kernels_for(dtype):
             n, p = col // P, col % P
             ih0 = (p // wo) * sh - pt
             iw0 = (p % wo) * sw - pl
-            xc = g * cg
+            xbase = (n * C_in + g * cg) * H * W + ih0 * W + iw0
             for r in range(RM):
                 for c in range(RN):
                     acc[r, c] = 0
+            if tid < TK:
+                _ktable(tab, 0, 0, K, kw, kh * kw, H * W, dh, dw, tid)
+            cuda.syncthreads()
+            slot = 0
             for k0 in range(0, K, TK):
                 k = k0 + ka
                 for m in range(ma, TM, A_STEP):  # A: weight rows, contiguous along k
                     As[ka, m] = w2[g * cog + m0 + m, k] if m0 + m < cog and k < K else nbt(0)
                 for kk in range(kb, TK, B_STEP):  # B: implicit im2col, contiguous along pixels
-                    k = k0 + kk
                     v = nbt(0)
-                    if k < K and col < ncol:
-                        cl = k // khkw
-                        i = (k - cl * khkw) // kw
-                        ih = ih0 + i * dh
-                        iw = iw0 + (k - cl * khkw - i * kw) * dw
-                        if ih >= 0 and ih < H and iw >= 0 and iw < W:
-                            v = x[n, xc + cl, ih, iw]
+                    if k0 + kk < K and col < ncol:
+                        di, dj = tab[slot, 1, kk], tab[slot, 2, kk]
+                        if ih0 + di >= 0 and ih0 + di < H and iw0 + dj >= 0 and iw0 + dj < W:
+                            v = xf[xbase + tab[slot, 0, kk] + di * W + dj]
                     Bs[kk, nb] = v
                 cuda.syncthreads()
+                if tid < TK and k0 + TK < K:  # next step's table, while this step multiplies
+                    _ktable(tab, 1 - slot, k0 + TK, K, kw, kh * kw, H * W, dh, dw, tid)
                 _mma(As, Bs, acc, bv, ty, tx)
                 cuda.syncthreads()
-            for r in range(RM):
-                m = m0 + ty + TY * r
-                if m < cog:
-                    co = g * cog + m
-                    for c in range(RN):
-                        col = n0 + tx + TX * c
-                        if col < ncol:
-                            p = col % P
+                slot = 1 - slot
+            for c in range(RN):  # epilogue: each column decomposed once, rows below it
+                col = n0 + tx + TX * c
+                if col < ncol:
+                    n, p = col // P, col % P
+                    oh, ow = p // wo, p % wo
+                    for r in range(RM):
+                        m = m0 + ty + TY * r
+                        if m < cog:
                             v = acc[r, c]
                             if has_bias:
-                                v += b[co]
-                            y[col // P, co, p // wo, p % wo] = v
+                                v += b[g * cog + m]
+                            y[n, g * cog + m, oh, ow] = v
 
     @cuda.jit
-    def grad_input(gy, w, groups, sh, sw, pt, pl, dh, dw, gx):
-        N, C_in, H, W = gx.shape
+    def grad_input(gy, gyf, w, groups, sh, sw, pt, pl, dh, dw, gx):
+        N, C_in, H, W = gx.shape  # gyf: the upstream gradient, flat
         C_out, cg, kh, kw = w.shape
         ho, wo = gy.shape[2], gy.shape[3]
         cog = C_out // groups
@@ -149,6 +173,7 @@ def kernels_for(dtype):
         ncol = N * P
         As = cuda.shared.array((TK, TM_PAD), nbt)
         Bs = cuda.shared.array((TK, TN_PAD), nbt)
+        tab = cuda.shared.array((2, 3, TK), numba.int32)
         acc = cuda.local.array((RM, RN), nbt)
         bv = cuda.local.array(RN, nbt)
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
@@ -163,9 +188,14 @@ def kernels_for(dtype):
             n, p = col // P, col % P
             th0 = p // W + pt
             tw0 = p % W + pl
+            gybase = (n * C_out + g * cog) * ho * wo
             for r in range(RM):
                 for c in range(RN):
                     acc[r, c] = 0
+            if tid < TK:
+                _ktable(tab, 0, 0, K, kw, khkw, ho * wo, dh, dw, tid)
+            cuda.syncthreads()
+            slot = 0
             for k0 in range(0, K, TK):
                 k = k0 + ka  # A[m, (o, i, j)] = w[g*cog + o, m, i, j]
                 o = k // khkw
@@ -174,33 +204,40 @@ def kernels_for(dtype):
                 for m in range(ma, TM, A_STEP):
                     As[ka, m] = w[g * cog + o, m0 + m, i, j] if m0 + m < cg and k < K else nbt(0)
                 for kk in range(kb, TK, B_STEP):  # B: gy at the outputs whose window covers (h, w)
-                    k = k0 + kk
                     v = nbt(0)
-                    if k < K and col < ncol:
-                        o = k // khkw
-                        i = (k - o * khkw) // kw
-                        th = th0 - i * dh
-                        tw = tw0 - (k - o * khkw - i * kw) * dw
-                        if th >= 0 and tw >= 0 and th % sh == 0 and tw % sw == 0:
-                            oh, ow = th // sh, tw // sw
-                            if oh < ho and ow < wo:
-                                v = gy[n, g * cog + o, oh, ow]
+                    if k0 + kk < K and col < ncol:
+                        th = th0 - tab[slot, 1, kk]
+                        tw = tw0 - tab[slot, 2, kk]
+                        if th >= 0 and tw >= 0:
+                            ok = True
+                            if sh != 1:
+                                ok = th % sh == 0
+                                th //= sh
+                            if sw != 1:
+                                ok = ok and tw % sw == 0
+                                tw //= sw
+                            if ok and th < ho and tw < wo:
+                                v = gyf[gybase + tab[slot, 0, kk] + th * wo + tw]
                     Bs[kk, nb] = v
                 cuda.syncthreads()
+                if tid < TK and k0 + TK < K:
+                    _ktable(tab, 1 - slot, k0 + TK, K, kw, khkw, ho * wo, dh, dw, tid)
                 _mma(As, Bs, acc, bv, ty, tx)
                 cuda.syncthreads()
-            for r in range(RM):
-                m = m0 + ty + TY * r
-                if m < cg:
-                    for c in range(RN):
-                        col = n0 + tx + TX * c
-                        if col < ncol:
-                            p = col % P
-                            gx[col // P, g * cg + m, p // W, p % W] = acc[r, c]
+                slot = 1 - slot
+            for c in range(RN):
+                col = n0 + tx + TX * c
+                if col < ncol:
+                    n, p = col // P, col % P
+                    h, w_ = p // W, p % W
+                    for r in range(RM):
+                        m = m0 + ty + TY * r
+                        if m < cg:
+                            gx[n, g * cg + m, h, w_] = acc[r, c]
 
     @cuda.jit
-    def grad_weight(x, gy, groups, sh, sw, pt, pl, dh, dw, kh, kw, chunk, part):
-        N, C_in, H, W = x.shape
+    def grad_weight(x, xf, gy, groups, sh, sw, pt, pl, dh, dw, kh, kw, chunk, part):
+        N, C_in, H, W = x.shape  # xf: the same input, flat
         C_out, ho, wo = gy.shape[1], gy.shape[2], gy.shape[3]
         cog = C_out // groups
         cg = C_in // groups
@@ -212,6 +249,9 @@ def kernels_for(dtype):
         Bs = cuda.shared.array((TK, TN_PAD), nbt)
         acc = cuda.local.array((RM, RN), nbt)
         bv = cuda.local.array(RN, nbt)
+        c_off = cuda.local.array(NQ, numba.int64)  # this thread's B columns (cl, i, j), per tile
+        c_di = cuda.local.array(NQ, numba.int64)
+        c_dj = cuda.local.array(NQ, numba.int64)
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
         tid = ty * TX + tx
         g = cuda.blockIdx.z % groups
@@ -222,6 +262,13 @@ def kernels_for(dtype):
         ka, ma = tid % TK, tid // TK  # both operands: this thread's reduction index is k0 + ka
         for bx in range(cuda.blockIdx.x, (kcols + TN - 1) // TN, cuda.gridDim.x):
             n0 = bx * TN
+            for q in range(NQ):
+                cc = n0 + ma + A_STEP * q
+                cl = cc // khkw
+                i = (cc - cl * khkw) // kw
+                c_off[q] = cl * H * W
+                c_di[q] = i * dh
+                c_dj[q] = (cc - cl * khkw - i * kw) * dw
             for r in range(RM):
                 for c in range(RN):
                     acc[r, c] = 0
@@ -230,19 +277,17 @@ def kernels_for(dtype):
                 n, p = rr // P, rr % P
                 ih0 = (p // wo) * sh - pt
                 iw0 = (p % wo) * sw - pl
+                xbase = (n * C_in + g * cg) * H * W + ih0 * W + iw0
                 for m in range(ma, TM, A_STEP):  # A[m, r] = gy[n, g*cog + m, p], contiguous along p
                     As[ka, m] = gy[n, g * cog + m0 + m, p // wo, p % wo] \
                         if m0 + m < cog and rr < r_hi else nbt(0)
-                for nn in range(ma, TN, A_STEP):  # B[r, (cl, i, j)]: consecutive threads, consecutive r
-                    cc = n0 + nn
+                for q in range(NQ):  # B[r, (cl, i, j)]: consecutive threads, consecutive r
+                    nn = ma + A_STEP * q
                     v = nbt(0)
-                    if rr < r_hi and cc < kcols:
-                        cl = cc // khkw
-                        i = (cc - cl * khkw) // kw
-                        ih = ih0 + i * dh
-                        iw = iw0 + (cc - cl * khkw - i * kw) * dw
-                        if ih >= 0 and ih < H and iw >= 0 and iw < W:
-                            v = x[n, g * cg + cl, ih, iw]
+                    if rr < r_hi and n0 + nn < kcols:
+                        di, dj = c_di[q], c_dj[q]
+                        if ih0 + di >= 0 and ih0 + di < H and iw0 + dj >= 0 and iw0 + dj < W:
+                            v = xf[xbase + c_off[q] + di * W + dj]
                     Bs[ka, nn] = v
                 cuda.syncthreads()
                 _mma(As, Bs, acc, bv, ty, tx)

@@ -158,8 +158,8 @@ def conv2d_forward(x, w, b, stride, padding4, dilation, groups):
     else:
         fwd = _igemm.kernels_for(x.dtype)[0]
         _igemm.launch(fwd, -(-N * ho * wo // _igemm.TN), C_out // groups, groups,
-                      dx, dwt.reshape(C_out, cg * kh * kw), db, b is not None, groups, kh, kw, sh, sw, pt, pl,
-                      dh, dw_, y)
+                      dx, dx.reshape(-1), dwt.reshape(C_out, cg * kh * kw), db, b is not None, groups, kh, kw,
+                      sh, sw, pt, pl, dh, dw_, y)
     return host_or_device(y, x)
 
 
@@ -184,7 +184,7 @@ def conv2d_backward(x, w, gy, stride, padding4, dilation, groups, need_gx, need_
         else:
             gin = _igemm.kernels_for(gy.dtype)[1]
             _igemm.launch(gin, -(-N * H * W // _igemm.TN), cg, groups,
-                          dgy, dwt, groups, sh, sw, pt, pl, dh, dw_, gx)
+                          dgy, dgy.reshape(-1), dwt, groups, sh, sw, pt, pl, dh, dw_, gx)
     if need_gw:
         dx = dev(x)
         gw = empty(w.shape, gy.dtype)
@@ -203,6 +203,6 @@ def conv2d_backward(x, w, gy, stride, padding4, dilation, groups, need_gx, need_
             part = empty((splits, C_out, kcols), gy.dtype)
             gwk = _igemm.kernels_for(gy.dtype)[2]
             _igemm.launch(gwk, -(-kcols // _igemm.TN), C_out // groups, groups * splits,
-                          dx, dgy, groups, sh, sw, pt, pl, dh, dw_, kh, kw, chunk, part)
+                          dx, dx.reshape(-1), dgy, groups, sh, sw, pt, pl, dh, dw_, kh, kw, chunk, part)
             _reduce.sum_splits(part, gw.reshape(C_out, kcols))
     return host_or_device(gx, gy), host_or_device(gw, gy), host_or_device(gb, gy)
