@@ -69,6 +69,8 @@ def resnet(depth_name, num_classes=1000, in_channels=3, input_size=224, width=64
     seed : int
     se_reduction : int, optional
         Squeeze-and-excitation in every block (SE-ResNet, bottleneck only).
+    name : str, optional
+        Model name (default ``depth_name``).
 
     Returns
     -------
