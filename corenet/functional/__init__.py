@@ -6,7 +6,10 @@ Every op follows one pattern::
     y, state = F.op(x, ..., return_state=True)      # forward keeping what backward needs
     gx = F.op_backward(gy, state)                   # (conv returns gx, gw, gb, each if asked)
 
-Inputs are NCHW numpy arrays, float32 or float64; outputs keep the input dtype.
+Inputs are NCHW numpy arrays, float32 or float64; outputs keep the input dtype. numba device
+arrays are accepted too: the array kind picks the kernels (numpy -> the active CPU backend,
+device -> the cuda backend) and outputs are allocated in kind, so device arrays stay on the GPU
+(``Model.to("cuda")`` builds on this).
 """
 
 from .act import *  # noqa: F401,F403

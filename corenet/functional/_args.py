@@ -6,22 +6,75 @@ Every error names the op, what was received and what was expected.
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
 
+from .. import kernels
+
 FLOAT_DTYPES = (np.float32, np.float64)
+
+# ------------------------------------------------------------------ array kinds (host or device)
+# A numba device array (real or simulated) selects the cuda kernels; a numpy array the active CPU
+# backend, so CPU and GPU models coexist without flipping the global backend. The numpy path
+# costs one isinstance check per op; numba.cuda is imported only when a device array shows up.
+
+
+def is_device(a) -> bool:
+    """True for a numba device array (real or simulated), without importing numba.cuda."""
+    return a is not None and not isinstance(a, np.ndarray) and hasattr(a, "copy_to_host")
+
+
+def backend_for(a):
+    """The kernels for ``a``: the active backend for numpy arrays, the cuda backend for device arrays."""
+    return kernels.active() if isinstance(a, np.ndarray) else kernels.require("cuda")
+
+
+def cuda_module(name: str):
+    """A module of the cuda backend beyond the kernel families (``ops``, ``train``, ``_runtime``)."""
+    kernels.require("cuda")
+    return importlib.import_module(f"corenet.kernels.cuda.{name}")
+
+
+def empty(shape, dtype, like):
+    """An uninitialised array of ``like``'s kind: numpy, or a device array next to ``like``."""
+    if isinstance(like, np.ndarray):
+        return np.empty(shape, dtype)
+    return cuda_module("_runtime").empty(shape, dtype)
+
+
+def empty_like(a):
+    """``np.empty_like`` for numpy arrays and device arrays (C order)."""
+    if isinstance(a, np.ndarray):
+        return np.empty_like(a)
+    return cuda_module("_runtime").empty(a.shape, a.dtype)
 
 
 def as_float_array(op: str, name: str, a, ndim: int | None = None) -> np.ndarray:
-    """``a`` as a C-contiguous float32/float64 array (dtype kept), or a TypeError/ValueError."""
+    """``a`` as a C-contiguous float32/float64 array (dtype kept), or a TypeError/ValueError.
+
+    Device arrays pass through unchanged (they are C-contiguous: every cuda kernel allocates so).
+    """
     if not isinstance(a, np.ndarray):
+        if is_device(a):
+            return _device_float(op, name, a, ndim)
         raise TypeError(f"{op}: {name} must be a numpy array, received {type(a).__name__}")
     if a.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{op}: {name} must be float32 or float64, received dtype {a.dtype} ({name}.shape={a.shape})")
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{op}: {name} must be {ndim}-D, received {name}.shape={a.shape} ({a.ndim}-D)")
     return np.ascontiguousarray(a)
+
+
+def _device_float(op, name, a, ndim):
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{op}: {name} must be float32 or float64, received dtype {a.dtype} ({name}.shape={a.shape})")
+    if ndim is not None and len(a.shape) != ndim:
+        raise ValueError(f"{op}: {name} must be {ndim}-D, received {name}.shape={a.shape} ({len(a.shape)}-D)")
+    if not a.is_c_contiguous():
+        raise ValueError(f"{op}: device array {name} must be C-contiguous, received {name}.shape={a.shape}")
+    return a
 
 
 def same_dtype(op: str, **arrays) -> None:

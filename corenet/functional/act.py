@@ -11,8 +11,7 @@ import math
 
 import numpy as np
 
-from .. import kernels
-from ._args import as_float_array, positive_float, same_dtype
+from ._args import as_float_array, backend_for, empty, empty_like, is_device, positive_float, same_dtype
 
 __all__ = [
     "relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "elu", "elu_backward",
@@ -52,38 +51,38 @@ def _out(y, x, state, return_state):
 def relu(x, return_state=False):
     """``y = max(x, 0)`` (NaN propagates). Backward: ``gx = gy * (y > 0)``."""
     x, xf = _flat("relu", x)
-    y = kernels.active().act.relu_forward(xf, np.empty_like(xf))
+    y = backend_for(xf).act.relu_forward(xf, empty_like(xf))
     return _out(y, x, {"y": y}, return_state)
 
 
 def relu_backward(gy, state):
     gy, y = _grad("relu_backward", gy, state, "y")
-    return kernels.active().act.relu_backward(gy, y, np.empty_like(gy)).reshape(state["shape"])
+    return backend_for(gy).act.relu_backward(gy, y, empty_like(gy)).reshape(state["shape"])
 
 
 def leaky_relu(x, negative_slope=0.01, return_state=False):
     """``y = x if x > 0 else negative_slope * x``. Backward: ``gy`` or ``negative_slope * gy``."""
     x, xf = _flat("leaky_relu", x)
     slope = x.dtype.type(float(negative_slope))
-    y = kernels.active().act.leaky_relu_forward(xf, slope, np.empty_like(xf))
+    y = backend_for(xf).act.leaky_relu_forward(xf, slope, empty_like(xf))
     return _out(y, x, {"x": xf, "slope": slope}, return_state)
 
 
 def leaky_relu_backward(gy, state):
     gy, x = _grad("leaky_relu_backward", gy, state)
-    return kernels.active().act.leaky_relu_backward(gy, x, state["slope"], np.empty_like(gy)).reshape(state["shape"])
+    return backend_for(gy).act.leaky_relu_backward(gy, x, state["slope"], empty_like(gy)).reshape(state["shape"])
 
 
 def _elu(op, x, alpha, scale, return_state):
     x, xf = _flat(op, x)
     alpha, scale = x.dtype.type(alpha), x.dtype.type(scale)
-    y = kernels.active().act.elu_forward(xf, alpha, scale, np.empty_like(xf))
+    y = backend_for(xf).act.elu_forward(xf, alpha, scale, empty_like(xf))
     return _out(y, x, {"x": xf, "alpha": alpha, "scale": scale}, return_state)
 
 
 def _elu_backward(op, gy, state):
     gy, x = _grad(op, gy, state)
-    gx = kernels.active().act.elu_backward(gy, x, state["alpha"], state["scale"], np.empty_like(gy))
+    gx = backend_for(gy).act.elu_backward(gy, x, state["alpha"], state["scale"], empty_like(gy))
     return gx.reshape(state["shape"])
 
 
@@ -121,37 +120,37 @@ def gelu(x, approximate="none", return_state=False):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', received {approximate!r}")
     x, xf = _flat("gelu", x)
     tanh_approx = approximate == "tanh"
-    y = kernels.active().act.gelu_forward(xf, tanh_approx, np.empty_like(xf))
+    y = backend_for(xf).act.gelu_forward(xf, tanh_approx, empty_like(xf))
     return _out(y, x, {"x": xf, "tanh": tanh_approx}, return_state)
 
 
 def gelu_backward(gy, state):
     gy, x = _grad("gelu_backward", gy, state)
-    return kernels.active().act.gelu_backward(gy, x, state["tanh"], np.empty_like(gy)).reshape(state["shape"])
+    return backend_for(gy).act.gelu_backward(gy, x, state["tanh"], empty_like(gy)).reshape(state["shape"])
 
 
 def sigmoid(x, return_state=False):
     """``y = 1 / (1 + exp(-x))`` (evaluated without overflow). Backward: ``gx = gy * y * (1 - y)``."""
     x, xf = _flat("sigmoid", x)
-    y = kernels.active().act.sigmoid_forward(xf, np.empty_like(xf))
+    y = backend_for(xf).act.sigmoid_forward(xf, empty_like(xf))
     return _out(y, x, {"y": y}, return_state)
 
 
 def sigmoid_backward(gy, state):
     gy, y = _grad("sigmoid_backward", gy, state, "y")
-    return kernels.active().act.sigmoid_backward(gy, y, np.empty_like(gy)).reshape(state["shape"])
+    return backend_for(gy).act.sigmoid_backward(gy, y, empty_like(gy)).reshape(state["shape"])
 
 
 def tanh(x, return_state=False):
     """``y = tanh(x)``. Backward: ``gx = gy * (1 - y^2)``."""
     x, xf = _flat("tanh", x)
-    y = kernels.active().act.tanh_forward(xf, np.empty_like(xf))
+    y = backend_for(xf).act.tanh_forward(xf, empty_like(xf))
     return _out(y, x, {"y": y}, return_state)
 
 
 def tanh_backward(gy, state):
     gy, y = _grad("tanh_backward", gy, state, "y")
-    return kernels.active().act.tanh_backward(gy, y, np.empty_like(gy)).reshape(state["shape"])
+    return backend_for(gy).act.tanh_backward(gy, y, empty_like(gy)).reshape(state["shape"])
 
 
 def _softmax(op, x, axis, log, return_state):
@@ -164,7 +163,7 @@ def _softmax(op, x, axis, log, return_state):
     P = math.prod(x.shape[:axis])
     Q = math.prod(x.shape[axis + 1:])
     x3 = x.reshape(P, x.shape[axis], Q)  # (P, K, Q), K = the softmax axis
-    y = kernels.active().act.softmax_forward(x3, log, np.empty_like(x3))
+    y = backend_for(x3).act.softmax_forward(x3, log, empty_like(x3))
     return _out(y, x, {"y": y, "log": log}, return_state)
 
 
@@ -175,7 +174,7 @@ def _softmax_backward(op, gy, state):
         raise ValueError(f"{op}: gy must have the forward output's shape {state['shape']}, "
                          f"received gy.shape={gy.shape}")
     same_dtype(op, gy=gy, y=y)
-    gx = kernels.active().act.softmax_backward(gy.reshape(y.shape), y, state["log"], np.empty_like(y))
+    gx = backend_for(y).act.softmax_backward(gy.reshape(y.shape), y, state["log"], empty_like(y))
     return gx.reshape(state["shape"])
 
 
@@ -219,13 +218,17 @@ def dropout(x, p, rng, training=True, return_state=False):
     if p > 1:
         raise ValueError(f"{op}: p must be in [0, 1], received {p}")
     if not training or p == 0:
-        y = x.copy()
+        y = x.copy() if isinstance(x, np.ndarray) else x  # device arrays are never written in place
         return (y, {"keep": None, "shape": x.shape, "dtype": x.dtype}) if return_state else y
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"{op}: rng must be an np.random.Generator, received {type(rng).__name__}")
-    keep = (rng.random(x.size, dtype=np.float32) >= np.float32(p)).view(np.uint8)
+    if isinstance(rng, np.random.Generator):
+        keep = (rng.random(x.size, dtype=np.float32) >= np.float32(p)).view(np.uint8)
+    elif is_device(x) and is_device(rng):  # device generator states: the mask is drawn on the GPU
+        keep = backend_for(x).act.dropout_keep_mask(rng, p, x.size)
+    else:
+        raise TypeError(f"{op}: rng must be an np.random.Generator (or, for device arrays, the cuda dropout "
+                        f"states of corenet.kernels.cuda.act.make_dropout_states), received {type(rng).__name__}")
     scale = x.dtype.type(0.0 if p == 1 else 1.0 / (1.0 - p))
-    y = kernels.active().act.dropout_forward(x.reshape(-1), keep, scale, np.empty(x.size, x.dtype)).reshape(x.shape)
+    y = backend_for(x).act.dropout_forward(x.reshape(-1), keep, scale, empty(x.size, x.dtype, x)).reshape(x.shape)
     if not return_state:
         return y
     return y, {"keep": keep, "scale": scale, "shape": x.shape, "dtype": x.dtype}
@@ -238,9 +241,9 @@ def dropout_backward(gy, state):
         raise ValueError(f"{op}: gy must be {state['dtype']} with shape {state['shape']}, "
                          f"received gy.dtype={gy.dtype}, gy.shape={gy.shape}")
     if state["keep"] is None:
-        return gy.copy()
-    gx = np.empty(gy.size, gy.dtype)
-    kernels.active().act.dropout_backward(gy.reshape(-1), state["keep"], state["scale"], gx)
+        return gy.copy() if isinstance(gy, np.ndarray) else gy
+    gx = empty(gy.size, gy.dtype, gy)
+    backend_for(gy).act.dropout_backward(gy.reshape(-1), state["keep"], state["scale"], gx)
     return gx.reshape(gy.shape)
 
 

@@ -6,8 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import kernels
-from ._args import as_float_array, check_window_fits, out_size, padding4, pair, positive_int, same_dtype
+from ._args import as_float_array, backend_for, check_window_fits, out_size, padding4, pair, positive_int, same_dtype
 
 __all__ = ["conv2d", "conv2d_backward", "conv_output_shape", "Conv2dState"]
 
@@ -140,7 +139,7 @@ def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, return_state
                 f"Received: x.shape={x.shape}, w.shape={w.shape}"
             )
     same_dtype(op, x=x, w=w, b=b)
-    y = kernels.active().conv.conv2d_forward(x, w, b, stride, pads, dilation, groups)
+    y = backend_for(x).conv.conv2d_forward(x, w, b, stride, pads, dilation, groups)
     if not return_state:
         return y
     return y, Conv2dState(x, w, b is not None, stride, pads, dilation, groups, y_shape)
@@ -180,7 +179,7 @@ def conv2d_backward(gy, state, need_gx=True, need_gw=True, need_gb=True):
         raise ValueError(f"{op}: gy must have the forward output's shape {state.y_shape}, received gy.shape={gy.shape}")
     same_dtype(op, gy=gy, x=state.x)
     need_gb = bool(need_gb) and state.has_bias
-    return kernels.active().conv.conv2d_backward(
+    return backend_for(gy).conv.conv2d_backward(
         state.x, state.w, gy, state.stride, state.padding, state.dilation, state.groups,
         bool(need_gx), bool(need_gw), need_gb,
     )

@@ -5,7 +5,9 @@ The weight is ``(out_features, in_features)`` as in PyTorch, so its weights impo
 
 from __future__ import annotations
 
-from ._args import as_float_array, same_dtype
+import numpy as np
+
+from ._args import as_float_array, cuda_module, same_dtype
 
 __all__ = ["linear", "linear_backward"]
 
@@ -30,19 +32,23 @@ def linear(x, w, b=None, return_state=False):
     if b is not None:
         b = as_float_array(op, "b", b, ndim=1)
     same_dtype(op, x=x, w=w, b=b)
-    if x.ndim < 1 or x.shape[-1] != w.shape[1]:
-        raise ValueError(f"{op}: x has {x.shape[-1] if x.ndim else 0} input features but w expects {w.shape[1]}. "
+    shape = tuple(x.shape)  # device arrays' shapes (the simulator's) take no negative indices
+    if not shape or shape[-1] != w.shape[1]:
+        raise ValueError(f"{op}: x has {shape[-1] if shape else 0} input features but w expects {w.shape[1]}. "
                          f"Received: x.shape={x.shape}, w.shape={w.shape}")
     if b is not None and b.shape != (w.shape[0],):
         raise ValueError(f"{op}: b must have shape ({w.shape[0]},), received b.shape={b.shape}")
     x2 = x.reshape(-1, w.shape[1])  # (M, in)
-    y = x2 @ w.T  # (M, out)
-    if b is not None:
-        y += b
-    y = y.reshape(x.shape[:-1] + (w.shape[0],))
+    if isinstance(x2, np.ndarray):
+        y = x2 @ w.T  # (M, out)
+        if b is not None:
+            y += b
+    else:  # device arrays: the 1x1 implicit GEMM of the cuda backend
+        y = cuda_module("ops").linear_forward(x2, w, b)
+    y = y.reshape(shape[:-1] + (w.shape[0],))
     if not return_state:
         return y
-    return y, {"x": x2, "w": w, "has_b": b is not None, "x_shape": x.shape}
+    return y, {"x": x2, "w": w, "has_b": b is not None, "x_shape": shape}
 
 
 def linear_backward(gy, state, need_gx=True, need_gw=True, need_gb=True):
@@ -54,10 +60,15 @@ def linear_backward(gy, state, need_gx=True, need_gw=True, need_gb=True):
     x2, w = state["x"], state["w"]
     gy = as_float_array(op, "gy", gy)
     expected = state["x_shape"][:-1] + (w.shape[0],)
-    if gy.shape != expected:
+    if tuple(gy.shape) != expected:
         raise ValueError(f"{op}: gy must have the forward output's shape {expected}, received gy.shape={gy.shape}")
     same_dtype(op, gy=gy, x=x2)
     gy2 = gy.reshape(-1, w.shape[0])  # (M, out)
+    if not isinstance(gy2, np.ndarray):
+        gx, gw, gb = cuda_module("ops").linear_backward(x2, w, gy2, bool(need_gx), bool(need_gw),
+                                                        bool(need_gb and state["has_b"]))
+        gx = gx.reshape(state["x_shape"]) if need_gx else None
+        return gx, (gw if need_gw else None), (gb if need_gb and state["has_b"] else None)
     gx = (gy2 @ w).reshape(state["x_shape"]) if need_gx else None
     gw = gy2.T @ x2 if need_gw else None
     gb = gy2.sum(axis=0) if (need_gb and state["has_b"]) else None

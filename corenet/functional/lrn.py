@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import kernels
-from ._args import as_float_array, positive_float, positive_int
+from ._args import as_float_array, backend_for, empty, empty_like, positive_float, positive_int
 
 __all__ = ["local_response_norm", "local_response_norm_backward", "LRNState"]
 
@@ -86,9 +85,9 @@ def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0, mode="across", co
         raise ValueError(f"{op}: convention must be one of {CONVENTIONS}, received {convention!r}")
     if convention in ("torch", "caffe"):
         alpha = alpha / (size if mode == "across" else size * size)
-    y = np.empty_like(x)
-    scale = np.empty_like(x) if return_state else np.empty((0, 0, 0, 0), x.dtype)
-    lrn = kernels.active().lrn
+    y = empty_like(x)
+    scale = empty_like(x) if return_state else empty((0, 0, 0, 0), x.dtype, x)
+    lrn = backend_for(x).lrn
     forward = lrn.lrn_across_forward if mode == "across" else lrn.lrn_within_forward
     forward(x, y, scale, size, alpha, beta, k)
     if not return_state:
@@ -118,8 +117,8 @@ def local_response_norm_backward(gy, state: LRNState):
             f"{op}: gy must match the forward output, shape {state.x.shape} dtype {state.x.dtype}; "
             f"received gy.shape={gy.shape}, gy.dtype={gy.dtype}"
         )
-    gx = np.empty_like(gy)
-    lrn = kernels.active().lrn
+    gx = empty_like(gy)
+    lrn = backend_for(gy).lrn
     backward = lrn.lrn_across_backward if state.mode == "across" else lrn.lrn_within_backward
     backward(state.x, state.scale, gy, gx, state.size, state.alpha, state.beta)
     return gx

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
-from ._args import as_float_array, positive_float, same_dtype
+from ._args import as_float_array, backend_for, empty_like, is_device, positive_float, same_dtype
 
 __all__ = ["batch_norm", "batch_norm_backward"]
 
@@ -63,6 +63,8 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
     state : dict, only when ``return_state``
     """
     op = "batch_norm"
+    if is_device(x):
+        return _batch_norm_device(x, gamma, beta, running_mean, running_var, training, momentum, eps, return_state)
     if not isinstance(x, np.ndarray) or x.ndim not in (2, 4):
         got = f"x.shape={x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
         raise ValueError(f"{op}: x must be (N, C, H, W) or (N, C), received {got}")
@@ -126,6 +128,8 @@ def batch_norm_backward(gy, state, need_gx=True, need_gparams=True):
     """
     op = "batch_norm_backward"
     x3 = state["x"]
+    if is_device(x3):
+        return _batch_norm_backward_device(gy, state, need_gx, need_gparams)
     gy = as_float_array(op, "gy", gy)
     if gy.shape != state["shape"]:
         raise ValueError(f"{op}: gy must have the forward output's shape {state['shape']}, "
@@ -158,6 +162,81 @@ def batch_norm_backward(gy, state, need_gx=True, need_gparams=True):
         ggamma = sgx.astype(dt) if gamma is not None else None
         gbeta = sg.astype(dt) if state["has_beta"] else None
     return gx, ggamma, gbeta
+
+
+# ----------------------------------------------------------------------------- device arrays
+# The same computation with every (C,) step on the GPU (corenet/kernels/cuda/norm.py's bn_prepare
+# and bn_backward_coeffs): gamma, beta and the running statistics are device arrays too.
+
+
+def _check_device_vector(op, name, v, C):
+    if v is not None and (not is_device(v) or tuple(v.shape) != (C,)):
+        got = f"{name}.shape={tuple(v.shape)}" if is_device(v) else type(v).__name__
+        raise TypeError(f"{op}: with a device x, {name} must be a ({C},) device array or None, received {got}")
+
+
+def _batch_norm_device(x, gamma, beta, running_mean, running_var, training, momentum, eps, return_state):
+    op = "batch_norm"
+    if len(x.shape) not in (2, 4):
+        raise ValueError(f"{op}: x must be (N, C, H, W) or (N, C), received x.shape={tuple(x.shape)}")
+    x = as_float_array(op, "x", x)
+    C = x.shape[1]
+    for name, v in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)):
+        _check_device_vector(op, name, v, C)
+    same_dtype(op, x=x, gamma=gamma, beta=beta)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"{op}: pass both running_mean and running_var, or neither")
+    eps = positive_float(op, "eps", eps)
+    momentum = positive_float(op, "momentum", momentum, allow_zero=True)
+    if momentum > 1:
+        raise ValueError(f"{op}: momentum must be in [0, 1], received {momentum}")
+    k = backend_for(x).norm
+    x3 = x.reshape(x.shape[0], C, x.size // (x.shape[0] * C))
+    M = x3.shape[0] * x3.shape[2]
+    use_batch = bool(training) or running_mean is None
+    mean = var = None
+    if use_batch:
+        if M < 2 and training:
+            raise ValueError(f"{op}: expected more than 1 value per channel when training, received x.shape={x.shape}")
+        mean, var = k.bn_stats(x3)
+    mean64, invstd, mean_dt, scale, shift = k.bn_prepare(
+        mean, var, gamma, beta, running_mean, running_var, not use_batch,
+        bool(training) and running_mean is not None, momentum, M, eps, x.dtype)
+    y = k.bn_affine(x3, mean_dt, scale, shift, empty_like(x3)).reshape(x.shape)
+    if not return_state:
+        return y
+    return y, {"x": x3, "shape": x.shape, "mean": mean64, "invstd": invstd, "gamma": gamma,
+               "has_beta": beta is not None, "batch_stats": use_batch}
+
+
+def _batch_norm_backward_device(gy, state, need_gx, need_gparams):
+    op = "batch_norm_backward"
+    x3 = state["x"]
+    gy = as_float_array(op, "gy", gy)
+    if tuple(gy.shape) != tuple(state["shape"]):
+        raise ValueError(f"{op}: gy must have the forward output's shape {state['shape']}, "
+                         f"received gy.shape={gy.shape}")
+    same_dtype(op, gy=gy, x=x3)
+    gy3 = gy.reshape(x3.shape)
+    M = x3.shape[0] * x3.shape[2]
+    gamma, batch_stats = state["gamma"], state["batch_stats"]
+    want_params = need_gparams and (gamma is not None or state["has_beta"])
+    k = backend_for(x3).norm
+    sg = sgx = None
+    if want_params or (need_gx and batch_stats):
+        sg, sgx = k.bn_backward_reduce(gy3, x3, state["mean"])
+    a, b, d, mean_dt, ggamma, gbeta = k.bn_backward_coeffs(sg, sgx, gamma, state["invstd"], state["mean"], M,
+                                                           batch_stats, x3.dtype)
+    gx = None
+    if need_gx:
+        if batch_stats:
+            gx = k.bn_backward_gx(gy3, x3, mean_dt, a, b, d, empty_like(gy3))
+        else:
+            gx = k.bn_scale_gx(gy3, a, empty_like(gy3))
+        gx = gx.reshape(state["shape"])
+    if not want_params:
+        return gx, None, None
+    return gx, (ggamma if gamma is not None else None), (gbeta if state["has_beta"] else None)
 
 
 def _warmup(dtype):

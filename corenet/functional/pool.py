@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import kernels
-from ._args import as_float_array, check_window_fits, out_size, padding4, pair, positive_float
+from ._args import as_float_array, backend_for, check_window_fits, empty, out_size, padding4, pair, positive_float
 
 __all__ = [
     "pool2d",
@@ -127,14 +127,14 @@ def pool2d(x, kernel_size, stride=None, padding=0, mode="max", dilation=1, ceil_
         raise ValueError(f"{op}: input planes above 2**31 elements are not supported, received x.shape={x.shape}")
     Ho = out_size(H, kernel[0], stride[0], t, b, dilation[0], ceil_mode)
     Wo = out_size(W, kernel[1], stride[1], l, r, dilation[1], ceil_mode)
-    y = np.empty((N, C, Ho, Wo), x.dtype)
-    pool = kernels.active().pool
+    y = empty((N, C, Ho, Wo), x.dtype, x)
+    pool = backend_for(x).pool
     argmax = None
     divisor = 0.0
     if mode in ("max", "min"):
         if divisor_override is not None:
             raise ValueError(f"{op}: divisor_override applies to avg/sum pooling, received it with mode={mode!r}")
-        argmax = np.empty((N, C, Ho, Wo), np.int32)
+        argmax = empty((N, C, Ho, Wo), np.int32, x)
         pool.extreme_pool_forward(x, y, argmax, kernel[0], kernel[1], stride[0], stride[1], t, l,
                                   dilation[0], dilation[1], mode == "min")
     else:
@@ -174,10 +174,18 @@ def pool2d_backward(gy, state: PoolState):
             f"{op}: gy must match the forward output, shape {state.y_shape} dtype {state.dtype}; "
             f"received gy.shape={gy.shape}, gy.dtype={gy.dtype}"
         )
-    gx = np.empty(state.x_shape, gy.dtype)
-    pool = kernels.active().pool
+    if isinstance(gy, np.ndarray):
+        gx = np.empty(state.x_shape, gy.dtype)
+        pool = kernels.active().pool
+    else:
+        gx = empty(state.x_shape, gy.dtype, gy)
+        pool = backend_for(gy).pool
     if state.mode in ("max", "min"):
-        pool.extreme_pool_backward(gy, state.argmax, gx)
+        if isinstance(gy, np.ndarray):  # the CPU kernels' signature (scatter from the argmax)
+            pool.extreme_pool_backward(gy, state.argmax, gx)
+        else:  # cuda: the window geometry lets one thread per input element gather its gradient
+            (kh, kw), (sh, sw), (dh, dw) = state.kernel, state.stride, state.dilation
+            pool.extreme_pool_backward(gy, state.argmax, gx, kh, kw, sh, sw, state.pads[0], state.pads[2], dh, dw)
     elif state.mode == "adaptive_avg":
         pool.adaptive_avg_pool_backward(gy, gx)
     else:
@@ -255,8 +263,8 @@ def adaptive_avg_pool2d(x, output_size, return_state=False):
     if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
         output_size = tuple(s if s is not None else d for s, d in zip(output_size, (H, W)))
     Ho, Wo = pair(op, "output_size", output_size)
-    y = np.empty((N, C, Ho, Wo), x.dtype)
-    kernels.active().pool.adaptive_avg_pool_forward(x, y)
+    y = empty((N, C, Ho, Wo), x.dtype, x)
+    backend_for(x).pool.adaptive_avg_pool_forward(x, y)
     if not return_state:
         return y
     return y, PoolState("adaptive_avg", x.shape, y.shape, x.dtype)
