@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layers.base import Layer, fmt_shape
+from .layers.base import Layer, _ops, fmt_shape
 
 __all__ = ["Input", "InputLayer", "SymbolicTensor", "Node", "Graph", "connect"]
 
@@ -114,6 +114,11 @@ def connect(layer: Layer, inputs) -> SymbolicTensor:
     node.output = SymbolicTensor(out_shape, dtype, node)
     layer._nodes.append(node)
     return node.output
+
+
+def _sum(a, b):
+    """``a + b`` out of place (numpy, or device arrays through the cuda ops)."""
+    return a + b if isinstance(a, np.ndarray) else _ops().add(a, b)
 
 
 class Graph:
@@ -224,7 +229,7 @@ class Graph:
         g = [None] * self.n_slots
         for s, gy in zip(self.out_slots, gys):
             if gy is not None:
-                g[s] = gy if g[s] is None else g[s] + gy
+                g[s] = gy if g[s] is None else _sum(g[s], gy)
         plan = self._backward_plan(need_input_grads)
         states = self._states
         for k in range(len(self.steps) - 1, -1, -1):
@@ -244,9 +249,9 @@ class Graph:
             if multi:
                 for i, gi in zip(ins, gx):
                     if gi is not None:
-                        g[i] = gi if g[i] is None else g[i] + gi
+                        g[i] = gi if g[i] is None else _sum(g[i], gi)
             elif gx is not None:
                 i = ins[0]
-                g[i] = gx if g[i] is None else g[i] + gx
+                g[i] = gx if g[i] is None else _sum(g[i], gx)
         self._retained = False
         return [g[s] for s in self.in_slots]

@@ -49,6 +49,13 @@ def fmt_shape(shape) -> str:
     return str((None, *shape))
 
 
+def _ops():
+    """The cuda backend's device-side glue (``add``, ``accumulate``, ``fill``, ...), for device arrays."""
+    from ..functional._args import cuda_module
+
+    return cuda_module("ops")
+
+
 class Layer:
     """Base of every layer. Subclasses implement ``_build``, ``forward``, ``backward``, ``_config``."""
 
@@ -166,12 +173,18 @@ class Layer:
         if self._grads_fresh:
             for k, g in grads.items():
                 if g is not None:
-                    np.copyto(own[k], g, casting="same_kind")
+                    if isinstance(g, np.ndarray):
+                        np.copyto(own[k], g, casting="same_kind")
+                    else:  # device gradients: a device-to-device copy
+                        own[k].copy_to_device(g)
             self._grads_fresh = False
         else:
             for k, g in grads.items():
                 if g is not None:
-                    own[k] += g
+                    if isinstance(g, np.ndarray):
+                        own[k] += g
+                    else:
+                        _ops().accumulate(own[k], g)
 
     def zero_grad(self) -> None:
         """Start a new gradient accumulation (lazy: no memory is touched)."""
@@ -181,7 +194,10 @@ class Layer:
         """Parameter gradients (zeros after :meth:`zero_grad` until the next backward)."""
         if self._grads_fresh:
             for g in self.grads.values():
-                g.fill(0)
+                if isinstance(g, np.ndarray):
+                    g.fill(0)
+                else:
+                    _ops().fill(g, 0)
         return self.grads
 
     def param_count(self) -> int:

@@ -35,10 +35,23 @@ class Dropout(Layer):
         self.rng = rng if self.seed is not None else np.random.default_rng(int(rng.integers(2**63)))
 
     def forward(self, x, training=False, retain=True):
+        rng = self.rng if isinstance(x, np.ndarray) or not training else self._device_states()
         if retain:
-            y, self._state = F.dropout(x, self.p, self.rng, training=training, return_state=True)
+            y, self._state = F.dropout(x, self.p, rng, training=training, return_state=True)
             return y
-        return F.dropout(x, self.p, self.rng, training=training) if training else x
+        return F.dropout(x, self.p, rng, training=training) if training else x
+
+    def _device_states(self):
+        """On device arrays the mask is drawn on the GPU (xoroshiro128+ states seeded once from
+        ``self.rng``), so a training step copies nothing per batch; the masks differ from the CPU's."""
+        states = getattr(self, "_cuda_states", None)
+        if states is None:
+            from ..functional._args import cuda_module
+
+            rt = cuda_module("_runtime")
+            n = min(65536, rt.THREADS * rt.MAX_BLOCKS)
+            states = self._cuda_states = cuda_module("act").make_dropout_states(n, int(self.rng.integers(2**63)))
+        return states
 
     def backward(self, gy, need_gx=True):
         gx = F.dropout_backward(gy, self._state) if need_gx else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer
+from .base import Layer, _ops
 
 __all__ = ["Add", "Multiply", "Concat"]
 
@@ -45,6 +45,11 @@ class _Elementwise(_Merge):
         self._views = [_expand(s, ndim) for s in shapes]
         return out
 
+    def _device_only_plain(self):
+        if not self._plain:
+            raise NotImplementedError(f"{self.label()}: broadcasting inputs on the GPU is not implemented; "
+                                      f"device arrays are supported when every input has the output's shape")
+
     def _aligned(self, xs):
         if self._plain:
             return xs
@@ -67,6 +72,12 @@ class Add(_Elementwise):
     prefix = "add"
 
     def forward(self, xs, training=False, retain=True):
+        if not isinstance(xs[0], np.ndarray):
+            self._device_only_plain()
+            y = _ops().add(xs[0], xs[1])
+            for x in xs[2:]:
+                y = _ops().add(y, x)
+            return y
         xs = self._aligned(xs)
         y = xs[0] + xs[1]
         for x in xs[2:]:
@@ -85,6 +96,9 @@ class Multiply(_Elementwise):
     prefix = "multiply"
 
     def forward(self, xs, training=False, retain=True):
+        if not isinstance(xs[0], np.ndarray):
+            raise NotImplementedError(f"{self.label()}: Multiply on device arrays is not implemented yet "
+                                      f"(device-resident training supports Add and Concat)")
         xs = self._aligned(xs)
         if retain:
             self._state = xs
@@ -133,11 +147,18 @@ class Concat(_Merge):
         return tuple(out)
 
     def forward(self, xs, training=False, retain=True):
+        if not isinstance(xs[0], np.ndarray):
+            if self._ax != 1:
+                raise NotImplementedError(f"{self.label()}: on device arrays only channel concatenation "
+                                          f"(axis=1) is implemented, received axis={self.axis}")
+            return _ops().concat_channels(xs)
         return np.concatenate(xs, axis=self._ax)
 
     def backward(self, gy, need_gx=True):
         if not need_gx:
             return [None] * len(self.input_shape)
+        if not isinstance(gy, np.ndarray):
+            return _ops().split_channels(gy, [s[self._ax - 1] for s in self.input_shape])
         return [np.ascontiguousarray(g) for g in np.split(gy, self._splits, axis=self._ax)]
 
     def _config(self):

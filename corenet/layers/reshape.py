@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .base import Layer
+from .base import Layer, _ops
 
 __all__ = ["Flatten", "Reshape", "ZeroPad2d"]
 
@@ -101,6 +101,8 @@ class ZeroPad2d(Layer):
 
     def forward(self, x, training=False, retain=True):
         t, b, l, r = self.pads
+        if not isinstance(x, np.ndarray):
+            return _ops().pad2d(x, t, b, l, r)
         N, C, H, W = x.shape
         y = np.zeros((N, C, H + t + b, W + l + r), x.dtype)
         y[:, :, t:t + H, l:l + W] = x
@@ -110,6 +112,8 @@ class ZeroPad2d(Layer):
         if not need_gx:
             return None
         t, b, l, r = self.pads
+        if not isinstance(gy, np.ndarray):
+            return _ops().crop2d(gy, t, b, l, r)
         return np.ascontiguousarray(gy[:, :, t:gy.shape[2] - b, l:gy.shape[3] - r])
 
     def _config(self):

@@ -14,6 +14,9 @@ meet device arrays.
 ``linear_forward(x, w, b)``             ``x (N, in) @ w.T (out, in) + b``, the implicit GEMM of a
                                         1x1 convolution on ``(N, in, 1, 1)``
 ``linear_backward(x, w, gy, need_gx, need_gw, need_gb)``  its ``(gx, gw, gb)``, likewise
+``scale(a, s)``                         ``a *= s`` in place (loss weights)
+``pad2d(x, t, b, l, r)``                zero padding of (N, C, H, W) (``ZeroPad2d``)
+``crop2d(g, t, b, l, r)``               the adjoint: ``g[:, :, t:H-b, l:W-r]``, C-contiguous
 
 Arrays may be numpy or device arrays; results come back in the kind of the first array argument.
 Elementwise kernels: grid-stride over flat views; each output element written by one thread.
@@ -26,7 +29,8 @@ import numpy as np
 from . import conv
 from ._runtime import cuda, dev, empty, grid, host_or_device, is_device
 
-__all__ = ["add", "accumulate", "fill", "concat_channels", "split_channels", "linear_forward", "linear_backward"]
+__all__ = ["add", "accumulate", "fill", "concat_channels", "split_channels", "linear_forward", "linear_backward",
+           "scale", "pad2d", "crop2d"]
 
 
 @cuda.jit
@@ -142,3 +146,49 @@ def linear_backward(x, w, gy, need_gx=True, need_gw=True, need_gb=True):
     gx = host_or_device(gx.reshape(N, k), gy) if gx is not None else None
     gw = host_or_device(gw.reshape(o, k), gy) if gw is not None else None
     return gx, gw, host_or_device(gb, gy)
+
+
+@cuda.jit
+def _scale(a, s):
+    for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
+        a[i] *= s
+
+
+def scale(a, s):
+    """``a *= s`` in place on a device array (``s`` cast to ``a``'s dtype, as numpy's in-place multiply)."""
+    _scale[grid(a.size)](a.reshape(-1), a.dtype.type(s))
+
+
+@cuda.jit
+def _pad(x, t, l, y):
+    """Every output element written once: the input value inside the window, zero outside."""
+    N, C, Ho, Wo = y.shape
+    H, W = x.shape[2], x.shape[3]
+    for e in range(cuda.grid(1), N * C * Ho * Wo, cuda.gridsize(1)):
+        p, r = e // (Ho * Wo), e % (Ho * Wo)
+        n, c, h, w = p // C, p % C, r // Wo - t, r % Wo - l
+        y[n, c, r // Wo, r % Wo] = x[n, c, h, w] if 0 <= h < H and 0 <= w < W else 0
+
+
+@cuda.jit
+def _crop(g, t, l, gx):
+    N, C, H, W = gx.shape
+    for e in range(cuda.grid(1), N * C * H * W, cuda.gridsize(1)):
+        p, r = e // (H * W), e % (H * W)
+        gx[p // C, p % C, r // W, r % W] = g[p // C, p % C, r // W + t, r % W + l]
+
+
+def pad2d(x, t, b, l, r):
+    """``x (N, C, H, W)`` zero-padded to ``(N, C, H + t + b, W + l + r)`` (device in, device out)."""
+    N, C, H, W = x.shape
+    y = empty((N, C, H + t + b, W + l + r), x.dtype)
+    _pad[grid(y.size)](dev(x), t, l, y)
+    return host_or_device(y, x)
+
+
+def crop2d(g, t, b, l, r):
+    """The adjoint of :func:`pad2d`: ``g[:, :, t:H - b, l:W - r]`` as a new C-contiguous array."""
+    N, C, H, W = g.shape
+    gx = empty((N, C, H - t - b, W - l - r), g.dtype)
+    _crop[grid(gx.size)](dev(g), t, l, gx)
+    return host_or_device(gx, g)
