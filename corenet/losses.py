@@ -17,7 +17,14 @@ import numpy as np
 __all__ = ["Loss", "CrossEntropy", "MSE", "BCEWithLogits", "get", "accuracy", "top_k_accuracy"]
 
 
+def _is_device(a) -> bool:
+    return not isinstance(a, np.ndarray) and hasattr(a, "copy_to_host")
+
+
 def _float_output(name, output):
+    if _is_device(output):
+        raise NotImplementedError(f"{name}: device (GPU) outputs are supported by CrossEntropy with integer labels "
+                                  f"only; move the model to the CPU (model.to('cpu')) for this loss")
     if not isinstance(output, np.ndarray) or output.dtype not in (np.float32, np.float64):
         got = f"dtype {output.dtype}" if isinstance(output, np.ndarray) else type(output).__name__
         raise TypeError(f"{name}: output must be a float32/float64 numpy array, received {got}")
@@ -96,6 +103,8 @@ class CrossEntropy(Loss):
 
     def __call__(self, output, target):
         name = "cross_entropy"
+        if _is_device(output):
+            return self._device(output, target)
         output = _float_output(name, output)
         if output.ndim != 2:
             raise ValueError(f"{name}: output must be logits of shape (N, K), received output.shape={output.shape}")
@@ -124,6 +133,28 @@ class CrossEntropy(Loss):
             value /= n
             grad /= n
         return float(value), grad.astype(output.dtype)
+
+    def _device(self, output, target):
+        """Device logits: the fused kernel of ``corenet.kernels.cuda.train`` with integer labels; the
+        loss comes back as a device ``(1,)`` float64 array (no host synchronisation), the gradient on
+        the device. Labels are checked on the host when they are given as a numpy array."""
+        from .functional._args import cuda_module
+
+        name = "cross_entropy"
+        if output.dtype not in (np.float32, np.float64) or len(output.shape) != 2:
+            raise ValueError(f"{name}: output must be float logits of shape (N, K), received "
+                             f"output.shape={tuple(output.shape)} dtype {output.dtype}")
+        n, k = output.shape
+        if not _is_device(target):
+            target = np.asarray(target)
+            if target.ndim != 1:
+                raise NotImplementedError(f"{name}: device outputs take integer labels ({n},); probability "
+                                          f"targets of shape {target.shape} run on the CPU only")
+            target = class_labels(name, target, n, k)
+        elif tuple(target.shape) != (n,) or target.dtype.kind not in "iu":
+            raise ValueError(f"{name}: device targets must be integer labels of shape ({n},), received "
+                             f"shape {tuple(target.shape)} dtype {target.dtype}")
+        return cuda_module("train").softmax_cross_entropy(output, target, self.label_smoothing, self.reduction)
 
 
 class MSE(Loss):

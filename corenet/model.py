@@ -128,15 +128,73 @@ class Model(TrainingMixin):
             raise ValueError(f"{self.name}: expects {len(self.inputs)} input array(s) {self.input_names}, "
                              f"received {len(xs)}")
         out = []
+        on_device = self.device == "cuda"
         for a, t in zip(xs, self.inputs):
+            if not isinstance(a, np.ndarray) and hasattr(a, "copy_to_host"):  # already a device array
+                if tuple(a.shape[1:]) != t.shape or a.dtype != t.dtype:
+                    raise ValueError(f"{self.name}: input {t.node.layer.name!r} expects {t.dtype} arrays of shape "
+                                     f"(batch, {', '.join(map(str, t.shape))}), received a device array "
+                                     f"{a.dtype} {tuple(a.shape)}")
+                out.append(a)
+                continue
             a = np.asarray(a)
             if a.shape[1:] != t.shape:
                 raise ValueError(f"{self.name}: input {t.node.layer.name!r} expects arrays of shape "
                                  f"(batch, {', '.join(map(str, t.shape))}), received shape {a.shape}")
             if a.dtype != t.dtype:
                 a = a.astype(t.dtype)
-            out.append(np.ascontiguousarray(a))
+            a = np.ascontiguousarray(a)
+            out.append(self._to_device(a) if on_device else a)  # a model on the GPU: one copy per batch
         return out
+
+    # ------------------------------------------------------------------ device
+    device = "cpu"
+
+    @staticmethod
+    def _to_device(a):
+        from .functional._args import cuda_module
+
+        return cuda_module("_runtime").cuda.to_device(a)
+
+    def to(self, device: str) -> Model:
+        """Move parameters, gradients, float buffers and optimizer slots to ``"cuda"`` or ``"cpu"``, once.
+
+        On ``"cuda"`` every training step stays on the GPU: ``forward``/``fit``/``train_on_batch``
+        copy each numpy batch to the device once (device arrays are taken as they are), layers run
+        the cuda kernels (chosen by the array kind, whatever ``corenet.set_backend`` says), the loss
+        and the optimizer update run on the device, and only the loss value comes back per step.
+        ``forward`` returns device arrays; ``predict`` and ``evaluate`` return numpy. Integer
+        buffers (``num_batches_tracked``) and Adam's step counts stay on the host. Layers shared
+        with another model move with this one. Returns the model.
+        """
+        from . import kernels
+
+        target = str(device).lower()
+        if target not in ("cpu", "cuda"):
+            raise ValueError(f"{self.name}.to: device must be 'cpu' or 'cuda', received {device!r}")
+        if target == "cuda":
+            kernels.require("cuda")  # a clear error when no GPU (or numba-cuda) is available
+            move = self._to_device
+        else:
+            def move(a):
+                return a.copy_to_host() if not isinstance(a, np.ndarray) and hasattr(a, "copy_to_host") else a
+        for layer in self.layers:
+            for d in (layer.params, layer.buffers, layer.grads):
+                for k, v in d.items():
+                    if v.dtype.kind == "f" and isinstance(v, np.ndarray) == (target == "cuda"):
+                        d[k] = move(v)
+            layer._state = None
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is not None:
+            for per in optimizer.slots.values():
+                for name, a in per.items():
+                    if a.dtype.kind == "f" and isinstance(a, np.ndarray) == (target == "cuda"):
+                        per[name] = move(a)
+        self.graph._states = [None] * len(self.graph.steps)
+        self.graph._retained = False
+        self._step_cache = None
+        self.device = target
+        return self
 
     def forward(self, x, training: bool = False, retain_state: bool | None = None):
         """Run the network on ``x`` (an array, a list, or a dict by input name) -> output array or list.
@@ -222,7 +280,10 @@ class Model(TrainingMixin):
             raise ValueError(f"{self.name}: load_state_dict failed; " + "; ".join(problems))
         for k, v in own.items():
             if k in state:
-                v[...] = np.asarray(state[k]).astype(v.dtype, copy=False)
+                if isinstance(v, np.ndarray):
+                    v[...] = np.asarray(state[k]).astype(v.dtype, copy=False)
+                else:  # a device array: one host-to-device copy into it
+                    v.copy_to_device(np.ascontiguousarray(np.asarray(state[k]), dtype=v.dtype))
         return missing, unexpected
 
     def astype(self, dtype) -> Model:

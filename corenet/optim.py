@@ -68,6 +68,9 @@ class Optimizer:
         """Update ``params[name]`` in place for every ``name`` in ``grads``."""
         cls = type(self).__name__
         lr_mult = lr_mult or {}
+        first = next(iter(grads.values()), None)
+        if first is not None and not isinstance(first, np.ndarray) and hasattr(first, "copy_to_host"):
+            return self._step_device(params, grads, lr_mult)
         for name, g in grads.items():
             p = params.get(name)
             if p is None:
@@ -88,6 +91,50 @@ class Optimizer:
             self._update(name, p, g.astype(p.dtype, copy=False), self.lr * float(lr_mult.get(name, 1.0)))
         self.iterations += 1
 
+    # ------------------------------------------------------------------- device arrays
+    def _step_device(self, params: dict, grads: dict, lr_mult: dict) -> None:
+        """The step on device (GPU) arrays, in place, with the fused kernels of
+        ``corenet.kernels.cuda.train`` (same formulas and order of operations as the numpy rules).
+        Supported: SGD (momentum, Nesterov), Adam and AdamW, with weight decay and lr multipliers."""
+        cls = type(self).__name__
+        kind = self._device_kind()
+        if kind is None or self.clip_norm is not None or self.clip_value is not None:
+            what = "gradient clipping" if kind is not None else cls
+            raise NotImplementedError(f"{cls}.step: {what} on device arrays is not implemented; device-resident "
+                                      f"training supports SGD (momentum, Nesterov), Adam and AdamW with weight "
+                                      f"decay and lr multipliers, without clipping")
+        from .functional._args import cuda_module
+
+        train = cuda_module("train")
+        for name, g in grads.items():
+            p = params.get(name)
+            if p is None:
+                raise ValueError(f"{cls}.step: gradient {name!r} has no parameter; parameters: {sorted(params)}")
+            on_device = not isinstance(p, np.ndarray) and hasattr(p, "copy_to_host") and hasattr(g, "copy_to_host")
+            if not on_device or tuple(p.shape) != tuple(g.shape) or p.dtype != g.dtype:
+                raise ValueError(f"{cls}.step: {name!r}: parameter and gradient must be device arrays of one shape "
+                                 f"and dtype, received {type(p).__name__} {getattr(p, 'shape', '')} and "
+                                 f"{type(g).__name__} {getattr(g, 'shape', '')}")
+        unknown = sorted(set(lr_mult) - set(params))
+        if unknown:
+            raise ValueError(f"{cls}.step: lr_mult names unknown parameters {unknown}")
+        for name, g in grads.items():
+            p = params[name]
+            lr = self.lr * float(lr_mult.get(name, 1.0))
+            if kind == "sgd":
+                v = self._slot("velocity", name, p) if self.momentum else None
+                train.sgd_update(p, g, v, lr, self.momentum, self.nesterov, self.weight_decay)
+            else:
+                m, v = self._slot("m", name, p), self._slot("v", name, p)
+                t = self.slots.setdefault("t", {}).get(name)
+                t = self.slots["t"][name] = np.array(1 if t is None else int(t) + 1, np.int64)
+                train.adam_update(p, g, m, v, int(t), lr, self.beta1, self.beta2, self.eps, self.weight_decay,
+                                  decoupled=kind == "adamw")
+        self.iterations += 1
+
+    def _device_kind(self):
+        return None
+
     def _clip(self, grads: dict) -> dict:
         if self.clip_value is not None:
             c = self.clip_value
@@ -106,8 +153,14 @@ class Optimizer:
     def _slot(self, slot: str, name: str, p: np.ndarray, fill: float = 0.0) -> np.ndarray:
         per = self.slots.setdefault(slot, {})
         a = per.get(name)
-        if a is None or a.shape != p.shape:
-            a = per[name] = np.full(p.shape, fill, p.dtype)
+        if a is None or tuple(a.shape) != tuple(p.shape):
+            if isinstance(p, np.ndarray):
+                a = per[name] = np.full(p.shape, fill, p.dtype)
+            else:  # device parameters get device slots
+                from .functional._args import cuda_module
+
+                a = per[name] = cuda_module("_runtime").empty(p.shape, p.dtype)
+                cuda_module("ops").fill(a, fill)
         return a
 
     # ---------------------------------------------------------------------------- state
@@ -123,7 +176,7 @@ class Optimizer:
             d[f"hp/{k}"] = np.array(v) if isinstance(v, bool) else np.array(np.nan if v is None else v, np.float64)
         for slot, per in self.slots.items():
             for name, a in per.items():
-                d[f"slot/{slot}/{name}"] = a.copy()
+                d[f"slot/{slot}/{name}"] = a.copy() if isinstance(a, np.ndarray) else a.copy_to_host()
         return d
 
     def load_state_dict(self, d: dict) -> None:
@@ -172,6 +225,9 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         if self.nesterov and self.momentum == 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
+
+    def _device_kind(self):
+        return "sgd"
 
     def _update(self, name, p, g, lr):
         step = g * p.dtype.type(lr)  # eps g
@@ -255,6 +311,9 @@ class Adam(Optimizer):
         self.beta1 = _number(cls, "betas[0]", betas[0], high=1.0)
         self.beta2 = _number(cls, "betas[1]", betas[1], high=1.0)
         self.eps = _number(cls, "eps", eps)
+
+    def _device_kind(self):
+        return "adamw" if self._decoupled else "adam"
 
     def _update(self, name, p, g, lr):
         dt = p.dtype.type

@@ -114,9 +114,16 @@ class TrainingMixin:
         grads = []
         for out, target, fn, w in zip(outputs, targets, self._loss_fns, self._loss_weights):
             value, gy = fn(out, target)
+            if not isinstance(gy, np.ndarray):  # device: a (1,) loss array and a device gradient
+                value = value.copy_to_host()[0]  # the one device-to-host copy of a step
+                if w != 1.0:
+                    from .functional._args import cuda_module
+
+                    cuda_module("ops").scale(gy, w)
+            elif w != 1.0:
+                gy *= gy.dtype.type(w)  # the loss's own fresh array
             if w != 1.0:
                 value = value * w
-                gy *= gy.dtype.type(w)  # the loss's own fresh array
             total += float(value)
             grads.append(gy)
         return total, grads
@@ -174,7 +181,7 @@ class TrainingMixin:
         chunks = None
         for start in range(0, n, batch_size):
             xb = [a[start:start + batch_size] for a in xs]
-            outs = _as_list(self.forward(xb if len(xb) > 1 else xb[0], training=False))
+            outs = _host(self.forward(xb if len(xb) > 1 else xb[0], training=False))
             if chunks is None:
                 chunks = [[] for _ in outs]
             for store, out in zip(chunks, outs):
@@ -195,7 +202,7 @@ class TrainingMixin:
             stop = min(start + batch_size, n)
             xb = [a[start:stop] for a in xs]
             yb = _take(y, slice(start, stop))
-            outputs = _as_list(self.forward(xb if len(xb) > 1 else xb[0], training=False))
+            outputs = _host(self.forward(xb if len(xb) > 1 else xb[0], training=False))
             targets = self._targets(yb, len(outputs))
             loss, _ = self._compute_loss(outputs, targets)
             loss_sum += loss * (stop - start)
@@ -209,6 +216,8 @@ class TrainingMixin:
         return logs
 
     def _accumulate(self, sums, outputs, targets):
+        if sums and not isinstance(outputs[0], np.ndarray):  # device logits: metrics read them on the host
+            outputs = _host(outputs[:1])
         for acc, (_, fn) in zip(sums, self._metric_fns):
             total, count = fn(outputs[0], targets[0])
             acc[0] += total
@@ -288,6 +297,11 @@ class TrainingMixin:
         if self.optimizer is not None:
             state["lr"] = float(self.optimizer.lr)
         return state
+
+
+def _host(a) -> list:
+    """``_as_list(a)`` with device arrays copied to numpy (predict/evaluate results, metrics)."""
+    return [o if isinstance(o, np.ndarray) or not hasattr(o, "copy_to_host") else o.copy_to_host() for o in _as_list(a)]
 
 
 def _check_lengths(xs: list, y) -> int:

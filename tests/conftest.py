@@ -17,11 +17,15 @@ settings.register_profile("thorough", max_examples=300, deadline=None, suppress_
 settings.load_profile(os.environ.get("CORENET_HYPOTHESIS", "ci"))
 
 CPU_BACKENDS = [b for b in corenet.backends() if b != "cuda"]
+# CORENET_TEST_CUDA=1 (opt-in: a GPU run, or the simulator's, is slow) adds the cuda backend to the
+# parametrisation when it is available here; numpy in, numpy out, so the CPU tests apply unchanged.
+TEST_BACKENDS = CPU_BACKENDS + (["cuda"] if os.environ.get("CORENET_TEST_CUDA") == "1"
+                                and "cuda" in corenet.backends() else [])
 
 
-@pytest.fixture(params=CPU_BACKENDS)
+@pytest.fixture(params=TEST_BACKENDS)
 def backend(request):
-    """Run the test once per available CPU backend, restoring the previous backend after."""
+    """Run the test once per available CPU backend (and cuda when opted in), restoring the previous backend after."""
     previous = corenet.get_backend()
     corenet.set_backend(request.param)
     try:

@@ -1,0 +1,171 @@
+"""Device-resident training (``model.to("cuda")``): the same small nets trained on the GPU and on
+the CPU reach the same weights, nothing but the loss returns to the host during a step, and a
+model moves back to the CPU intact. Runs under numba's CUDA simulator in a child pytest when there
+is no GPU (see tests/cuda_sim.py); shapes are tiny because the simulator runs one Python thread
+per CUDA thread.
+"""
+
+import numpy as np
+import pytest
+from cuda_sim import IN_SIM, needs_cuda, run_under_simulator
+
+from corenet import Input, Model, optim
+from corenet import layers as L
+
+if not IN_SIM:
+
+    def test_simulator_run():
+        """Every test of this file on numba's CUDA simulator, in a fresh interpreter."""
+        run_under_simulator(__file__)
+
+
+TOL = dict(rtol=1e-9, atol=1e-11)
+DT = np.float64
+
+
+def _plain_net(seed=3):
+    """conv - BN - ReLU - maxpool - flatten - linear."""
+    x = Input((2, 6, 6), DT)
+    h = L.ReLU()(L.BatchNorm2d()(L.Conv2d(3, 3, padding=1, bias=False)(x)))
+    out = L.Linear(4)(L.Flatten()(L.MaxPool2d(2)(h)))
+    return Model(x, out, seed=seed)
+
+
+def _merge_net(seed=5):
+    """A residual Add and an Inception-style Concat; ``x`` fans out to three branches, so the graph
+    sums device gradients too; ZeroPad2d and average pooling on the way."""
+    x = Input((2, 5, 5), DT)
+    h = L.ReLU()(L.BatchNorm2d()(L.Conv2d(3, 3, padding=1, bias=False)(x)))
+    y = L.Add()([h, L.Conv2d(3, 1)(x)])
+    z = L.Concat()([y, L.MaxPool2d(3, 1, padding=1)(x)])
+    z = L.AvgPool2d(2)(L.ZeroPad2d(((0, 1), (0, 1)))(z))
+    out = L.Linear(3)(L.Flatten()(z))
+    return Model(x, out, seed=seed)
+
+
+def _data(shape, k, n=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, *shape)).astype(DT), rng.integers(0, k, n)
+
+
+def _host(a):
+    return a if isinstance(a, np.ndarray) else a.copy_to_host()
+
+
+def _assert_same_state(cpu, gpu):
+    ref, got = cpu.state_dict(), gpu.state_dict()
+    assert ref.keys() == got.keys()
+    for k in ref:
+        np.testing.assert_allclose(_host(got[k]), ref[k], **TOL, err_msg=k)
+
+
+@pytest.fixture
+def host_copies(monkeypatch):
+    """Counts device-to-host copies: every one goes through the device array's ``copy_to_host``."""
+    from corenet.kernels.cuda._runtime import cuda
+
+    arr = cuda.to_device(np.zeros(1))
+    cls = type(arr)
+    calls = []
+    original = cls.copy_to_host
+
+    def spy(self, *args, **kwargs):
+        calls.append(tuple(self.shape))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "copy_to_host", spy)
+    return calls
+
+
+@needs_cuda
+@pytest.mark.parametrize("make, opt", [
+    (_plain_net, lambda: optim.SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3)),
+    (_merge_net, lambda: optim.Adam(lr=0.01, weight_decay=1e-3)),
+], ids=["conv-bn-relu-pool-linear/sgd", "add-concat/adam"])
+def test_device_training_matches_cpu(make, opt, host_copies):
+    cpu, gpu = make(), make()
+    x, y = _data(cpu.inputs[0].shape, cpu.outputs[0].shape[0])
+    cpu.compile(opt(), "cross_entropy")
+    gpu.compile(opt(), "cross_entropy")
+    gpu.to("cuda")
+    assert gpu.device == "cuda" and not isinstance(gpu.parameters()["linear.weight"], np.ndarray)
+    for step in range(2):
+        del host_copies[:]
+        loss_gpu = gpu.train_on_batch(x, y)
+        assert host_copies == [(1,)], f"step {step}: device-to-host copies {host_copies} (only the loss may come back)"
+        np.testing.assert_allclose(loss_gpu, cpu.train_on_batch(x, y), **TOL)
+    _assert_same_state(cpu, gpu)
+    grads = gpu.gradients()
+    for k, g in cpu.gradients().items():
+        np.testing.assert_allclose(_host(grads[k]), g, **TOL, err_msg=k)
+    slots = gpu.optimizer.state_dict()
+    ref = cpu.optimizer.state_dict()
+    assert slots.keys() == ref.keys() and int(slots["iterations"]) == int(ref["iterations"]) == 2
+    for k in (k for k in ref if k.startswith("slot/")):
+        np.testing.assert_allclose(slots[k], ref[k], **TOL, err_msg=k)
+
+
+@needs_cuda
+def test_to_cpu_round_trip_and_eval_outputs():
+    cpu, gpu = _plain_net(), _plain_net()
+    x, y = _data((2, 6, 6), 4)
+    for m in (cpu, gpu):
+        m.compile(optim.SGD(lr=0.1, momentum=0.9), "cross_entropy")
+    gpu.to("cuda")
+    gpu.train_on_batch(x, y)
+    cpu.train_on_batch(x, y)
+    out = gpu.forward(x)  # forward keeps device arrays; predict and evaluate answer in numpy
+    assert not isinstance(out, np.ndarray)
+    np.testing.assert_allclose(out.copy_to_host(), cpu.forward(x), **TOL)
+    pred = gpu.predict(x, batch_size=3)
+    assert isinstance(pred, np.ndarray)
+    np.testing.assert_allclose(pred, cpu.predict(x, batch_size=3), **TOL)
+    ev_gpu, ev_cpu = gpu.evaluate(x, y), cpu.evaluate(x, y)
+    assert ev_gpu.keys() == ev_cpu.keys()
+    for k in ev_cpu:
+        np.testing.assert_allclose(ev_gpu[k], ev_cpu[k], **TOL)
+    gpu.to("cpu")  # back: every array numpy again, and training continues exactly as on the CPU
+    assert gpu.device == "cpu"
+    for d in (gpu.state_dict(), gpu.gradients(), *gpu.optimizer.slots.values()):
+        assert all(isinstance(v, np.ndarray) for v in d.values())
+    gpu.train_on_batch(x, y)
+    cpu.train_on_batch(x, y)
+    _assert_same_state(cpu, gpu)
+
+
+@needs_cuda
+def test_fit_on_device_matches_cpu():
+    cpu, gpu = _plain_net(), _plain_net()
+    x, y = _data((2, 6, 6), 4, n=6)
+    for m in (cpu, gpu):
+        m.compile(optim.SGD(lr=0.05), "cross_entropy", metrics=("accuracy",))
+    gpu.to("cuda")
+    h_cpu = cpu.fit(x, y, batch_size=3, epochs=1, seed=1, verbose=0).history
+    h_gpu = gpu.fit(x, y, batch_size=3, epochs=1, seed=1, verbose=0).history
+    for k in ("loss", "accuracy"):
+        np.testing.assert_allclose(h_gpu[k], h_cpu[k], **TOL)
+    _assert_same_state(cpu, gpu)
+
+
+@needs_cuda
+def test_dropout_on_device_draws_its_mask_on_the_gpu():
+    x_in = Input((8,), DT)
+    model = Model(x_in, L.Linear(2)(L.Dropout(0.5)(L.Linear(8)(x_in))), seed=0)
+    model.compile(optim.SGD(lr=0.1), "cross_entropy")
+    model.to("cuda")
+    x, y = _data((8,), 2)
+    assert np.isfinite(model.train_on_batch(x, y))
+    drop = model.get_layer("dropout")
+    h = model.get_layer("linear").forward(model._as_inputs(x)[0])
+    kept = drop.forward(h, training=True, retain=False).copy_to_host() != 0
+    assert 0 < kept.mean() < 1
+
+
+@needs_cuda
+def test_unsupported_on_device_says_what_is_supported():
+    model = _plain_net()
+    model.compile(optim.RMSProp(), "cross_entropy")
+    model.to("cuda")
+    x, y = _data((2, 6, 6), 4)
+    with pytest.raises(NotImplementedError, match="SGD .*Adam"):
+        model.train_on_batch(x, y)
