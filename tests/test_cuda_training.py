@@ -43,6 +43,17 @@ def _merge_net(seed=5):
     return Model(x, out, seed=seed)
 
 
+def _gated_net(seed=7):
+    """Squeeze-and-excitation gates ((N, C) times (N, C, H, W)) and a same-shape Multiply."""
+    x = Input((2, 4, 4), DT)
+    h = L.Tanh()(L.Conv2d(3, 3, padding=1)(x))
+    gate = L.Sigmoid()(L.Linear(3)(L.Flatten()(L.GlobalAvgPool2d()(h))))
+    h = L.Multiply()([h, gate])
+    h = L.Multiply()([h, L.Conv2d(3, 1)(x)])
+    out = L.Linear(3)(L.Flatten()(L.AvgPool2d(2)(h)))
+    return Model(x, out, seed=seed)
+
+
 def _data(shape, k, n=4, seed=0):
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n, *shape)).astype(DT), rng.integers(0, k, n)
@@ -81,7 +92,8 @@ def host_copies(monkeypatch):
 @pytest.mark.parametrize("make, opt", [
     (_plain_net, lambda: optim.SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3)),
     (_merge_net, lambda: optim.Adam(lr=0.01, weight_decay=1e-3)),
-], ids=["conv-bn-relu-pool-linear/sgd", "add-concat/adam"])
+    (_gated_net, lambda: optim.AdamW(lr=0.01)),
+], ids=["conv-bn-relu-pool-linear/sgd", "add-concat/adam", "multiply-gates/adamw"])
 def test_device_training_matches_cpu(make, opt, host_copies):
     cpu, gpu = make(), make()
     x, y = _data(cpu.inputs[0].shape, cpu.outputs[0].shape[0])
@@ -169,3 +181,19 @@ def test_unsupported_on_device_says_what_is_supported():
     x, y = _data((2, 6, 6), 4)
     with pytest.raises(NotImplementedError, match="SGD .*Adam"):
         model.train_on_batch(x, y)
+
+
+@needs_cuda
+def test_save_and_load_weights_of_a_model_on_device(tmp_path):
+    gpu, cpu = _plain_net(seed=3), _plain_net(seed=4)
+    x, y = _data((2, 6, 6), 4)
+    gpu.compile(optim.SGD(lr=0.1, momentum=0.9), "cross_entropy")
+    gpu.to("cuda")
+    gpu.train_on_batch(x, y)
+    gpu.save_weights(tmp_path / "w.npz")  # device arrays are written as numpy
+    cpu.load_weights(tmp_path / "w.npz")
+    _assert_same_state(cpu, gpu)
+    fresh = _plain_net(seed=9).to("cuda")
+    fresh.load_weights(tmp_path / "w.npz")  # into device arrays, in place
+    assert not isinstance(fresh.parameters()["linear.weight"], np.ndarray)
+    _assert_same_state(cpu, fresh)

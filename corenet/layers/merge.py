@@ -97,8 +97,7 @@ class Multiply(_Elementwise):
 
     def forward(self, xs, training=False, retain=True):
         if not isinstance(xs[0], np.ndarray):
-            raise NotImplementedError(f"{self.label()}: Multiply on device arrays is not implemented yet "
-                                      f"(device-resident training supports Add and Concat)")
+            return self._forward_device(xs, retain)
         xs = self._aligned(xs)
         if retain:
             self._state = xs
@@ -111,6 +110,8 @@ class Multiply(_Elementwise):
         xs, self._state = self._state, None
         if not need_gx:
             return [None] * len(xs)
+        if not isinstance(gy, np.ndarray):
+            return self._backward_device(gy, xs)
         out = []
         for k in range(len(xs)):
             g = gy
@@ -119,6 +120,55 @@ class Multiply(_Elementwise):
                     g = g * x
             out.append(self._reduce(g, k))
         return out
+
+
+    # Device arrays: inputs of one shape (any number), or a feature map times per-channel gates
+    # ((N, C, H, W) * (N, C) or (N, C, 1, 1), squeeze-and-excitation), through the cuda ops.
+    def _gate_index(self):
+        """For two inputs, the index of the (C,)/(C, 1, 1) gate of a (C, H, W) map, else None."""
+        out = self.output_shape
+        if len(self._views) != 2 or len(out) != 3:
+            return None
+        full = [tuple(v) == tuple(out) for v in self._views]
+        gate = [tuple(v) == (out[0], 1, 1) for v in self._views]
+        for k in (0, 1):
+            if gate[k] and full[1 - k]:
+                return k
+        return None
+
+    def _forward_device(self, xs, retain):
+        ops = _ops()
+        if self._plain:
+            y = ops.mul(xs[0], xs[1])
+            for x in xs[2:]:
+                y = ops.mul(y, x)
+        else:
+            k = self._gate_index()
+            if k is None:
+                raise NotImplementedError(
+                    f"{self.label()}: on device arrays Multiply takes inputs of one shape, or a (C, H, W) map and "
+                    f"(C,)/(C, 1, 1) gates; received shapes {self._shape_str(self.input_shape)}")
+            y = ops.mul_channels(xs[1 - k], xs[k])
+        if retain:
+            self._state = list(xs)
+        return y
+
+    def _backward_device(self, gy, xs):
+        ops = _ops()
+        if self._plain:
+            out = []
+            for k in range(len(xs)):
+                g = gy
+                for j, x in enumerate(xs):
+                    if j != k:
+                        g = ops.mul(g, x)
+                out.append(g)
+            return out
+        k = self._gate_index()
+        grads = [None, None]
+        grads[1 - k] = ops.mul_channels(gy, xs[k])
+        grads[k] = ops.sum_mul_lanes(gy, xs[1 - k]).reshape((gy.shape[0], *self.input_shape[k]))
+        return grads
 
 
 class Concat(_Merge):

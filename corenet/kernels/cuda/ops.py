@@ -17,6 +17,9 @@ meet device arrays.
 ``scale(a, s)``                         ``a *= s`` in place (loss weights)
 ``pad2d(x, t, b, l, r)``                zero padding of (N, C, H, W) (``ZeroPad2d``)
 ``crop2d(g, t, b, l, r)``               the adjoint: ``g[:, :, t:H-b, l:W-r]``, C-contiguous
+``mul(a, b)``                           ``a * b`` (same shapes; the ``Multiply`` merge)
+``mul_channels(a, g)``                  ``a (N, C, L) * g (N, C)[..., None]`` (squeeze-and-excitation gates)
+``sum_mul_lanes(a, b)``                 ``sum_l a * b`` per ``(n, c)`` of two ``(N, C, L)`` arrays (the gates' gradient)
 
 Arrays may be numpy or device arrays; results come back in the kind of the first array argument.
 Elementwise kernels: grid-stride over flat views; each output element written by one thread.
@@ -30,7 +33,7 @@ from . import conv
 from ._runtime import cuda, dev, empty, grid, host_or_device, is_device
 
 __all__ = ["add", "accumulate", "fill", "concat_channels", "split_channels", "linear_forward", "linear_backward",
-           "scale", "pad2d", "crop2d"]
+           "scale", "pad2d", "crop2d", "mul", "mul_channels", "sum_mul_lanes"]
 
 
 @cuda.jit
@@ -192,3 +195,51 @@ def crop2d(g, t, b, l, r):
     gx = empty((N, C, H - t - b, W - l - r), g.dtype)
     _crop[grid(gx.size)](dev(g), t, l, gx)
     return host_or_device(gx, g)
+
+
+@cuda.jit
+def _mul(a, b, out):
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        out[i] = a[i] * b[i]
+
+
+@cuda.jit
+def _mul_channels(a, g, out):
+    N, C, L = a.shape
+    for e in range(cuda.grid(1), N * C * L, cuda.gridsize(1)):
+        p = e // L
+        out[p // C, p % C, e % L] = a[p // C, p % C, e % L] * g[p // C, p % C]
+
+
+@cuda.jit
+def _sum_mul_lanes(a, b, out):
+    """One thread per (n, c) adds its L products in order, in float64 (deterministic, no atomics)."""
+    N, C, L = a.shape
+    for p in range(cuda.grid(1), N * C, cuda.gridsize(1)):
+        n, c = p // C, p % C
+        acc = 0.0
+        for i in range(L):
+            acc += a[n, c, i] * b[n, c, i]
+        out[n, c] = acc
+
+
+def mul(a, b):
+    """``a * b`` of two arrays of one shape and dtype."""
+    d = empty(a.shape, a.dtype)
+    _mul[grid(a.size)](dev(a).reshape(-1), dev(b).reshape(-1), d.reshape(-1))
+    return host_or_device(d, a)
+
+
+def mul_channels(a, g):
+    """``a (N, C, ...) * g (N, C)`` broadcast over the trailing axes of ``a``."""
+    d = empty(a.shape, a.dtype)
+    _mul_channels[grid(a.size)](_as3(dev(a)), dev(g).reshape(a.shape[0], a.shape[1]), _as3(d))
+    return host_or_device(d, a)
+
+
+def sum_mul_lanes(a, b):
+    """``(a * b).sum(over every axis after 1)`` as ``(N, C)`` of ``a``'s dtype (float64 sums)."""
+    N, C = a.shape[0], a.shape[1]
+    d = empty((N, C), a.dtype)
+    _sum_mul_lanes[grid(N * C)](_as3(dev(a)), _as3(dev(b)), d)
+    return host_or_device(d, a)
