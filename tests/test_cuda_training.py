@@ -54,6 +54,15 @@ def _gated_net(seed=7):
     return Model(x, out, seed=seed)
 
 
+def _lrn_net(seed=11):
+    """AlexNet-style pieces: strided conv, LRN across and within channels, ELU, global max pooling."""
+    x = Input((2, 7, 7), DT)
+    h = L.LocalResponseNorm(3, alpha=0.5, k=2.0)(L.Conv2d(4, 3, stride=2, padding=1)(x))
+    h = L.LocalResponseNorm(3, alpha=0.5, mode="within")(L.ELU()(h))
+    out = L.Linear(3)(L.Flatten()(L.GlobalMaxPool2d()(h)))
+    return Model(x, out, seed=seed)
+
+
 def _data(shape, k, n=4, seed=0):
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n, *shape)).astype(DT), rng.integers(0, k, n)
@@ -93,7 +102,8 @@ def host_copies(monkeypatch):
     (_plain_net, lambda: optim.SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3)),
     (_merge_net, lambda: optim.Adam(lr=0.01, weight_decay=1e-3)),
     (_gated_net, lambda: optim.AdamW(lr=0.01)),
-], ids=["conv-bn-relu-pool-linear/sgd", "add-concat/adam", "multiply-gates/adamw"])
+    (_lrn_net, lambda: optim.SGD(lr=0.1)),
+], ids=["conv-bn-relu-pool-linear/sgd", "add-concat/adam", "multiply-gates/adamw", "lrn-elu-globalmax/sgd"])
 def test_device_training_matches_cpu(make, opt, host_copies):
     cpu, gpu = make(), make()
     x, y = _data(cpu.inputs[0].shape, cpu.outputs[0].shape[0])

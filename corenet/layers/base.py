@@ -213,6 +213,9 @@ class Layer:
         dtype = np.dtype(dtype)
         for d in (self.params, self.buffers, self.grads):
             for k, v in d.items():
+                if not isinstance(v, np.ndarray):
+                    raise TypeError(f"{self.label()}: astype casts host arrays; {k!r} is on the GPU. Move the "
+                                    f"model to the CPU first: model.to('cpu').astype(...).to('cuda')")
                 if v.dtype.kind == "f":
                     d[k] = v.astype(dtype)
         self.dtype = dtype
