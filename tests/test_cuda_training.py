@@ -5,9 +5,11 @@ is no GPU (see tests/cuda_sim.py); shapes are tiny because the simulator runs on
 per CUDA thread.
 """
 
+import sys
+
 import numpy as np
 import pytest
-from cuda_sim import IN_SIM, needs_cuda, run_under_simulator
+from cuda_sim import CUDA_OK, IN_SIM, needs_cuda, run_under_simulator
 
 from corenet import Input, Model, optim
 from corenet import layers as L
@@ -79,13 +81,16 @@ def _assert_same_state(cpu, gpu):
         np.testing.assert_allclose(_host(got[k]), ref[k], **TOL, err_msg=k)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def host_copies(monkeypatch):
-    """Counts device-to-host copies: every one goes through the device array's ``copy_to_host``."""
+    """Device-to-host copies, recorded by shape: explicit ``copy_to_host`` calls and implicit numpy
+    conversions. The simulator's device array also does numpy arithmetic (``a + b``), which a real
+    device array does not: that is switched off here, so the simulator fails where a GPU would."""
+    if not CUDA_OK:
+        return []
     from corenet.kernels.cuda._runtime import cuda
 
-    arr = cuda.to_device(np.zeros(1))
-    cls = type(arr)
+    cls = type(cuda.to_device(np.zeros(1)))
     calls = []
     original = cls.copy_to_host
 
@@ -94,6 +99,23 @@ def host_copies(monkeypatch):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(cls, "copy_to_host", spy)
+    if IN_SIM:
+        getattr_ = cls.__getattr__
+
+        def getattr_spy(self, name):
+            # numpy asking for the host buffer, other than inside the simulator's own device code
+            # (its device-to-device copy_to_device is an np.copyto)
+            if name in ("__array__", "__array_interface__", "__array_struct__") and \
+                    "simulator" not in sys._getframe(1).f_code.co_filename:
+                calls.append(tuple(self.shape))
+            return getattr_(self, name)
+
+        def no_arithmetic(self, other):
+            raise TypeError("arithmetic on a device array (the simulator allows it, numba.cuda does not)")
+
+        monkeypatch.setattr(cls, "__getattr__", getattr_spy)
+        for op in ("__add__", "__sub__", "__mul__", "__truediv__", "__floordiv__", "__mod__", "__pow__"):
+            monkeypatch.setattr(cls, op, no_arithmetic)
     return calls
 
 
