@@ -25,9 +25,9 @@ TOL = dict(rtol=1e-9, atol=1e-11)
 DT = np.float64
 
 
-def _plain_net(seed=3):
+def _plain_net(seed=3, dtype=DT):
     """conv - BN - ReLU - maxpool - flatten - linear."""
-    x = Input((2, 6, 6), DT)
+    x = Input((2, 6, 6), dtype)
     h = L.ReLU()(L.BatchNorm2d()(L.Conv2d(3, 3, padding=1, bias=False)(x)))
     out = L.Linear(4)(L.Flatten()(L.MaxPool2d(2)(h)))
     return Model(x, out, seed=seed)
@@ -229,3 +229,23 @@ def test_save_and_load_weights_of_a_model_on_device(tmp_path):
     fresh.load_weights(tmp_path / "w.npz")  # into device arrays, in place
     assert not isinstance(fresh.parameters()["linear.weight"], np.ndarray)
     _assert_same_state(cpu, fresh)
+
+
+@needs_cuda
+def test_float32_and_frozen_batch_norm():
+    """float32 end to end (float32 running statistics, the update kernels' float32 scalars), and a
+    frozen batch norm (running statistics in training, the eval-mode backward)."""
+    for dtype, freeze, tol in ((np.float32, False, dict(rtol=2e-4, atol=2e-5)), (DT, True, TOL)):
+        cpu, gpu = _plain_net(dtype=dtype), _plain_net(dtype=dtype)
+        x, y = _data((2, 6, 6), 4)
+        for m in (cpu, gpu):
+            m.get_layer("batch_norm2d").trainable = not freeze
+            m.compile(optim.SGD(lr=0.1, momentum=0.9), "cross_entropy")
+        gpu.to("cuda")
+        for _ in range(2):
+            np.testing.assert_allclose(gpu.train_on_batch(x.astype(dtype), y), cpu.train_on_batch(x.astype(dtype), y),
+                                       **tol)
+        ref, got = cpu.state_dict(), gpu.state_dict()
+        for k in ref:
+            assert _host(got[k]).dtype == ref[k].dtype, k
+            np.testing.assert_allclose(_host(got[k]), ref[k], **tol, err_msg=k)
