@@ -1,14 +1,15 @@
 """Cython CPU pooling: the kernels of ``corenet/_ext/pool.pyx`` under the contract names.
 
 The names, signatures and semantics are the contract documented at the top of
-``corenet/kernels/numba_cpu/pool.py``; each wrapper only appends the thread count from
-``corenet.config`` (read once per call) for the OpenMP ``prange`` of the compiled kernel.
+``corenet/kernels/numba_cpu/pool.py``; each wrapper only appends the thread count for the
+OpenMP ``prange`` of the compiled kernel: ``corenet.config``'s, or one thread for small calls
+(``corenet._ext.threads_for``, with the per-element costs of the Numba backend's ``@sized``).
 """
 
 from __future__ import annotations
 
 from ..._ext import pool as _pool
-from ...config import get_num_threads
+from ..._ext import threads_for
 
 __all__ = [
     "extreme_pool_forward",
@@ -21,26 +22,26 @@ __all__ = [
 
 
 def extreme_pool_forward(x, y, idx, kh, kw, sh, sw, pt, pl, dh, dw, find_min):
-    _pool.extreme_pool_forward(x, y, idx, kh, kw, sh, sw, pt, pl, dh, dw, find_min, get_num_threads())
+    _pool.extreme_pool_forward(x, y, idx, kh, kw, sh, sw, pt, pl, dh, dw, find_min, threads_for(x.size, 4))
 
 
 def extreme_pool_backward(gy, idx, gx):
-    _pool.extreme_pool_backward(gy, idx, gx, get_num_threads())
+    _pool.extreme_pool_backward(gy, idx, gx, threads_for(gy.size, 2))
 
 
 def avg_pool_forward(x, y, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include_pad, divisor):
     _pool.avg_pool_forward(x, y, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include_pad, divisor,
-                           get_num_threads())
+                           threads_for(x.size, 2))
 
 
 def avg_pool_backward(gy, gx, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include_pad, divisor):
     _pool.avg_pool_backward(gy, gx, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include_pad, divisor,
-                            get_num_threads())
+                            threads_for(gy.size, 2))
 
 
 def adaptive_avg_pool_forward(x, y):
-    _pool.adaptive_avg_pool_forward(x, y, get_num_threads())
+    _pool.adaptive_avg_pool_forward(x, y, threads_for(x.size, 1))
 
 
 def adaptive_avg_pool_backward(gy, gx):
-    _pool.adaptive_avg_pool_backward(gy, gx, get_num_threads())
+    _pool.adaptive_avg_pool_backward(gy, gx, threads_for(gy.size, 2))
