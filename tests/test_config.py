@@ -74,3 +74,14 @@ def test_warmup_reports_backend_and_threading_layer():
 def test_ruff_clean():
     out = subprocess.run(["ruff", "check", str(ROOT)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_threading_layer_defaults_to_workqueue_unless_the_user_chose():
+    code = ("import numpy as np, numba, corenet; corenet.F.relu(np.ones((64, 64, 32, 32), np.float32)); "
+            "print(numba.threading_layer())")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == "workqueue"
+    env["NUMBA_THREADING_LAYER"] = "omp"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == "omp"
