@@ -7,7 +7,7 @@
 
 __version__ = "0.1.0"
 
-from . import functional
+from . import callbacks, data, functional, init, io, layers, losses, models, optim, schedules
 from . import functional as F
 from .config import (
     backend_status,
@@ -17,10 +17,10 @@ from .config import (
     set_backend,
     set_num_threads,
 )
-from .warmup import warmup
-from . import init, layers
 from .graph import Input
+from .io import load, load_torch_state_dict, save
 from .model import Model, Sequential
+from .warmup import warmup
 
 __all__ = [
     "Input",
@@ -28,8 +28,18 @@ __all__ = [
     "Sequential",
     "layers",
     "init",
+    "optim",
+    "schedules",
+    "losses",
+    "callbacks",
+    "data",
+    "models",
+    "io",
     "F",
     "functional",
+    "load",
+    "save",
+    "load_torch_state_dict",
     "backends",
     "backend_status",
     "get_backend",
@@ -39,9 +49,3 @@ __all__ = [
     "warmup",
     "__version__",
 ]
-
-# checkpoints and training callbacks (corenet/io.py, corenet/callbacks.py)
-from . import callbacks, io  # noqa: E402
-from .io import load, load_torch_state_dict, save  # noqa: E402
-
-__all__ += ["callbacks", "io", "load", "save", "load_torch_state_dict"]
