@@ -10,6 +10,9 @@
 # with the block's first element as shift, four accumulators, as in the Numba kernels), and the
 # partials of a channel are combined serially in ``n`` order (Chan et al.'s pairwise update for
 # the variance). Results therefore do not depend on the thread count at all.
+# For ``(N, C)`` input (``L == 1``) every block would hold one value, so, as in the Numba kernels,
+# the channels are reduced as columns instead: one task per chunk of COLS channels, rows in ``n``
+# order, the inner loop along the contiguous channel axis (same shifted-data method, shift = row 0).
 
 from cython.parallel cimport prange
 
@@ -76,6 +79,54 @@ cdef void _block_grad_sums(const real* gb, const real* xb, Py_ssize_t L, double 
     sgx[0] = (p0 + p1) + (p2 + p3)
 
 
+cdef enum:
+    COLS = 256  # channels per task of the (N, C) column reductions
+
+
+cdef void _column_stats(const real* x, Py_ssize_t N, Py_ssize_t C, Py_ssize_t j0, Py_ssize_t m,
+                        double* mean, double* var) noexcept nogil:
+    """OUT mean, biased var of the ``m`` columns ``j0 ...`` of ``x (N, C)``, float64."""
+    cdef double k[COLS]
+    cdef double s1[COLS]
+    cdef double s2[COLS]
+    cdef double d
+    cdef Py_ssize_t n, j
+    for j in range(m):
+        k[j] = x[j0 + j]
+        s1[j] = 0.0
+        s2[j] = 0.0
+    for n in range(N):
+        for j in range(m):
+            d = <double>x[n * C + j0 + j] - k[j]
+            s1[j] += d
+            s2[j] += d * d
+    for j in range(m):
+        mean[j0 + j] = k[j] + s1[j] / N
+        d = s2[j] - s1[j] * s1[j] / N
+        var[j0 + j] = (d if d > 0.0 else 0.0) / N
+
+
+cdef void _column_grad_sums(const real* gy, const real* x, const double* mean, Py_ssize_t N,
+                            Py_ssize_t C, Py_ssize_t j0, Py_ssize_t m, double* sg,
+                            double* sgx) noexcept nogil:
+    """OUT ``sum(gy)``, ``sum(gy * (x - mean))`` of the ``m`` columns ``j0 ...`` of ``(N, C)``."""
+    cdef double a[COLS]
+    cdef double p[COLS]
+    cdef double g
+    cdef Py_ssize_t n, j
+    for j in range(m):
+        a[j] = 0.0
+        p[j] = 0.0
+    for n in range(N):
+        for j in range(m):
+            g = gy[n * C + j0 + j]
+            a[j] += g
+            p[j] += g * (<double>x[n * C + j0 + j] - mean[j0 + j])
+    for j in range(m):
+        sg[j0 + j] = a[j]
+        sgx[j0 + j] = p[j]
+
+
 def bn_stats(const real[:, :, ::1] x, double[:, ::1] bmean, double[:, ::1] bm2, double[::1] mean,
              double[::1] var, int num_threads):
     """IN x (N, C, L); WORK bmean, bm2 (N, C); OUT mean, biased var (C,), float64."""
@@ -85,6 +136,11 @@ def bn_stats(const real[:, :, ::1] x, double[:, ::1] bmean, double[:, ::1] bm2, 
     if N * C * L == 0:
         return
     cdef const real* xp = &x[0, 0, 0]
+    if L == 1:  # (N, C): channels as columns
+        for t in prange((C + COLS - 1) // COLS, nogil=True, schedule="static", num_threads=num_threads):
+            _column_stats(xp, N, C, t * COLS, C - t * COLS if C - t * COLS < COLS else COLS,
+                          &mean[0], &var[0])
+        return
     for t in prange(N * C, nogil=True, schedule="static", num_threads=num_threads):
         n = t // C
         c = t - n * C
@@ -115,6 +171,13 @@ def bn_affine(const real[:, :, ::1] x, const real[::1] mean, const real[::1] sca
     cdef real* yb
     if N * C * L == 0:
         return
+    if L == 1:  # (N, C): one row per task, along the channels
+        for t in prange(N, nogil=True, schedule="static", num_threads=num_threads):
+            xb = &x[0, 0, 0] + t * C
+            yb = &y[0, 0, 0] + t * C
+            for c in range(C):
+                yb[c] = (xb[c] - mean[c]) * scale[c] + shift[c]
+        return
     for t in prange(N * C, nogil=True, schedule="static", num_threads=num_threads):
         c = t % C
         m = mean[c]
@@ -138,6 +201,11 @@ def bn_backward_reduce(const real[:, :, ::1] gy, const real[:, :, ::1] x, const 
         return
     cdef const real* gp = &gy[0, 0, 0]
     cdef const real* xp = &x[0, 0, 0]
+    if L == 1:  # (N, C): channels as columns
+        for t in prange((C + COLS - 1) // COLS, nogil=True, schedule="static", num_threads=num_threads):
+            _column_grad_sums(gp, xp, &mean[0], N, C, t * COLS,
+                              C - t * COLS if C - t * COLS < COLS else COLS, &sg[0], &sgx[0])
+        return
     for t in prange(N * C, nogil=True, schedule="static", num_threads=num_threads):
         n = t // C
         c = t - n * C
@@ -164,6 +232,14 @@ def bn_backward_gx(const real[:, :, ::1] gy, const real[:, :, ::1] x, const real
     cdef real* ob
     if N * C * L == 0:
         return
+    if L == 1:  # (N, C): one row per task, along the channels
+        for t in prange(N, nogil=True, schedule="static", num_threads=num_threads):
+            gb = &gy[0, 0, 0] + t * C
+            xb = &x[0, 0, 0] + t * C
+            ob = &gx[0, 0, 0] + t * C
+            for c in range(C):
+                ob[c] = a[c] * gb[c] + b[c] * (xb[c] - mean[c]) + d[c]
+        return
     for t in prange(N * C, nogil=True, schedule="static", num_threads=num_threads):
         c = t % C
         m = mean[c]
@@ -185,6 +261,13 @@ def bn_scale_gx(const real[:, :, ::1] gy, const real[::1] a, real[:, :, ::1] gx,
     cdef const real* gb
     cdef real* ob
     if N * C * L == 0:
+        return
+    if L == 1:  # (N, C): one row per task, along the channels
+        for t in prange(N, nogil=True, schedule="static", num_threads=num_threads):
+            gb = &gy[0, 0, 0] + t * C
+            ob = &gx[0, 0, 0] + t * C
+            for c in range(C):
+                ob[c] = a[c] * gb[c]
         return
     for t in prange(N * C, nogil=True, schedule="static", num_threads=num_threads):
         c = t % C
