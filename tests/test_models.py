@@ -25,29 +25,30 @@ def _totals(model):
 
 
 # name, kwargs, exact parameter count (1000 classes unless the model is a CIFAR/MNIST one),
-# MACs figure of the literature (None: no claim), natural input (C, H, W)
+# MACs figure of the literature (None: no claim), natural input (C, H, W) of the forward check
+# (None: counts only, the family's forward is checked on a sibling)
 COUNTS = [
     ("lenet5", {}, 61_706, None, (1, 28, 28)),
     ("alexnet", {}, 61_100_840, 0.71e9, (3, 224, 224)),
     ("alexnet", {"variant": "paper"}, 60_965_224, None, (3, 227, 227)),
     ("vgg11", {}, 132_863_336, None, (3, 224, 224)),
     ("vgg16", {}, 138_357_544, 15.5e9, (3, 224, 224)),
-    pytest.param("vgg13", {}, 133_047_848, None, (3, 224, 224), marks=slow),
-    pytest.param("vgg19", {}, 143_667_240, None, (3, 224, 224), marks=slow),
+    pytest.param("vgg13", {}, 133_047_848, None, None, marks=slow),
+    pytest.param("vgg19", {}, 143_667_240, None, None, marks=slow),
     ("googlenet", {}, 13_004_888, 1.5e9, (3, 224, 224)),
     ("googlenet", {"aux_logits": False}, 6_624_904, 1.5e9, (3, 224, 224)),
     ("googlenet", {"variant": "paper", "aux_logits": False}, 6_998_552, None, (3, 224, 224)),
     ("resnet18", {}, 11_689_512, None, (3, 224, 224)),
     ("resnet50", {}, 25_557_032, 4.1e9, (3, 224, 224)),
     ("resnet152", {}, 60_192_808, None, (3, 224, 224)),
-    pytest.param("resnet34", {}, 21_797_672, None, (3, 224, 224), marks=slow),
-    pytest.param("resnet101", {}, 44_549_160, None, (3, 224, 224), marks=slow),
+    pytest.param("resnet34", {}, 21_797_672, None, None, marks=slow),
+    pytest.param("resnet101", {}, 44_549_160, None, None, marks=slow),
     ("resnet20_cifar", {"shortcut": "B"}, 272_474, None, (3, 32, 32)),
     ("resnet20_cifar", {"shortcut": "A"}, 269_722, None, (3, 32, 32)),
     ("resnet110_cifar", {"shortcut": "A"}, 1_727_962, None, (3, 32, 32)),
     ("densenet121", {}, 7_978_856, None, (3, 224, 224)),
-    pytest.param("densenet169", {}, 14_149_480, None, (3, 224, 224), marks=slow),
-    pytest.param("densenet201", {}, 20_013_928, None, (3, 224, 224), marks=slow),
+    pytest.param("densenet169", {}, 14_149_480, None, None, marks=slow),
+    pytest.param("densenet201", {}, 20_013_928, None, None, marks=slow),
     ("densenet_bc_cifar", {"depth": 100, "growth_rate": 12}, 769_162, None, (3, 32, 32)),
     ("se_resnet50", {}, 28_088_024, 4.1e9, (3, 224, 224)),
     ("mobilenet_v1", {}, 4_231_976, 0.569e9, (3, 224, 224)),
@@ -62,6 +63,8 @@ def test_parameter_count_macs_and_output_shape(name, kw, n_params, macs, shape):
     assert sum(p.size for p in model.parameters().values()) == n_params
     if macs is not None:
         assert abs(total_macs - macs) <= 0.02 * macs, f"{name}: {total_macs / 1e9:.3f} GMACs"
+    if shape is None:
+        return
     x = np.random.default_rng(0).standard_normal((1, *shape), dtype=np.float32)
     out = model.forward(x)
     classes = 10 if n_params < 2_000_000 else 1000
@@ -118,8 +121,8 @@ def test_one_training_step_reduces_the_loss_on_its_batch(name, kw, shape):
     assert np.isfinite(before) and after < before, (before, after)
 
 
-@pytest.mark.parametrize("name, kw", [("resnet20_cifar", {"shortcut": "A"}), ("resnet20_cifar", {"shortcut": "B"}),
-                                      ("densenet_bc_cifar", {"depth": 16, "growth_rate": 8})])
+@pytest.mark.parametrize("name, kw", [("resnet20_cifar", {"shortcut": "A"}),
+                                      ("densenet_bc_cifar", {"depth": 10, "growth_rate": 8})])
 def test_cifar_models_learn_a_small_problem(name, kw):
     # 32 images of 4 classes told apart by a colour offset: 8 steps must cut the loss sharply
     rng = np.random.default_rng(3)
