@@ -5,12 +5,22 @@ backend-independent orchestration (GEMM chunking) shared with the Numba backend.
 """
 
 
+import importlib
+
+_MODULES = ("conv", "pool", "lrn", "norm", "act")
+
+
 def unavailable_reason():
-    try:
-        from ..._ext import conv  # noqa: F401
-    except ImportError as exc:
+    """None when every compiled family imports; a family that failed to build disables the backend."""
+    missing = []
+    for name in _MODULES:
+        try:
+            importlib.import_module(f"corenet._ext.{name}")
+        except ImportError as exc:
+            missing.append(f"{name} ({exc})")
+    if missing:
         return (
-            "the compiled extension corenet._ext was not built at install time "
-            f"(no C compiler or Cython?): {exc}"
+            "the compiled extension corenet._ext was not (fully) built at install time "
+            f"(no C compiler or Cython?): missing {', '.join(missing)}"
         )
     return None
