@@ -19,6 +19,7 @@ if you need that.
 from __future__ import annotations
 
 import os
+import sys
 
 from . import _blas
 
@@ -96,26 +97,40 @@ def set_num_threads(n: int) -> None:
     """Use ``n`` threads in Numba parallel regions, Cython/OpenMP ``prange`` and BLAS.
 
     Governing all three together avoids oversubscription: a multi-threaded BLAS call between
-    parallel kernel regions otherwise fights the kernel threads for the same cores.
+    parallel kernel regions otherwise fights the kernel threads for the same cores. Numba is
+    only told once it is imported (the Cython backend never imports it).
     """
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"set_num_threads: expected an int, received {type(n).__name__} {n!r}")
     limit = _max_threads()
     if not 1 <= n <= limit:
         raise ValueError(f"set_num_threads: expected 1 <= n <= {limit} (NUMBA_NUM_THREADS), received {n}")
+    _blas.set_num_threads(n)
+    _state["num_threads"] = n
+    if "numba" in sys.modules:
+        apply_to_numba()
+
+
+def apply_to_numba() -> None:
+    """Give Numba corenet's thread count and threading layer (called when the Numba backend loads)."""
     import numba
 
     if "NUMBA_THREADING_LAYER" not in os.environ and numba.config.THREADING_LAYER == "default":
         numba.config.THREADING_LAYER = "workqueue"  # see the module docstring; before any parallel region
-    numba.set_num_threads(n)
-    _blas.set_num_threads(n)
-    _state["num_threads"] = n
+    numba.set_num_threads(get_num_threads())
 
 
 def _max_threads() -> int:
-    import numba
-
-    return int(numba.config.NUMBA_NUM_THREADS)
+    """Numba's NUMBA_NUM_THREADS, computed as Numba does without importing it."""
+    if "numba" in sys.modules:
+        return int(sys.modules["numba"].config.NUMBA_NUM_THREADS)
+    env = os.environ.get("NUMBA_NUM_THREADS")
+    if env:
+        return int(env)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def get_workspace_bytes() -> int:

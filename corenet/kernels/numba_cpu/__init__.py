@@ -4,6 +4,11 @@ Shared compile options live in ``_jit.py`` so every kernel is built the same way
 """
 
 
+from ... import config
+
+config.apply_to_numba()  # thread count and threading layer, before any kernel of this backend runs
+
+
 def unavailable_reason():
     try:
         import numba  # noqa: F401
