@@ -77,23 +77,13 @@ def _check_rng(rng):
 
 def _normal(shape, rng, dtype, std, mean=0.0):
     _check_rng(rng)
-    # Drawn in the target dtype (float32 or float64) and scaled in place: a VGG-16 no longer
-    # builds a float64 copy of its 138 M weights.
-    gen_dtype = np.float32 if np.dtype(dtype) == np.float32 else np.float64
-    a = rng.standard_normal(tuple(shape), dtype=gen_dtype)
-    a *= std
-    if mean:
-        a += mean
+    a = rng.standard_normal(tuple(shape), dtype=np.float64) * std + mean
     return a.astype(dtype, copy=False)
 
 
 def _uniform(shape, rng, dtype, bound):
     _check_rng(rng)
-    gen_dtype = np.float32 if np.dtype(dtype) == np.float32 else np.float64
-    a = rng.random(tuple(shape), dtype=gen_dtype)  # [0, 1) -> [-bound, bound)
-    a *= 2 * bound
-    a -= bound
-    return a.astype(dtype, copy=False)
+    return rng.uniform(-bound, bound, size=tuple(shape)).astype(dtype, copy=False)
 
 
 def kaiming_normal(shape, rng, dtype=np.float32, *, fan_in=None, fan_out=None, mode="fan_in",
