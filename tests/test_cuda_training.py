@@ -119,17 +119,7 @@ def host_copies(monkeypatch):
     return calls
 
 
-# Known issue (issue 8, open): under the simulator with a 1e-4 s thread switch interval, a
-# convolution kernel intermittently reads the flat input out of bounds (seen: index 309 of 288)
-# and the conv-BN-ReLU-maxpool-linear net then trains to different weights than on the CPU.
-# Either a race in the implicit-GEMM tile loads or a simulator artifact; not yet found. These
-# tests pass most runs; they stay visible as xfail until the cause is fixed.
-RACE = pytest.mark.xfail(strict=False, reason="intermittent out-of-bounds read in a cuda conv kernel "
-                         "under the simulator (issue 8, open)")
-
-
 @needs_cuda
-@RACE
 @pytest.mark.parametrize("make, opt", [
     (_plain_net, lambda: optim.SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3)),
     (_merge_net, lambda: optim.Adam(lr=0.01, weight_decay=1e-3)),
@@ -160,7 +150,6 @@ def test_device_training_matches_cpu(make, opt, host_copies):
 
 
 @needs_cuda
-@RACE
 def test_to_cpu_round_trip_and_eval_outputs():
     cpu, gpu = _plain_net(), _plain_net()
     x, y = _data((2, 6, 6), 4)
@@ -243,7 +232,6 @@ def test_save_and_load_weights_of_a_model_on_device(tmp_path):
 
 
 @needs_cuda
-@RACE
 def test_float32_and_frozen_batch_norm():
     """float32 end to end (float32 running statistics, the update kernels' float32 scalars), and a
     frozen batch norm (running statistics in training, the eval-mode backward)."""

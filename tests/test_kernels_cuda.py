@@ -13,6 +13,7 @@ import pytest
 from cuda_sim import DTYPES, IN_SIM, close, needs_cuda, needs_gpu, run_under_simulator
 
 from corenet import kernels
+from corenet.kernels.cuda._runtime import cuda  # a module global: the simulator swaps those in kernels
 
 # ------------------------------------------------------------------------- without a GPU
 
@@ -63,12 +64,63 @@ def test_every_kernel_compiles_to_ptx_for_sm90():
 
 if not IN_SIM:
 
-    # Known intermittent race under the simulator (issue 8, open): see tests/test_cuda_training.py.
-    @pytest.mark.xfail(strict=False, reason="intermittent out-of-bounds read in a cuda conv kernel under the "
-                       "simulator (issue 8, open)")
     def test_simulator_run():
         """Every kernel test of this file on numba's CUDA simulator, in a fresh interpreter."""
         run_under_simulator(__file__)
+
+
+@needs_cuda
+def test_shared_arrays_are_shared_by_every_thread_of_a_block():
+    """Every thread sees the others' writes to a shared array after syncthreads (on the simulator
+    this needs corenet's thread-safe ``cuda.shared.array``: issue 8's intermittent failures)."""
+    @cuda.jit
+    def rotate(out):
+        s = cuda.shared.array(32, np.int32)
+        t = cuda.threadIdx.x
+        s[t] = t + 1
+        cuda.syncthreads()
+        out[cuda.blockIdx.x, t] = s[(t + 1) % 32]
+
+    for _ in range(5):
+        out = np.zeros((2, 32), np.int32)
+        rotate[2, 32](out)
+        np.testing.assert_array_equal(out, np.tile((np.arange(32) + 1) % 32 + 1, (2, 1)))
+
+
+@pytest.mark.skipif(not IN_SIM, reason="patches numba's CUDA simulator: runs in the simulator child")
+def test_simulator_shared_array_lookup_is_atomic(monkeypatch):
+    """The simulator's ``cuda.shared.array`` looks up its array by call site and creates it on a
+    miss. Made slow (np.empty sleeps, so every thread misses before any stores), the unpatched
+    check-then-set hands each thread its own array; corenet's lock must hand them one."""
+    import threading
+    import time
+    import types
+
+    from numba.cuda.simulator import kernelapi
+
+    from corenet.kernels.cuda import _runtime
+
+    def slow_empty(*args, **kwargs):
+        time.sleep(0.002)
+        return np.empty(*args, **kwargs)
+
+    slow_np = types.SimpleNamespace(**{k: getattr(np, k) for k in dir(np) if not k.startswith("__")})
+    slow_np.empty = slow_empty
+    monkeypatch.setattr(kernelapi, "np", slow_np)
+    monkeypatch.setattr(_runtime, "np", slow_np)
+    shared = kernelapi.FakeCUDAShared(0)
+    start, got = threading.Barrier(8), []
+
+    def take():
+        start.wait()
+        got.append(shared.array((4,), np.float32))
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 8 and all(a is got[0] for a in got)
 
 
 # ------------------------------------------------------------------------- convolution

@@ -16,9 +16,6 @@ from corenet import F, losses, optim
 
 if not IN_SIM:
 
-    # Known intermittent race under the simulator (issue 8, open): see tests/test_cuda_training.py.
-    @pytest.mark.xfail(strict=False, reason="intermittent out-of-bounds read in a cuda conv kernel under the "
-                       "simulator (issue 8, open)")
     def test_simulator_run():
         """Every kernel test of this file on numba's CUDA simulator, in a fresh interpreter."""
         run_under_simulator(__file__)

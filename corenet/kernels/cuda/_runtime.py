@@ -43,6 +43,82 @@ except Exception as exc:  # noqa: BLE001 - missing or broken numba-cuda (any err
 _sim_flag = getattr(_numba_config, "ENABLE_CUDASIM", None) if cuda is not None else None
 SIM = cuda is not None and bool(os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" if _sim_flag is None else _sim_flag)
 
+
+def _patch_simulator_races() -> None:
+    """Make two steps of numba's CUDA simulator thread-safe (it runs one Python thread per CUDA
+    thread, and both steps assume they are not interrupted half-way):
+
+    - ``cuda.shared.array`` looks its array up by call site and creates it on a miss, a
+      check-then-set: two threads that miss together each make an array, and the one whose array is
+      overwritten in the table keeps a private "shared" array for the whole launch (uninitialised:
+      its k-table reads sent the implicit-GEMM loads out of bounds, issue 8).
+    - calling a device function swaps ``numba.cuda`` for the fake module in its module's globals and
+      swaps it back on return; a thread that returns restores the real module under a thread that is
+      still inside (the race fixed upstream in numba-cuda PR #690).
+
+    Both are replaced by the same steps under a lock (the swap counted per module, undone by the
+    last thread out). Only the simulator is patched, and only the attributes that exist."""
+    import sys
+    import threading
+    from contextlib import contextmanager
+
+    from numba.core import types
+    from numba.np import numpy_support
+
+    try:
+        from numba.cuda.simulator import kernel as sim_kernel
+        from numba.cuda.simulator import kernelapi as sim_api
+    except ImportError:  # a simulator laid out differently: leave it alone
+        return
+    lock = threading.RLock()
+    shared_cls = getattr(sim_api, "FakeCUDAShared", None)
+    if shared_cls is not None and not getattr(shared_cls, "_corenet_locked", False):
+        dynamic = shared_cls.array
+
+        def array(self, shape, dtype):
+            if shape == 0:  # dynamic shared memory: one buffer, no lookup
+                return dynamic(self, shape, dtype)
+            if isinstance(dtype, types.Type):
+                dtype = numpy_support.as_dtype(dtype)
+            caller = sys._getframe(1)
+            key = (caller.f_code.co_filename, caller.f_lineno)
+            with lock:
+                res = self._allocations.get(key)
+                if res is None:
+                    res = self._allocations[key] = np.empty(shape, dtype)
+            return res
+
+        shared_cls.array = array
+        shared_cls._corenet_locked = True
+    if hasattr(sim_kernel, "swapped_cuda_module") and not getattr(sim_kernel, "_corenet_locked", False):
+        depth: dict[int, tuple[int, dict]] = {}
+
+        @contextmanager
+        def swapped_cuda_module(fn, fake_cuda_module):
+            from numba import cuda as real
+
+            globs = fn.__globals__
+            with lock:
+                n, orig = depth.get(id(globs), (0, None))
+                if n == 0:
+                    orig = {k: v for k, v in globs.items() if v is real}
+                    globs.update({k: fake_cuda_module for k in orig})
+                depth[id(globs)] = (n + 1, orig)
+            try:
+                yield
+            finally:
+                with lock:
+                    n, orig = depth[id(globs)]
+                    if n == 1:
+                        globs.update(orig)
+                        del depth[id(globs)]
+                    else:
+                        depth[id(globs)] = (n - 1, orig)
+
+        sim_kernel.swapped_cuda_module = swapped_cuda_module
+        sim_kernel._corenet_locked = True
+
+
 if cuda is not None:
     # Kernels call these instead of the builtins min/max, whose CUDA typing fails in numba 0.68's
     # built-in CUDA target (the PTX check in tests/test_kernels_cuda.py compiles every kernel).
@@ -54,6 +130,10 @@ if cuda is not None:
     @cuda.jit(device=True)
     def dmax(a, b):
         return a if a > b else b
+
+    if SIM:
+        _patch_simulator_races()
+
 THREADS = 16 if SIM else 256
 MAX_BLOCKS = 4 if SIM else 65535
 
