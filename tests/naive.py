@@ -46,6 +46,24 @@ def conv2d(x, w, bias=None, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), g
     return y
 
 
+def im2col(x, kh, kw, stride, pads, dilation, out_hw):
+    """The column matrix ``(C*kh*kw, N*ho*wo)`` of the CPU backends' ``im2col`` primitive: row
+    ``(c*kh + i)*kw + j``, column ``(n*ho + oh)*wo + ow``, zero where the tap falls in the padding."""
+    N, C, H, W = x.shape
+    (sh, sw), (pt, pl), (dh, dw), (ho, wo) = stride, pads, dilation, out_hw
+    col = np.zeros((C * kh * kw, N * ho * wo), dtype=x.dtype)
+    for c in range(C):
+        for i in range(kh):
+            for j in range(kw):
+                for n in range(N):
+                    for oh in range(ho):
+                        for ow in range(wo):
+                            ih, iw = oh * sh - pt + i * dh, ow * sw - pl + j * dw
+                            if 0 <= ih < H and 0 <= iw < W:
+                                col[(c * kh + i) * kw + j, (n * ho + oh) * wo + ow] = x[n, c, ih, iw]
+    return col
+
+
 def conv2d_backward(x, w, gy, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1):
     """``(gx, gw, gb)`` of :func:`conv2d` for upstream gradient ``gy``: the same loops, each
     product's contribution sent back to both of its factors."""
