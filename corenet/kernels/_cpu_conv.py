@@ -132,6 +132,35 @@ def conv2d_forward(prims, x, w, b, stride, padding4, dilation, groups):
     return y
 
 
+def gx_padding(w_shape, padding4, dilation) -> tuple[int, int, int, int]:
+    """Padding of the forward convolution that computes a stride-1 convolution's input gradient."""
+    span_h, span_w = dilation[0] * (w_shape[2] - 1), dilation[1] * (w_shape[3] - 1)
+    t, b, l, r = padding4
+    return span_h - t, span_h - b, span_w - l, span_w - r
+
+
+def gx_as_forward(x_shape, w_shape, stride, padding4, dilation) -> bool:
+    """Whether the input gradient is taken as a forward convolution of ``gy`` (see ``rotated_weights``).
+
+    For stride 1, ``gx[c, h, w] = sum_{o,i,j} gy[o, h + pt - i*dh, w + pl - j*dw] * w[o, c, i, j]``
+    is a cross-correlation of ``gy`` with the spatially flipped, in/out-swapped kernel and padding
+    ``span - pad`` per side: im2col of ``gy`` (a strided copy, fast) replaces col2im (a scattered
+    accumulation, ~2x slower), and the GEMM has the forward's shape. Worth it while ``gy`` has no
+    more channels than ``x`` (its column matrix is the bigger one) and no side is padded beyond the
+    kernel's span (the flipped padding would be negative)."""
+    return (tuple(stride) == (1, 1) and w_shape[0] <= x_shape[1]
+            and min(gx_padding(w_shape, padding4, dilation)) >= 0)
+
+
+def rotated_weights(w, groups):
+    """``w (C_out, C_in/groups, kh, kw)`` -> ``(C_in, C_out/groups, kh, kw)``: per group, input and
+    output channels swapped and both spatial axes flipped."""
+    C_out, cg, kh, kw = w.shape
+    cog = C_out // groups
+    wr = w.reshape(groups, cog, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
+    return np.ascontiguousarray(wr).reshape(groups * cg, cog, kh, kw)
+
+
 def conv2d_backward(prims, x, w, gy, stride, padding4, dilation, groups, need_gx, need_gw, need_gb):
     """``(gx, gw, gb)`` for upstream ``gy (N, C_out, ho, wo)``; ``None`` for what was not asked."""
     N, C_in, H, W = x.shape
@@ -163,6 +192,13 @@ def conv2d_backward(prims, x, w, gy, stride, padding4, dilation, groups, need_gx
         if need_gw:
             prims.direct_backward_weight(x, gy, groups, sh, sw, pt, pl, dh, dw, gw)
         return gx, gw, gb
+
+    if need_gx and gx_as_forward(x.shape, w.shape, stride, padding4, dilation):
+        gx = conv2d_forward(prims, gy, rotated_weights(w, groups), None, (1, 1),
+                            gx_padding(w.shape, padding4, dilation), dilation, groups)
+        need_gx = False
+        if not need_gw:
+            return gx, gw, gb
 
     K = C_in * kh * kw
     kg, cog = K // groups, C_out // groups
