@@ -37,6 +37,7 @@ CONV = {
     "gemm_same_stride2": dict(x=(2, 2, 9, 9), w=(3, 2, 4, 4), stride=2, padding="same"),
     "1x1": dict(x=(2, 6, 5, 7), w=(4, 6, 1, 1)),
     "depthwise": dict(x=(2, 8, 9, 7), w=(8, 1, 3, 3), stride=2, padding="same", groups=8),
+    "depthwise_3x3_s1": dict(x=(2, 8, 9, 7), w=(8, 1, 3, 3), padding=1, groups=8),
     "grouped_direct_dilated": dict(x=(2, 6, 8, 8), w=(9, 2, 3, 3), padding=2, dilation=2, groups=3),
     "grouped_gemm": dict(x=(1, 32, 6, 6), w=(32, 16, 3, 3), padding=1, groups=2),
 }

@@ -375,3 +375,22 @@ def test_im2col_primitive_matches_oracle(name, data):
     col = np.full((C * kh * kw, N * ho * wo), np.nan, np.float32)  # every entry must be written
     require(name).conv.im2col(x, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, col)
     np.testing.assert_array_equal(col, naive.im2col(x, kh, kw, (sh, sw), (pt, pl), (dh, dw), (ho, wo)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("hw", [(1, 1), (1, 5), (4, 1), (2, 2), (5, 7), (9, 16)])
+def test_depthwise_3x3_same_matches_oracle_on_tiny_planes(backend, dtype, hw):
+    """Depthwise 3x3, stride 1, padding 1 (MobileNet's block), planes down to one pixel, where
+    every tap but the centre overhangs an edge: forward and both gradients against the oracle."""
+    rng = np.random.default_rng(hw[0] * 10 + hw[1])
+    x = rng.standard_normal((2, 3) + hw).astype(dtype)
+    w = rng.standard_normal((3, 1, 3, 3)).astype(dtype)
+    b = rng.standard_normal(3).astype(dtype)
+    y, state = conv2d(x, w, b, padding=1, groups=3, return_state=True)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gx, gw, gb = conv2d_backward(gy, state)
+    assert y.dtype == gx.dtype == gw.dtype == dtype
+    assert_close(y, naive.conv2d(x, w, b, pads=(1, 1, 1, 1), groups=3), dtype)
+    ex, ew = naive.conv2d_backward(x, w, gy, pads=(1, 1, 1, 1), groups=3)[:2]
+    assert_close(gx, ex, dtype)
+    assert_close(gw, ew, dtype)
