@@ -111,7 +111,7 @@ def build_torch(name, torch):
         loss = loss_fn(net(x), y)
         loss.backward()
         opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     net.train()
     return step
