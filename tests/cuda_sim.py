@@ -8,7 +8,10 @@ probes every backend). So each cuda test file has a ``test_simulator_run`` that 
 runs on the simulator. In the parent the kernel tests run on a real GPU when there is one, and
 otherwise skip ("no CUDA GPU present"), since the child has covered them. The simulator runs one
 Python thread per CUDA thread, so shapes stay tiny and the kernels use small tiles there (see
-``corenet/kernels/cuda/_runtime.py``); the few full-size cases need a real GPU.
+``corenet/kernels/cuda/_runtime.py``); the few full-size cases need a real GPU. Two steps of the
+simulator itself are not thread-safe (creating a shared array, swapping the cuda module around a
+device-function call); ``_runtime._patch_simulator_races`` locks them, or shared tiles turn
+private to one simulated thread at random.
 """
 
 import os
