@@ -17,7 +17,8 @@ module turns them into a convolution with BLAS GEMMs through numpy ``matmul``. T
   ``yT (C_out, nb*ho*wo) = W (C_out, C_in*kh*kw) @ col``; forward then transposes ``yT`` into
   NCHW while adding the bias (one pass). Backward reuses the column buffer: first ``col`` from
   im2col feeds ``gw += gyT @ col.T``, then ``W.T @ gyT`` overwrites it and col2im folds it into
-  ``gx``.
+  ``gx``. A stride-1 input gradient is instead a forward convolution of ``gy`` with the flipped,
+  in/out-swapped kernel (``gx_as_forward``): im2col is a copy, col2im a scattered accumulation.
 
 Arguments arrive validated and normalised by ``corenet.functional.conv``: C-contiguous arrays
 of one float dtype, ``stride``/``dilation`` as ``(h, w)``, ``padding4`` as
