@@ -18,7 +18,8 @@ from .config import (
     set_num_threads,
 )
 from .graph import Input
-from .io import load, load_torch_state_dict, save
+from .io import load, save
+from .io_torch import load_torch_state_dict
 from .model import Model, Sequential
 from .warmup import warmup
 

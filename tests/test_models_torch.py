@@ -2,7 +2,7 @@
 
 Each twin is torchvision's definition re-typed in ``torch.nn`` (torchvision itself is not a test
 dependency). Its random weights go through a ``.npz`` file into the corenet model with
-``corenet.models.load_torchvision`` (which wraps ``corenet.io.load_torch_state_dict``); in eval
+``corenet.models.load_torchvision`` (which wraps ``corenet.io_torch.load_torch_state_dict``); in eval
 mode both must produce the same logits. float64 throughout, so the tolerance checks the
 architecture, not float32 rounding. Every module path is checked by the strict load.
 """

@@ -9,7 +9,7 @@ allows more than one) and ``seed``, and returns an uncompiled :class:`~corenet.M
 272474
 
 Weights exported from torchvision (``np.savez(path, **{k: v.numpy() for k, v in sd.items()})``)
-import with ``corenet.io.load_torch_state_dict(m, path, name_map=models.torchvision_name_map(m))``
+import with ``corenet.io_torch.load_torch_state_dict(m, path, name_map=models.torchvision_name_map(m))``
 or :func:`load_torchvision`: corenet's layer names are torchvision's module paths with ``_`` for ``.``.
 """
 
@@ -65,9 +65,9 @@ def load_torchvision(model, path_or_dict, strict: bool = True) -> dict:
     """Load a torchvision-format ``state_dict`` (an ``.npz`` of numpy arrays or a dict) into ``model``.
 
     Pairs torchvision's module paths with corenet's layer names (``.`` -> ``_``) and delegates to
-    :func:`corenet.io.load_torch_state_dict`, which checks every name and shape.
+    :func:`corenet.io_torch.load_torch_state_dict`, which checks every name and shape.
     """
-    from ..io import load_torch_state_dict
+    from ..io_torch import load_torch_state_dict
 
     return load_torch_state_dict(model, path_or_dict, strict=strict, name_map=torchvision_name_map(model))
 

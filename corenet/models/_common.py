@@ -6,7 +6,7 @@ Every model in the zoo is a plain graph of public layers (``corenet.layers``) wi
 Layer names are torchvision's module paths with ``_`` for ``.`` (layer names cannot hold dots):
 torchvision's ``layer1.0.conv1.weight`` is corenet's ``layer1_0_conv1.weight``. No torchvision module
 path of these families holds an underscore, so the mapping is one-to-one and
-:func:`torchvision_name_map` builds the ``name_map`` that ``corenet.io.load_torch_state_dict`` takes.
+:func:`torchvision_name_map` builds the ``name_map`` that ``corenet.io_torch.load_torch_state_dict`` takes.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def torchvision_name_map(model) -> dict:
 
     >>> from corenet.models import resnet18  # doctest: +SKIP
     >>> m = resnet18()  # doctest: +SKIP
-    >>> corenet.io.load_torch_state_dict(m, "resnet18.npz", name_map=torchvision_name_map(m))  # doctest: +SKIP
+    >>> corenet.io_torch.load_torch_state_dict(m, "resnet18.npz", name_map=torchvision_name_map(m))  # doctest: +SKIP
     """
     names = {key.rpartition(".")[0] for key in model.state_dict()}
     return {name.replace("_", "."): name for name in sorted(names)}
