@@ -27,6 +27,7 @@ import math
 
 import numba
 
+from .._windows import tap_range
 from ._runtime import cuda, dev, dmin, grid, out_pair
 
 __all__ = [
@@ -39,19 +40,7 @@ __all__ = [
 ]
 
 
-@cuda.jit(device=True)
-def _tap_range(start, k, d, size):
-    """Taps ``t`` in ``[t0, t1)`` keep ``start + t*d`` inside ``[0, size)``."""
-    t0 = 0
-    if start < 0:
-        t0 = (-start + d - 1) // d
-    t1 = k
-    last = start + (k - 1) * d
-    if last >= size:
-        t1 = k - (last - size) // d - 1
-    if t1 < t0:
-        t1 = t0
-    return t0, t1
+_tap_range = cuda.jit(device=True)(tap_range)
 
 
 @cuda.jit(device=True)

@@ -38,6 +38,7 @@ runs small calls on one thread (``_threads.py``); the kernels stay plain Numba d
 import numpy as np
 from numba import prange
 
+from .._windows import tap_range
 from ._jit import helper, kernel
 from ._threads import sized
 
@@ -51,19 +52,7 @@ __all__ = [
 ]
 
 
-@helper
-def _tap_range(start, k, d, size):
-    """Taps ``t`` in ``[t0, t1)`` keep ``start + t*d`` inside ``[0, size)``."""
-    t0 = 0
-    if start < 0:
-        t0 = (-start + d - 1) // d
-    t1 = k
-    last = start + (k - 1) * d
-    if last >= size:
-        t1 = k - (last - size) // d - 1
-    if t1 < t0:
-        t1 = t0
-    return t0, t1
+_tap_range = helper(tap_range)
 
 
 @helper
