@@ -18,7 +18,7 @@ module turns them into a convolution with BLAS GEMMs through numpy ``matmul``. T
   NCHW while adding the bias (one pass). Backward reuses the column buffer: first ``col`` from
   im2col feeds ``gw += gyT @ col.T``, then ``W.T @ gyT`` overwrites it and col2im folds it into
   ``gx``. A stride-1 input gradient is instead a forward convolution of ``gy`` with the flipped,
-  in/out-swapped kernel (``gx_as_forward``): im2col is a copy, col2im a scattered accumulation.
+  in/out-swapped kernel (``gx_forward_padding``): im2col is a copy, col2im a scattered accumulation.
 
 Arguments arrive validated and normalised by ``corenet.functional.conv``: C-contiguous arrays
 of one float dtype, ``stride``/``dilation`` as ``(h, w)``, ``padding4`` as
@@ -133,24 +133,22 @@ def conv2d_forward(prims, x, w, b, stride, padding4, dilation, groups):
     return y
 
 
-def gx_padding(w_shape, padding4, dilation) -> tuple[int, int, int, int]:
-    """Padding of the forward convolution that computes a stride-1 convolution's input gradient."""
-    span_h, span_w = dilation[0] * (w_shape[2] - 1), dilation[1] * (w_shape[3] - 1)
-    t, b, l, r = padding4
-    return span_h - t, span_h - b, span_w - l, span_w - r
-
-
-def gx_as_forward(x_shape, w_shape, stride, padding4, dilation) -> bool:
-    """Whether the input gradient is taken as a forward convolution of ``gy`` (see ``rotated_weights``).
+def gx_forward_padding(x_shape, w_shape, stride, padding4, dilation) -> tuple[int, int, int, int] | None:
+    """The padding of the forward convolution of ``gy`` that gives the input gradient, or ``None``
+    where the input gradient is better taken by col2im.
 
     For stride 1, ``gx[c, h, w] = sum_{o,i,j} gy[o, h + pt - i*dh, w + pl - j*dw] * w[o, c, i, j]``
-    is a cross-correlation of ``gy`` with the spatially flipped, in/out-swapped kernel and padding
-    ``span - pad`` per side: im2col of ``gy`` (a strided copy, fast) replaces col2im (a scattered
-    accumulation, ~2x slower), and the GEMM has the forward's shape. Worth it while ``gy`` has no
-    more channels than ``x`` (its column matrix is the bigger one) and no side is padded beyond the
-    kernel's span (the flipped padding would be negative)."""
-    return (tuple(stride) == (1, 1) and w_shape[0] <= x_shape[1]
-            and min(gx_padding(w_shape, padding4, dilation)) >= 0)
+    is a cross-correlation of ``gy`` with ``rotated_weights(w)`` and padding ``span - pad`` per side:
+    im2col of ``gy`` (a strided copy, fast) replaces col2im (a scattered accumulation, ~2x slower),
+    and the GEMM has the forward's shape. Worth it while ``gy`` has no more channels than ``x`` (its
+    column matrix is the bigger one) and no side is padded beyond the kernel's span (the flipped
+    padding would be negative)."""
+    if tuple(stride) != (1, 1) or w_shape[0] > x_shape[1]:
+        return None
+    span_h, span_w = dilation[0] * (w_shape[2] - 1), dilation[1] * (w_shape[3] - 1)
+    t, b, l, r = padding4
+    pads = (span_h - t, span_h - b, span_w - l, span_w - r)
+    return pads if min(pads) >= 0 else None
 
 
 def rotated_weights(w, groups):
@@ -172,11 +170,13 @@ def conv2d_backward(prims, x, w, gy, stride, padding4, dilation, groups, need_gx
     ho, wo = gy.shape[2:]
     P = ho * wo
     gb = gy.sum(axis=(0, 2, 3), dtype=np.float64).astype(gy.dtype) if need_gb else None
-    gx = np.empty_like(x) if need_gx else None
     gw = np.empty_like(w) if need_gw else None
+    path = choose_path(x.shape, w.shape, stride, padding4, groups)
+    # the gemm path may take gx as conv2d_forward's output instead (gx_forward_padding)
+    gx_pads = gx_forward_padding(x.shape, w.shape, stride, padding4, dilation) if need_gx and path == "gemm" else None
+    gx = np.empty_like(x) if need_gx and gx_pads is None else None
     if not (need_gx or need_gw):
         return gx, gw, gb
-    path = choose_path(x.shape, w.shape, stride, padding4, groups)
 
     if path == "1x1":
         w2 = w.reshape(C_out, C_in)
@@ -194,9 +194,8 @@ def conv2d_backward(prims, x, w, gy, stride, padding4, dilation, groups, need_gx
             prims.direct_backward_weight(x, gy, groups, sh, sw, pt, pl, dh, dw, gw)
         return gx, gw, gb
 
-    if need_gx and gx_as_forward(x.shape, w.shape, stride, padding4, dilation):
-        gx = conv2d_forward(prims, gy, rotated_weights(w, groups), None, (1, 1),
-                            gx_padding(w.shape, padding4, dilation), dilation, groups)
+    if gx_pads is not None:
+        gx = conv2d_forward(prims, gy, rotated_weights(w, groups), None, (1, 1), gx_pads, dilation, groups)
         need_gx = False
         if not need_gw:
             return gx, gw, gb
