@@ -14,10 +14,17 @@ ctypedef fused real:
 
 cdef inline void valid_range(Py_ssize_t off, Py_ssize_t stride, Py_ssize_t size, Py_ssize_t n_out,
                              Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
-    """Output positions ``[lo, hi)`` whose input index ``o*stride + off`` lies in ``[0, size)``."""
+    """Output positions ``[lo, hi)`` whose input index ``o*stride + off`` lies in ``[0, size)``.
+
+    ``0 <= lo <= hi <= n_out`` always: callers zero ``[0, lo)`` and ``[hi, n_out)`` of an output row
+    segment, so an unclamped ``lo`` (padding wider than the whole row) would write into the next
+    segment, which another thread may own. The same clamps as ``_valid`` in ``numba_cpu/conv.py``.
+    """
     cdef Py_ssize_t a = 0, b = 0
     if off < 0:
         a = (-off + stride - 1) // stride
+        if a > n_out:
+            a = n_out
     if size - 1 - off >= 0:
         b = (size - 1 - off) // stride + 1
     if b > n_out:

@@ -10,6 +10,11 @@
 # with the block's first element as shift, four accumulators, as in the Numba kernels), and the
 # partials of a channel are combined serially in ``n`` order (Chan et al.'s pairwise update for
 # the variance). Results therefore do not depend on the thread count at all.
+# Thread safety: Cython makes a variable private to each OpenMP thread only when the ``prange``
+# body *assigns* it; a local written only through its address (``f(&s)``) stays shared between
+# the threads and races. So every per-task result here is written through a pointer into that
+# task's own slot of an output or work array (``bmean[n, c]``, ``bg[n, c]``, a channel of
+# ``mean``), never into a local of the body.
 # For ``(N, C)`` input (``L == 1``) every block would hold one value, so, as in the Numba kernels,
 # the channels are reduced as columns instead: one task per chunk of COLS channels, rows in ``n``
 # order, the inner loop along the contiguous channel axis (same shifted-data method, shift = row 0).
@@ -19,9 +24,14 @@ from cython.parallel cimport prange
 from ._types cimport real
 
 
-cdef void _block_shifted_sums(const real* xb, Py_ssize_t L, double shift, double* s1,
-                              double* s2) noexcept nogil:
-    """OUT ``s1 = sum(x - shift)``, ``s2 = sum((x - shift)^2)`` of one block, float64."""
+cdef void _block_moments(const real* xb, Py_ssize_t L, double* mean, double* m2) noexcept nogil:
+    """OUT ``mean`` and ``m2 = sum((x - mean)^2)`` of one block of ``L >= 1`` values, float64.
+
+    Shifted sums with the block's first element as shift: ``s1 = sum(x - shift)``,
+    ``s2 = sum((x - shift)^2)``, ``m2 = s2 - s1^2/L`` (clamped at 0).
+    """
+    cdef double shift = xb[0]
+    cdef double s1, s2, v
     cdef double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0
     cdef double q0 = 0.0, q1 = 0.0, q2 = 0.0, q3 = 0.0
     cdef double d0, d1, d2, d3
@@ -45,8 +55,11 @@ cdef void _block_shifted_sums(const real* xb, Py_ssize_t L, double shift, double
         a0 += d0
         q0 += d0 * d0
         i += 1
-    s1[0] = (a0 + a1) + (a2 + a3)
-    s2[0] = (q0 + q1) + (q2 + q3)
+    s1 = (a0 + a1) + (a2 + a3)
+    s2 = (q0 + q1) + (q2 + q3)
+    mean[0] = shift + s1 / L
+    v = s2 - s1 * s1 / L
+    m2[0] = v if v > 0.0 else 0.0
 
 
 cdef void _block_grad_sums(const real* gb, const real* xb, Py_ssize_t L, double m, double* sg,
@@ -132,7 +145,7 @@ def bn_stats(const real[:, :, ::1] x, double[:, ::1] bmean, double[:, ::1] bm2, 
     """IN x (N, C, L); WORK bmean, bm2 (N, C); OUT mean, biased var (C,), float64."""
     cdef Py_ssize_t N = x.shape[0], C = x.shape[1], L = x.shape[2]
     cdef Py_ssize_t t, n, c
-    cdef double shift, s1, s2, m, m2, delta
+    cdef double m, m2, delta
     if N * C * L == 0:
         return
     cdef const real* xp = &x[0, 0, 0]
@@ -141,14 +154,11 @@ def bn_stats(const real[:, :, ::1] x, double[:, ::1] bmean, double[:, ::1] bm2, 
             _column_stats(xp, N, C, t * COLS, C - t * COLS if C - t * COLS < COLS else COLS,
                           &mean[0], &var[0])
         return
+    cdef double* bmp = &bmean[0, 0]
+    cdef double* bm2p = &bm2[0, 0]
     for t in prange(N * C, nogil=True, schedule="static", num_threads=num_threads):
-        n = t // C
-        c = t - n * C
-        shift = xp[t * L]
-        _block_shifted_sums(xp + t * L, L, shift, &s1, &s2)
-        bmean[n, c] = shift + s1 / L
-        m2 = s2 - s1 * s1 / L
-        bm2[n, c] = m2 if m2 > 0.0 else 0.0
+        # block t = (n, c) writes only its own (n, c) partials: nothing shared between threads
+        _block_moments(xp + t * L, L, bmp + t, bm2p + t)
     for c in prange(C, nogil=True, schedule="static", num_threads=num_threads):
         m = bmean[0, c]
         m2 = bm2[0, c]
