@@ -6,6 +6,8 @@ environment before import:
 - ``CORENET_BACKEND``: ``"numba"`` (default), ``"cython"`` or ``"cuda"``.
 - ``CORENET_NUM_THREADS``: threads for Numba, OpenMP (Cython) and, where it can be reached, BLAS.
 - ``CORENET_WORKSPACE_MB``: the im2col column-buffer limit in MiB (default 64).
+- ``CORENET_PARALLEL_MIN_WORK``: the work (elements x cost per element) below which a kernel runs
+  on one thread (default 32768; 0 makes every kernel use every thread, as the thread tests do).
 
 Numba's threading layer: corenet selects ``workqueue`` unless ``NUMBA_THREADING_LAYER`` is set.
 The OpenMP layer's threads spin between parallel regions; on a machine where anything else runs
@@ -32,6 +34,8 @@ __all__ = [
     "set_num_threads",
     "get_workspace_bytes",
     "set_workspace_bytes",
+    "get_parallel_threshold",
+    "set_parallel_threshold",
     "get_fastmath",
 ]
 
@@ -43,6 +47,10 @@ _state: dict = {
     # fastmath lets LLVM reorder float sums; kept off so results match the oracles bit-for-bit
     # in float64 and thread counts only change rounding.
     "fastmath": os.environ.get("CORENET_FASTMATH", "0") == "1",
+    # About 30-60 us of single-thread work for a simple elementwise kernel: below this, waking a
+    # second thread costs more than it saves (on a busy machine a worker may wait a whole
+    # scheduler slice). Read by both CPU backends (numba_cpu/_threads.py, _ext/__init__.py).
+    "parallel_min_work": int(os.environ.get("CORENET_PARALLEL_MIN_WORK", str(1 << 15))),
 }
 
 
@@ -143,6 +151,22 @@ def set_workspace_bytes(nbytes: int) -> None:
     if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 1:
         raise ValueError(f"set_workspace_bytes: expected a positive int, received {nbytes!r}")
     _state["workspace_bytes"] = nbytes
+
+
+def get_parallel_threshold() -> int:
+    """Work (elements x cost per element) from which a CPU kernel uses more than one thread."""
+    return _state["parallel_min_work"]
+
+
+def set_parallel_threshold(work: int) -> None:
+    """Run CPU kernels whose work is below ``work`` on one thread (both CPU backends).
+
+    ``0`` sends every call through the parallel path with ``get_num_threads()`` threads: the
+    thread tests use it to exercise parallel code on small inputs. Results do not depend on it.
+    """
+    if isinstance(work, bool) or not isinstance(work, int) or work < 0:
+        raise ValueError(f"set_parallel_threshold: expected an int >= 0, received {work!r}")
+    _state["parallel_min_work"] = work
 
 
 def get_fastmath() -> bool:

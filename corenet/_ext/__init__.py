@@ -6,14 +6,13 @@ backend modules in ``corenet/kernels/cython_cpu/`` expose the kernels under the 
 and pass in the thread count, chosen by ``threads_for`` below.
 """
 
-from ..config import get_num_threads
-
-# About 30-60 us of single-thread work for a simple elementwise kernel: below this, waking a
-# second OpenMP thread costs more than it saves (on a busy machine a worker may wait a whole
-# scheduler slice). The same threshold as the Numba backend's ``@sized``.
-SMALL_WORK = 1 << 15
+from ..config import get_num_threads, get_parallel_threshold
 
 
 def threads_for(size: int, cost: int = 1) -> int:
-    """OpenMP threads for a kernel over ``size`` elements of ``cost`` simple operations each."""
-    return get_num_threads() if size * cost >= SMALL_WORK else 1
+    """OpenMP threads for a kernel over ``size`` elements of ``cost`` simple operations each.
+
+    One thread below ``config.get_parallel_threshold()`` (the rule of the Numba backend's
+    ``@sized``): waking a second OpenMP thread costs more than such a kernel's work.
+    """
+    return get_num_threads() if size * cost >= get_parallel_threshold() else 1

@@ -4,7 +4,8 @@ A parallel region wakes every worker thread and waits for all of them at its end
 few microseconds on an idle machine, but on a busy one (CI, several processes sharing the cores)
 a worker may wait a whole scheduler time slice before it runs: a ReLU of 7,680 elements took a
 median of 16 ms with 2 threads and 10 us with one. ``@sized(cost)`` wraps a parallel kernel so
-that, when ``first_argument.size * cost < SMALL_WORK``, it runs with one thread (its parallel
+that, when ``first_argument.size * cost`` is below ``config.get_parallel_threshold()`` (the
+threshold the Cython backend's ``threads_for`` reads too), it runs with one thread (its parallel
 loops then execute on the calling thread, with no wake-up). Results do not change: every
 kernel's arithmetic is independent of the thread count.
 
@@ -16,13 +17,11 @@ import functools
 
 import numba
 
-# About 30-60 us of single-thread work for a simple elementwise kernel: below this, waking a
-# second thread costs more than it saves even on an idle machine.
-SMALL_WORK = 1 << 15
+from ... import config
 
 
 def sized(cost: int = 1):
-    """Decorator for a Numba kernel: one thread when ``args[0].size * cost < SMALL_WORK``.
+    """Decorator for a Numba kernel: one thread when ``args[0].size * cost`` is below the threshold.
 
     ``cost`` is the work per element in units of one simple float operation (~8 for a kernel
     evaluating exp, erf or tanh per element).
@@ -31,7 +30,7 @@ def sized(cost: int = 1):
     def wrap(kernel):
         @functools.wraps(kernel.py_func)
         def run(*args):
-            if args[0].size * cost >= SMALL_WORK:
+            if args[0].size * cost >= config.get_parallel_threshold():
                 return kernel(*args)
             n = numba.get_num_threads()
             if n == 1:
