@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import importlib
 import math
+import operator
 
 import numpy as np
 
 from .. import kernels
 
 FLOAT_DTYPES = (np.float32, np.float64)
+
+# ------------------------------------------------------------------ range limits
+# Every size-like argument (kernel, stride, padding, dilation, groups, window, output size) must be
+# below 2**31: the kernels index with machine ints and keep int32 argmax indices per plane, and a
+# larger value is never a real request (a stride of 2**63 overflowed inside the kernels, a padding of
+# 2**31 reached numpy's allocator). An output above MAX_ELEMENTS elements (16 GiB of float32) is
+# refused before anything is allocated: a clear ValueError instead of a MemoryError or a swap storm.
+MAX_INT = 2**31 - 1
+MAX_ELEMENTS = 2**32
 
 # ------------------------------------------------------------------ array kinds (host or device)
 # A numba device array (real or simulated) selects the cuda kernels; a numpy array the active CPU
@@ -86,19 +96,39 @@ def same_dtype(op: str, **arrays) -> None:
         raise TypeError(f"{op}: arrays must share one dtype, received {got}")
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
 def pair(op: str, name: str, v, minimum: int = 1) -> tuple[int, int]:
-    """An int or a pair of ints, each ``>= minimum``, as ``(v_h, v_w)``."""
-    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+    """An int or a pair of ints, each in ``[minimum, MAX_INT]``, as ``(v_h, v_w)``."""
+    if _is_int(v):
         v = (int(v), int(v))
-    elif isinstance(v, (tuple, list)) and len(v) == 2 and all(
-        isinstance(e, (int, np.integer)) and not isinstance(e, bool) for e in v
-    ):
+    elif isinstance(v, (tuple, list)) and len(v) == 2 and all(_is_int(e) for e in v):
         v = (int(v[0]), int(v[1]))
     else:
         raise TypeError(f"{op}: {name} must be an int or a pair of ints, received {v!r}")
     if v[0] < minimum or v[1] < minimum:
         raise ValueError(f"{op}: {name} must be >= {minimum}, received {v}")
+    if v[0] > MAX_INT or v[1] > MAX_INT:
+        raise ValueError(f"{op}: {name} must be at most 2**31 - 1 = {MAX_INT}, received {v}")
     return v
+
+
+def check_elements(op: str, shape, what: str = "output") -> None:
+    """Refuse an array of ``shape`` with more than ``MAX_ELEMENTS`` elements (before allocating it)."""
+    n = math.prod(int(d) for d in shape)
+    if n > MAX_ELEMENTS:
+        raise ValueError(f"{op}: the {what} would have shape {tuple(int(d) for d in shape)}, {n:.3g} elements; "
+                         f"at most 2**32 = {MAX_ELEMENTS} are supported (check the sizes, strides and paddings)")
+
+
+def check_padded(op: str, hw, pads) -> None:
+    """The padded input ``(H + top + bottom, W + left + right)`` must stay below 2**31 per axis."""
+    t, b, l, r = pads
+    if hw[0] + t + b > MAX_INT or hw[1] + l + r > MAX_INT:
+        raise ValueError(f"{op}: the padded input {hw[0] + t + b}x{hw[1] + l + r} exceeds 2**31 - 1 per axis. "
+                         f"Received: input {hw[0]}x{hw[1]}, padding (top, bottom, left, right)={tuple(pads)}")
 
 
 def same_padding(size: int, k: int, stride: int, dilation: int) -> tuple[int, int]:
@@ -167,16 +197,60 @@ def check_window_fits(op: str, x_shape, kernel, dilation, pads) -> None:
 
 
 def positive_int(op: str, name: str, v) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+    """An int in ``[1, MAX_INT]``; anything else (bools and floats too) is a ValueError."""
+    if not _is_int(v) or v < 1:
         raise ValueError(f"{op}: {name} must be a positive int, received {v!r}")
+    if v > MAX_INT:
+        raise ValueError(f"{op}: {name} must be at most 2**31 - 1 = {MAX_INT}, received {v!r}")
     return int(v)
 
 
-def positive_float(op: str, name: str, v, allow_zero: bool = False) -> float:
+def integer(op: str, name: str, v) -> int:
+    """Any int (an axis): bools, floats, strings and None refused with a TypeError."""
+    if not _is_int(v):
+        raise TypeError(f"{op}: {name} must be an int, received {v!r}")
+    return operator.index(v)
+
+
+def real(op: str, name: str, v) -> float:
+    """A finite real number (int or float, numpy scalars included; bools and strings refused)."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{op}: {name} must be a number, received {v!r}")
     try:
         f = float(v)
-    except (TypeError, ValueError):
-        raise TypeError(f"{op}: {name} must be a number, received {v!r}") from None
-    if not math.isfinite(f) or f < 0 or (f == 0 and not allow_zero):
+    except OverflowError:
+        f = math.inf
+    if not math.isfinite(f):
+        raise ValueError(f"{op}: {name} must be finite, received {v!r}")
+    return f
+
+
+def positive_float(op: str, name: str, v, allow_zero: bool = False) -> float:
+    """A finite number ``> 0`` (``>= 0`` with ``allow_zero``)."""
+    f = real(op, name, v)
+    if f < 0 or (f == 0 and not allow_zero):
         raise ValueError(f"{op}: {name} must be {'>= 0' if allow_zero else '> 0'} and finite, received {v!r}")
     return f
+
+
+def choice(op: str, name: str, v, options) -> str:
+    """One of the strings ``options`` (anything else, arrays included, is a ValueError/TypeError)."""
+    if not isinstance(v, str):
+        raise TypeError(f"{op}: {name} must be one of {tuple(options)}, received {v!r}")
+    if v not in options:
+        raise ValueError(f"{op}: {name} must be one of {tuple(options)}, received {v!r}")
+    return v
+
+
+def flag(op: str, name: str, v) -> bool:
+    """A bool (Python or numpy); ints, strings and None refused."""
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{op}: {name} must be a bool, received {v!r}")
+    return bool(v)
+
+
+def check_state(op: str, state, expected: type, forward: str) -> None:
+    """``state`` must be the ``expected`` state type made by ``forward(..., return_state=True)``."""
+    if type(state) is not expected:
+        raise TypeError(f"{op}: state must be the {expected.__name__} returned by {forward}(..., return_state=True), "
+                        f"received {type(state).__name__}")

@@ -6,7 +6,19 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._args import as_float_array, backend_for, check_window_fits, out_size, padding4, pair, positive_int, same_dtype
+from ._args import (
+    as_float_array,
+    backend_for,
+    check_elements,
+    check_padded,
+    check_state,
+    check_window_fits,
+    out_size,
+    padding4,
+    pair,
+    positive_int,
+    same_dtype,
+)
 
 __all__ = ["conv2d", "conv2d_backward", "conv_output_shape", "Conv2dState"]
 
@@ -48,9 +60,11 @@ def _geometry(op, x_shape, w_shape, stride, padding, dilation, groups):
     stride = pair(op, "stride", stride, minimum=1)
     dilation = pair(op, "dilation", dilation, minimum=1)
     pads = padding4(op, padding, (kh, kw), stride, dilation, (H, W))
+    check_padded(op, (H, W), pads)
     check_window_fits(op, x_shape, (kh, kw), dilation, pads)
     ho = out_size(H, kh, stride[0], pads[0], pads[1], dilation[0])
     wo = out_size(W, kw, stride[1], pads[2], pads[3], dilation[1])
+    check_elements(op, (N, C_out, ho, wo))
     return stride, pads, dilation, groups, (N, C_out, ho, wo)
 
 
@@ -172,8 +186,7 @@ def conv2d_backward(gy, state, need_gx=True, need_gw=True, need_gb=True):
         ``None`` also when the forward pass had no bias.
     """
     op = "conv2d_backward"
-    if not isinstance(state, Conv2dState):
-        raise TypeError(f"{op}: state must come from conv2d(..., return_state=True), received {type(state).__name__}")
+    check_state(op, state, Conv2dState, "conv2d")
     gy = as_float_array(op, "gy", gy)
     if gy.shape != state.y_shape:
         raise ValueError(f"{op}: gy must have the forward output's shape {state.y_shape}, received gy.shape={gy.shape}")

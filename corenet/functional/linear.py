@@ -5,11 +5,22 @@ The weight is ``(out_features, in_features)`` as in PyTorch, so its weights impo
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from ._args import as_float_array, cuda_module, same_dtype
+from ._args import as_float_array, check_elements, check_state, cuda_module, same_dtype
 
-__all__ = ["linear", "linear_backward"]
+__all__ = ["linear", "linear_backward", "LinearState"]
+
+
+class LinearState(NamedTuple):
+    """What :func:`linear_backward` needs: the input as ``(M, in)``, the weight, the bias flag, x's shape."""
+
+    x: np.ndarray
+    w: np.ndarray
+    has_b: bool
+    x_shape: tuple
 
 
 def linear(x, w, b=None, return_state=False):
@@ -38,6 +49,7 @@ def linear(x, w, b=None, return_state=False):
                          f"Received: x.shape={x.shape}, w.shape={w.shape}")
     if b is not None and b.shape != (w.shape[0],):
         raise ValueError(f"{op}: b must have shape ({w.shape[0]},), received b.shape={b.shape}")
+    check_elements(op, shape[:-1] + (w.shape[0],))
     x2 = x.reshape(-1, w.shape[1])  # (M, in)
     if isinstance(x2, np.ndarray):
         y = x2 @ w.T  # (M, out)
@@ -48,7 +60,7 @@ def linear(x, w, b=None, return_state=False):
     y = y.reshape(shape[:-1] + (w.shape[0],))
     if not return_state:
         return y
-    return y, {"x": x2, "w": w, "has_b": b is not None, "x_shape": shape}
+    return y, LinearState(x2, w, b is not None, shape)
 
 
 def linear_backward(gy, state, need_gx=True, need_gw=True, need_gb=True):
@@ -57,21 +69,22 @@ def linear_backward(gy, state, need_gx=True, need_gw=True, need_gb=True):
     Returns ``(gx, gw, gb)``, each None when not asked for (``gb`` also when there is no bias).
     """
     op = "linear_backward"
-    x2, w = state["x"], state["w"]
+    check_state(op, state, LinearState, "linear")
+    x2, w, has_b = state.x, state.w, state.has_b
     gy = as_float_array(op, "gy", gy)
-    expected = state["x_shape"][:-1] + (w.shape[0],)
+    expected = state.x_shape[:-1] + (w.shape[0],)
     if tuple(gy.shape) != expected:
         raise ValueError(f"{op}: gy must have the forward output's shape {expected}, received gy.shape={gy.shape}")
     same_dtype(op, gy=gy, x=x2)
     gy2 = gy.reshape(-1, w.shape[0])  # (M, out)
     if not isinstance(gy2, np.ndarray):
         gx, gw, gb = cuda_module("ops").linear_backward(x2, w, gy2, bool(need_gx), bool(need_gw),
-                                                        bool(need_gb and state["has_b"]))
-        gx = gx.reshape(state["x_shape"]) if need_gx else None
-        return gx, (gw if need_gw else None), (gb if need_gb and state["has_b"] else None)
-    gx = (gy2 @ w).reshape(state["x_shape"]) if need_gx else None
+                                                        bool(need_gb and has_b))
+        gx = gx.reshape(state.x_shape) if need_gx else None
+        return gx, (gw if need_gw else None), (gb if need_gb and has_b else None)
+    gx = (gy2 @ w).reshape(state.x_shape) if need_gx else None
     gw = gy2.T @ x2 if need_gw else None
-    gb = gy2.sum(axis=0) if (need_gb and state["has_b"]) else None
+    gb = gy2.sum(axis=0) if (need_gb and has_b) else None
     return gx, gw, gb
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._args import as_float_array, backend_for, empty, empty_like, positive_float, positive_int
+from ._args import as_float_array, backend_for, check_state, choice, empty, empty_like, positive_float, positive_int
 
 __all__ = ["local_response_norm", "local_response_norm_backward", "LRNState"]
 
@@ -79,10 +79,8 @@ def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0, mode="across", co
     alpha = positive_float(op, "alpha", alpha, allow_zero=True)
     beta = positive_float(op, "beta", beta, allow_zero=True)
     k = positive_float(op, "k", k)
-    if mode not in MODES:
-        raise ValueError(f"{op}: mode must be one of {MODES}, received {mode!r}")
-    if convention not in CONVENTIONS:
-        raise ValueError(f"{op}: convention must be one of {CONVENTIONS}, received {convention!r}")
+    choice(op, "mode", mode, MODES)
+    choice(op, "convention", convention, CONVENTIONS)
     if convention in ("torch", "caffe"):
         alpha = alpha / (size if mode == "across" else size * size)
     y = empty_like(x)
@@ -109,8 +107,7 @@ def local_response_norm_backward(gy, state: LRNState):
     gx : ndarray, (N, C, H, W)
     """
     op = "local_response_norm_backward"
-    if not isinstance(state, LRNState):
-        raise TypeError(f"{op}: state must be the LRNState of local_response_norm, received {type(state).__name__}")
+    check_state(op, state, LRNState, "local_response_norm")
     gy = as_float_array(op, "gy", gy, ndim=4)
     if gy.shape != state.x.shape or gy.dtype != state.x.dtype:
         raise ValueError(

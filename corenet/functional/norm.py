@@ -6,12 +6,27 @@ Covariate Shift" (2015), with PyTorch's conventions for the running statistics.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .. import kernels
-from ._args import as_float_array, backend_for, empty_like, is_device, positive_float, same_dtype
+from ._args import as_float_array, backend_for, check_state, empty_like, flag, is_device, positive_float, same_dtype
 
-__all__ = ["batch_norm", "batch_norm_backward"]
+__all__ = ["batch_norm", "batch_norm_backward", "BatchNormState"]
+
+
+class BatchNormState(NamedTuple):
+    """What :func:`batch_norm_backward` needs: x as ``(N, C, L)``, its shape, the float64 statistics used,
+    gamma, whether there is a beta and whether batch (True) or running (False) statistics were used."""
+
+    x: np.ndarray
+    shape: tuple
+    mean: np.ndarray
+    invstd: np.ndarray
+    gamma: np.ndarray | None
+    has_beta: bool
+    batch_stats: bool
 
 
 def _check_vector(op: str, name: str, v, C: int, dtype, inplace: bool = False):
@@ -63,12 +78,15 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
     state : dict, only when ``return_state``
     """
     op = "batch_norm"
+    training = flag(op, "training", training)
     if is_device(x):
         return _batch_norm_device(x, gamma, beta, running_mean, running_var, training, momentum, eps, return_state)
-    if not isinstance(x, np.ndarray) or x.ndim not in (2, 4):
-        got = f"x.shape={x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
-        raise ValueError(f"{op}: x must be (N, C, H, W) or (N, C), received {got}")
     x = as_float_array(op, "x", x)
+    if x.ndim not in (2, 4):
+        raise ValueError(f"{op}: x must be (N, C, H, W) or (N, C), received x.shape={x.shape}")
+    if x.size == 0:
+        raise ValueError(f"{op}: x must not be empty (a batch of at least one sample, every axis >= 1), "
+                         f"received x.shape={x.shape}")
     C = x.shape[1]
     gamma = _check_vector(op, "gamma", gamma, C, x.dtype)
     beta = _check_vector(op, "beta", beta, C, x.dtype)
@@ -77,6 +95,10 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
         raise ValueError(f"{op}: pass both running_mean and running_var, or neither")
     running_mean = _check_vector(op, "running_mean", running_mean, C, None, inplace=True)
     running_var = _check_vector(op, "running_var", running_var, C, None, inplace=True)
+    if training and running_mean is not None and not (running_mean.flags.writeable and running_var.flags.writeable):
+        raise ValueError(f"{op}: running_mean and running_var are updated in place in training mode, but "
+                         f"{'running_mean' if not running_mean.flags.writeable else 'running_var'} is read-only; "
+                         "pass writeable arrays (a copy), or training=False to use them as they are")
     eps = positive_float(op, "eps", eps)
     momentum = positive_float(op, "momentum", momentum, allow_zero=True)
     if momentum > 1:
@@ -107,9 +129,7 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
     y = y3.reshape(x.shape)
     if not return_state:
         return y
-    state = {"x": x3, "shape": x.shape, "mean": mean, "invstd": invstd, "gamma": gamma,
-             "has_beta": beta is not None, "batch_stats": use_batch}
-    return y, state
+    return y, BatchNormState(x3, x.shape, mean, invstd, gamma, beta is not None, use_batch)
 
 
 def batch_norm_backward(gy, state, need_gx=True, need_gparams=True):
@@ -127,40 +147,40 @@ def batch_norm_backward(gy, state, need_gx=True, need_gparams=True):
         Each is None when not asked for; ggamma/gbeta are None without affine parameters.
     """
     op = "batch_norm_backward"
-    x3 = state["x"]
+    check_state(op, state, BatchNormState, "batch_norm")
+    x3 = state.x
     if is_device(x3):
         return _batch_norm_backward_device(gy, state, need_gx, need_gparams)
     gy = as_float_array(op, "gy", gy)
-    if gy.shape != state["shape"]:
-        raise ValueError(f"{op}: gy must have the forward output's shape {state['shape']}, "
-                         f"received gy.shape={gy.shape}")
+    if gy.shape != state.shape:
+        raise ValueError(f"{op}: gy must have the forward output's shape {state.shape}, received gy.shape={gy.shape}")
     same_dtype(op, gy=gy, x=x3)
     gy3 = gy.reshape(x3.shape)
     dt = x3.dtype
     C = x3.shape[1]
     M = x3.shape[0] * x3.shape[2]
-    mean, invstd, gamma = state["mean"], state["invstd"], state["gamma"]
-    want_params = need_gparams and (gamma is not None or state["has_beta"])
+    mean, invstd, gamma = state.mean, state.invstd, state.gamma
+    want_params = need_gparams and (gamma is not None or state.has_beta)
     k = kernels.active().norm
     g64 = gamma.astype(np.float64) if gamma is not None else np.ones(C)
     a = g64 * invstd  # float64 (C,)
     gx = ggamma = gbeta = None
     sg = sgx = None
-    if want_params or (need_gx and state["batch_stats"]):
+    if want_params or (need_gx and state.batch_stats):
         sg, sgx = k.bn_backward_reduce(gy3, x3, mean)  # sum gy, sum gy*(x - mean)
         sgx = sgx * invstd  # = sum(gy * xhat)
     if need_gx:
-        if state["batch_stats"]:
+        if state.batch_stats:
             b = -a * invstd * sgx / M
             d = -a * sg / M
             gx = k.bn_backward_gx(gy3, x3, mean.astype(dt), a.astype(dt), b.astype(dt), d.astype(dt),
                                   np.empty_like(gy3))
         else:
             gx = k.bn_scale_gx(gy3, a.astype(dt), np.empty_like(gy3))
-        gx = gx.reshape(state["shape"])
+        gx = gx.reshape(state.shape)
     if want_params:
         ggamma = sgx.astype(dt) if gamma is not None else None
-        gbeta = sg.astype(dt) if state["has_beta"] else None
+        gbeta = sg.astype(dt) if state.has_beta else None
     return gx, ggamma, gbeta
 
 
@@ -177,9 +197,9 @@ def _check_device_vector(op, name, v, C):
 
 def _batch_norm_device(x, gamma, beta, running_mean, running_var, training, momentum, eps, return_state):
     op = "batch_norm"
-    if len(x.shape) not in (2, 4):
-        raise ValueError(f"{op}: x must be (N, C, H, W) or (N, C), received x.shape={tuple(x.shape)}")
     x = as_float_array(op, "x", x)
+    if len(x.shape) not in (2, 4) or x.size == 0:
+        raise ValueError(f"{op}: x must be a non-empty (N, C, H, W) or (N, C), received x.shape={tuple(x.shape)}")
     C = x.shape[1]
     for name, v in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)):
         _check_device_vector(op, name, v, C)
@@ -205,27 +225,25 @@ def _batch_norm_device(x, gamma, beta, running_mean, running_var, training, mome
     y = k.bn_affine(x3, mean_dt, scale, shift, empty_like(x3)).reshape(x.shape)
     if not return_state:
         return y
-    return y, {"x": x3, "shape": x.shape, "mean": mean64, "invstd": invstd, "gamma": gamma,
-               "has_beta": beta is not None, "batch_stats": use_batch}
+    return y, BatchNormState(x3, x.shape, mean64, invstd, gamma, beta is not None, use_batch)
 
 
 def _batch_norm_backward_device(gy, state, need_gx, need_gparams):
     op = "batch_norm_backward"
-    x3 = state["x"]
+    x3 = state.x
     gy = as_float_array(op, "gy", gy)
-    if tuple(gy.shape) != tuple(state["shape"]):
-        raise ValueError(f"{op}: gy must have the forward output's shape {state['shape']}, "
-                         f"received gy.shape={gy.shape}")
+    if tuple(gy.shape) != tuple(state.shape):
+        raise ValueError(f"{op}: gy must have the forward output's shape {state.shape}, received gy.shape={gy.shape}")
     same_dtype(op, gy=gy, x=x3)
     gy3 = gy.reshape(x3.shape)
     M = x3.shape[0] * x3.shape[2]
-    gamma, batch_stats = state["gamma"], state["batch_stats"]
-    want_params = need_gparams and (gamma is not None or state["has_beta"])
+    gamma, batch_stats = state.gamma, state.batch_stats
+    want_params = need_gparams and (gamma is not None or state.has_beta)
     k = backend_for(x3).norm
     sg = sgx = None
     if want_params or (need_gx and batch_stats):
-        sg, sgx = k.bn_backward_reduce(gy3, x3, state["mean"])
-    a, b, d, mean_dt, ggamma, gbeta = k.bn_backward_coeffs(sg, sgx, gamma, state["invstd"], state["mean"], M,
+        sg, sgx = k.bn_backward_reduce(gy3, x3, state.mean)
+    a, b, d, mean_dt, ggamma, gbeta = k.bn_backward_coeffs(sg, sgx, gamma, state.invstd, state.mean, M,
                                                            batch_stats, x3.dtype)
     gx = None
     if need_gx:
@@ -233,10 +251,10 @@ def _batch_norm_backward_device(gy, state, need_gx, need_gparams):
             gx = k.bn_backward_gx(gy3, x3, mean_dt, a, b, d, empty_like(gy3))
         else:
             gx = k.bn_scale_gx(gy3, a, empty_like(gy3))
-        gx = gx.reshape(state["shape"])
+        gx = gx.reshape(state.shape)
     if not want_params:
         return gx, None, None
-    return gx, (ggamma if gamma is not None else None), (gbeta if state["has_beta"] else None)
+    return gx, (ggamma if gamma is not None else None), (gbeta if state.has_beta else None)
 
 
 def _warmup(dtype):

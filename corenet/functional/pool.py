@@ -12,7 +12,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import kernels
-from ._args import as_float_array, backend_for, check_window_fits, empty, out_size, padding4, pair, positive_float
+from ._args import (
+    as_float_array,
+    backend_for,
+    check_elements,
+    check_padded,
+    check_state,
+    check_window_fits,
+    choice,
+    empty,
+    flag,
+    out_size,
+    padding4,
+    pair,
+    positive_float,
+)
 
 __all__ = [
     "pool2d",
@@ -45,12 +59,6 @@ class PoolState:
     count_include_pad: bool = True
     divisor: float = 0.0  # > 0: fixed divisor (override, or 1 for sum); 0: counted per window
     argmax: np.ndarray | None = None
-
-
-def _flag(op: str, name: str, v) -> bool:
-    if not isinstance(v, (bool, np.bool_)):
-        raise TypeError(f"{op}: {name} must be a bool, received {v!r}")
-    return bool(v)
 
 
 def pool2d(x, kernel_size, stride=None, padding=0, mode="max", dilation=1, ceil_mode=False,
@@ -107,13 +115,12 @@ def pool2d(x, kernel_size, stride=None, padding=0, mode="max", dilation=1, ceil_
     """
     op = _op
     x = as_float_array(op, "x", x, ndim=4)
-    if mode not in MODES:
-        raise ValueError(f"{op}: mode must be one of {MODES}, received {mode!r}")
+    choice(op, "mode", mode, MODES)
     kernel = pair(op, "kernel_size", kernel_size)
     stride = kernel if stride is None else pair(op, "stride", stride)
     dilation = pair(op, "dilation", dilation)
-    ceil_mode = _flag(op, "ceil_mode", ceil_mode)
-    count_include_pad = _flag(op, "count_include_pad", count_include_pad)
+    ceil_mode = flag(op, "ceil_mode", ceil_mode)
+    count_include_pad = flag(op, "count_include_pad", count_include_pad)
     N, C, H, W = x.shape
     pads = padding4(op, padding, kernel, stride, dilation, (H, W))
     t, b, l, r = pads
@@ -122,11 +129,13 @@ def pool2d(x, kernel_size, stride=None, padding=0, mode="max", dilation=1, ceil_
             f"{op}: padding must be at most half the kernel on every side, received padding "
             f"(top, bottom, left, right)={pads} for kernel_size={kernel} (from padding={padding!r})"
         )
+    check_padded(op, (H, W), pads)
     check_window_fits(op, x.shape, kernel, dilation, pads)
     if H * W >= 2**31:
         raise ValueError(f"{op}: input planes above 2**31 elements are not supported, received x.shape={x.shape}")
     Ho = out_size(H, kernel[0], stride[0], t, b, dilation[0], ceil_mode)
     Wo = out_size(W, kernel[1], stride[1], l, r, dilation[1], ceil_mode)
+    check_elements(op, (N, C, Ho, Wo))
     y = empty((N, C, Ho, Wo), x.dtype, x)
     pool = backend_for(x).pool
     argmax = None
@@ -166,8 +175,7 @@ def pool2d_backward(gy, state: PoolState):
         input element of the window. adaptive: ``gy / bin area`` added over the bin.
     """
     op = "pool2d_backward"
-    if not isinstance(state, PoolState):
-        raise TypeError(f"{op}: state must be the PoolState of a pooling forward, received {type(state).__name__}")
+    check_state(op, state, PoolState, "pool2d")
     gy = as_float_array(op, "gy", gy, ndim=4)
     if gy.shape != state.y_shape or gy.dtype != state.dtype:
         raise ValueError(
@@ -263,6 +271,10 @@ def adaptive_avg_pool2d(x, output_size, return_state=False):
     if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
         output_size = tuple(s if s is not None else d for s, d in zip(output_size, (H, W)))
     Ho, Wo = pair(op, "output_size", output_size)
+    if Ho * Wo >= 2**31:
+        raise ValueError(f"{op}: output planes of 2**31 elements or more are not supported, received "
+                         f"output_size={(Ho, Wo)} for x.shape={x.shape}")
+    check_elements(op, (N, C, Ho, Wo))
     y = empty((N, C, Ho, Wo), x.dtype, x)
     backend_for(x).pool.adaptive_avg_pool_forward(x, y)
     if not return_state:
