@@ -178,3 +178,34 @@ def test_extract_refuses_escaping_members(tmp_path):
     archive.write_bytes(_tar_gz({"ok.txt": b"x" * 1000})[:40])
     with pytest.raises(ValueError, match="corrupt or truncated archive"):
         extract_tar(archive, tmp_path / "dest")
+
+
+def test_extract_never_deletes_the_users_files(tmp_path):
+    dest = tmp_path / "root"
+    mine = dest / "cifar-10-batches-py" / "my_notes.txt"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("do not delete")
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(_tar_gz({"cifar-10-batches-py/data_batch_1": b"batch", "readme.txt": b"hello"}))
+    extract_tar(archive, dest)  # merged: the archive's files added, the user's kept
+    assert mine.read_text() == "do not delete"
+    assert (dest / "cifar-10-batches-py" / "data_batch_1").read_bytes() == b"batch"
+    assert (dest / "readme.txt").read_bytes() == b"hello"
+    extract_tar(archive, dest)  # again: identical files are left as they are
+    assert sorted(p.name for p in dest.iterdir()) == ["cifar-10-batches-py", "readme.txt"]
+    # a file of the same name with other content is refused, and nothing is changed
+    (dest / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"the user's own edit")
+    (dest / "readme.txt").unlink()
+    with pytest.raises(FileExistsError, match="data_batch_1") as e:
+        extract_tar(archive, dest)
+    assert str(archive) in str(e.value)
+    assert (dest / "cifar-10-batches-py" / "data_batch_1").read_bytes() == b"the user's own edit"
+    assert not (dest / "readme.txt").exists() and mine.read_text() == "do not delete"
+    assert sorted(p.name for p in dest.iterdir()) == ["cifar-10-batches-py"]  # no staging folder left
+    # a file where the archive has a folder is refused too
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "cifar-10-batches-py").write_text("a file, not a folder")
+    with pytest.raises(FileExistsError, match="cifar-10-batches-py"):
+        extract_tar(archive, other)
+    assert (other / "cifar-10-batches-py").read_text() == "a file, not a folder"

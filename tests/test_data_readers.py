@@ -134,6 +134,37 @@ def test_truncated_files_name_the_file(tmp_path):
         read_idx(raw)
 
 
+def test_shape_product_overflow_names_the_file(tmp_path):
+    """4 x 65536 wraps to 0 in int64: the header alone then looked like a complete, empty array."""
+    path = tmp_path / "huge-idx4-ubyte"
+    path.write_bytes(bytes([0, 0, 0x08, 4]) + (65536).to_bytes(4, "big") * 4)
+    with pytest.raises(ValueError, match="huge-idx4-ubyte.*shape \\(65536, 65536, 65536, 65536\\)") as e:
+        read_idx(path)
+    assert str(path) in str(e.value)
+
+
+def test_gzip_bomb_is_decompressed_only_as_far_as_the_header_promises(tmp_path, monkeypatch):
+    path = tmp_path / "bomb-labels-idx1-ubyte.gz"
+    header = bytes([0, 0, 0x08, 1]) + (10).to_bytes(4, "big")  # promises 10 label bytes
+    with gzip.GzipFile(filename="", mode="wb", fileobj=open(path, "wb"), mtime=0) as g:
+        g.write(header + bytes(10))
+        for _ in range(64):  # then 64 MiB of zeros (64 KiB compressed)
+            g.write(bytes(1 << 20))
+    decompressed = []
+
+    class Counting(gzip.GzipFile):
+        def read(self, size=-1):
+            block = super().read(size)
+            decompressed.append(len(block))
+            return block
+
+    monkeypatch.setattr(gzip, "GzipFile", Counting)
+    with pytest.raises(ValueError, match="trailing bytes") as e:
+        read_idx(path, 2049)
+    assert str(path) in str(e.value)
+    assert sum(decompressed) <= len(header) + 10 + 1
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64])
 @pytest.mark.parametrize("compress", [True, False])
 def test_write_read_roundtrip(tmp_path, dtype, compress):
@@ -233,6 +264,17 @@ def test_cifar_corrupt_files_are_named(tmp_path):
         load_cifar10(tmp_path, split="test")
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(ValueError, match="corrupt or truncated CIFAR pickle") as e:
+        load_cifar10(tmp_path, split="test")
+    assert str(path) in str(e.value)
+
+
+@pytest.mark.parametrize("labels", [["cat", "dog"], ["1", "2"], [b"1", b"2"], [1.0, 2.0], [1, None], "12",
+                                    [[1], [2, 3]]])
+def test_cifar_labels_that_are_not_integers_name_the_file(tmp_path, labels):
+    data, _ = _cifar_arrays(2, 10, 0)
+    path = tmp_path / "cifar-10-batches-py" / "test_batch"
+    _write_pickle(path, data, {b"labels": labels})
+    with pytest.raises(ValueError, match="'labels' must be a list of integer labels") as e:
         load_cifar10(tmp_path, split="test")
     assert str(path) in str(e.value)
 

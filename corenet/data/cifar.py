@@ -90,14 +90,29 @@ def _read_pickle_batch(path: Path, label_keys) -> tuple[np.ndarray, list]:
     missing = [k for k in ("data", *label_keys) if k not in batch]
     if missing:
         raise ValueError(f"{path}: missing keys {missing}; found {sorted(batch)}")
-    data = np.asarray(batch["data"])
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != _PIXELS:
-        raise ValueError(f"{path}: 'data' must be uint8 of shape (N, {_PIXELS}), got {data.dtype} {data.shape}")
-    labels = [np.asarray(batch[k], dtype=np.int64).reshape(-1) for k in label_keys]
+    data = batch["data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != _PIXELS:
+        got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise ValueError(f"{path}: 'data' must be uint8 of shape (N, {_PIXELS}), got {got}")
+    labels = [_int_labels(path, k, batch[k]) for k in label_keys]
     for k, lab in zip(label_keys, labels):
         if len(lab) != len(data):
             raise ValueError(f"count mismatch in {path}: {len(data)} images but {len(lab)} {k}")
     return data, labels
+
+
+def _int_labels(path: Path, key: str, value) -> np.ndarray:
+    """A batch's labels as int64 (N,): a list or 1-D array of integers, nothing else (no strings)."""
+    ok = isinstance(value, (list, np.ndarray))
+    if isinstance(value, list):
+        ok = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)
+    labels = np.asarray(value) if ok else None
+    if labels is None or labels.ndim != 1 or (labels.size and labels.dtype.kind not in "iu"):
+        got = (f"dtype {labels.dtype}, shape {labels.shape}" if labels is not None else
+               type(value).__name__ if not isinstance(value, list) else
+               f"a list holding {sorted({type(v).__name__ for v in value})}")
+        raise ValueError(f"{path}: {key!r} must be a list of integer labels. Received: {got}")
+    return labels.astype(np.int64)
 
 
 def _read_binary_batch(path: Path, n_label_bytes: int) -> tuple[np.ndarray, list]:

@@ -8,6 +8,7 @@ under the final name (and the temporary file is removed). Only ``urllib`` is use
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import http.client
 import os
@@ -151,7 +152,14 @@ def download_file(url: str, dest, md5: str | None = None, *, timeout: float = 60
 
 
 def extract_tar(archive, dest_dir) -> Path:
-    """Extract a (gzip) tar archive into ``dest_dir``, refusing members that escape it.
+    """Extract a (gzip) tar archive into ``dest_dir``, refusing members that escape it; never deletes anything.
+
+    The archive is first extracted in full into a temporary folder inside ``dest_dir``, then merged
+    into ``dest_dir``: what is not there yet is moved in (a whole folder in one rename when it is new),
+    a file that is already there with the same bytes is left as it is, and a path that is already
+    there with other content (a different file, a file where the archive has a folder, or the other
+    way round) stops the merge before anything is moved. Files of the user's that the archive does
+    not hold are never touched, so re-extracting into a folder with the user's own files in it is safe.
 
     Parameters
     ----------
@@ -169,6 +177,9 @@ def extract_tar(archive, dest_dir) -> Path:
     ------
     ValueError
         The archive is corrupt or holds links, devices or paths outside ``dest_dir``.
+    FileExistsError
+        Paths the archive would write exist in ``dest_dir`` with other content; they are listed, and
+        nothing was changed (move them away, or extract elsewhere).
     """
     dest_dir = Path(dest_dir).resolve()
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -187,11 +198,38 @@ def extract_tar(archive, dest_dir) -> Path:
                     tar.extractall(staging, members=members)  # noqa: S202 (members checked above)
         except (tarfile.TarError, EOFError, OSError) as e:
             raise ValueError(f"{archive}: corrupt or truncated archive ({e})") from e
-        for item in staging.iterdir():  # move the finished tree into place
-            final = dest_dir / item.name
-            if final.is_dir():
-                shutil.rmtree(final)
-            os.replace(item, final)
+        moves, conflicts = _plan_merge(staging, dest_dir)
+        if conflicts:
+            shown = ", ".join(str(p) for p in conflicts[:10]) + (f" and {len(conflicts) - 10} more"
+                                                                  if len(conflicts) > 10 else "")
+            raise FileExistsError(f"extract_tar: {archive}: {len(conflicts)} path(s) in {dest_dir} differ from the "
+                                  f"archive's and are kept as they are; nothing was extracted. Move them away or "
+                                  f"extract elsewhere. Received: {shown}")
+        for src, dst in moves:  # the finished tree goes into place; nothing in dest_dir is replaced
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+        _fsync_dir(dest_dir)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)  # our own temporary folder only
     return dest_dir
+
+
+def _plan_merge(staging: Path, dest_dir: Path):
+    """``(moves, conflicts)``: the ``(source, target)`` renames that merge ``staging`` into ``dest_dir``
+    without replacing anything, and the targets that exist with other content."""
+    moves, conflicts = [], []
+    pending = [Path()]
+    while pending:
+        rel = pending.pop()
+        for item in sorted((staging / rel).iterdir()):
+            target = dest_dir / rel / item.name
+            if not os.path.lexists(target):
+                moves.append((item, target))
+            elif item.is_dir():
+                if target.is_dir():
+                    pending.append(rel / item.name)  # merge inside it
+                else:
+                    conflicts.append(target)
+            elif not (target.is_file() and filecmp.cmp(item, target, shallow=False)):
+                conflicts.append(target)
+    return moves, conflicts

@@ -9,6 +9,7 @@ Files may be gzip-compressed (``.gz``, as distributed) or raw (as unpacked by ma
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -30,18 +31,19 @@ IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
 
 
-def _read_bytes(path: Path) -> bytes:
-    """Whole file contents, gunzipped when it starts with the gzip signature."""
-    with open(path, "rb") as f:
-        head = f.read(2)
-        f.seek(0)
-        if head != b"\x1f\x8b":
-            return f.read()
-        try:
-            with gzip.GzipFile(fileobj=f) as g:
-                return g.read()
-        except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
-            raise ValueError(f"{path}: corrupt or truncated gzip stream ({e})") from e
+_CHUNK = 1 << 20
+
+
+def _read_upto(stream, n: int) -> bytearray:
+    """At most ``n`` bytes of ``stream``, read in chunks (so a header promising a huge size allocates
+    only what the stream really holds)."""
+    buf = bytearray()
+    while len(buf) < n:
+        block = stream.read(min(n - len(buf), _CHUNK))
+        if not block:
+            break
+        buf += block
+    return buf
 
 
 def read_idx(path, expected_magic: int | None = None) -> np.ndarray:
@@ -64,29 +66,55 @@ def read_idx(path, expected_magic: int | None = None) -> np.ndarray:
     ValueError
         Naming the file: corrupt gzip, wrong magic number, unknown type, truncated data or
         trailing bytes.
+
+    Notes
+    -----
+    The header says how many bytes follow it; no more than that (plus one byte, to tell that there
+    is more) is ever read or decompressed, so a gzip bomb behind a small header is refused after
+    reading what the header promised. Sizes are multiplied in Python integers, which never overflow.
     """
     path = Path(path)
-    data = _read_bytes(path)
-    if len(data) < 4:
-        raise ValueError(f"{path}: file has {len(data)} bytes, too short for an IDX header")
-    magic = int.from_bytes(data[:4], "big")
+    with open(path, "rb") as f:
+        compressed = f.read(2) == b"\x1f\x8b"
+        f.seek(0)
+        if not compressed:
+            return _parse_idx(path, f, expected_magic)
+        try:
+            with gzip.GzipFile(fileobj=f) as g:
+                return _parse_idx(path, g, expected_magic)
+        except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
+            raise ValueError(f"{path}: corrupt or truncated gzip stream ({e})") from e
+
+
+def _parse_idx(path: Path, stream, expected_magic) -> np.ndarray:
+    head = _read_upto(stream, 4)
+    if len(head) < 4:
+        raise ValueError(f"{path}: file has {len(head)} bytes, too short for an IDX header")
+    magic = int.from_bytes(head, "big")
     if expected_magic is not None and magic != expected_magic:
         raise ValueError(f"{path}: wrong magic number {magic} (expected {expected_magic}); not an IDX "
                          f"{'images' if expected_magic == IMAGES_MAGIC else 'labels'} file")
-    if data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+    if head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
         raise ValueError(f"{path}: wrong magic number {magic} (0x{magic:08x}); not an IDX file")
-    dtype, ndim = _IDX_DTYPES[data[2]], data[3]
+    dtype, ndim = _IDX_DTYPES[head[2]], head[3]
     header = 4 + 4 * ndim
-    if len(data) < header:
-        raise ValueError(f"{path}: truncated header ({len(data)} bytes, a {ndim}-D IDX header needs {header})")
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(data) < expected:
+    dims = _read_upto(stream, 4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise ValueError(f"{path}: truncated header ({4 + len(dims)} bytes, a {ndim}-D IDX header needs {header})")
+    shape = tuple(int.from_bytes(dims[4 * i:4 * i + 4], "big") for i in range(ndim))
+    count = math.prod(shape)  # exact
+    expected = header + count * dtype.itemsize
+    if count > np.iinfo(np.intp).max // dtype.itemsize:
+        raise ValueError(f"{path}: header promises shape {shape} ({expected} bytes), more than an array can "
+                         f"hold on this machine; the file is corrupt or not an IDX file")
+    body = _read_upto(stream, expected - header + 1)  # one byte past the promise tells that there is more
+    if len(body) < expected - header:
         raise ValueError(f"{path}: truncated: header promises shape {shape} ({expected} bytes) but the file "
-                         f"holds {len(data)} bytes")
-    if len(data) > expected:
-        raise ValueError(f"{path}: {len(data) - expected} unexpected trailing bytes after shape {shape}")
-    arr = np.frombuffer(data, dtype=dtype, count=int(np.prod(shape)), offset=header).reshape(shape)
+                         f"holds {header + len(body)} bytes")
+    if len(body) > expected - header:
+        raise ValueError(f"{path}: unexpected trailing bytes after shape {shape}: the data goes on past the "
+                         f"{expected} bytes the header promises (reading stopped there)")
+    arr = np.frombuffer(body, dtype=dtype, count=count).reshape(shape)
     return arr.astype(dtype.newbyteorder("="), copy=True)
 
 
