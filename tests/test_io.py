@@ -97,6 +97,38 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypa
     np.testing.assert_array_equal(restored.parameters()["fc.weight"] + 1.0, model.parameters()["fc.weight"])
 
 
+@pytest.mark.skipif(os.name == "nt", reason="writer liveness is checked with POSIX signals")
+def test_save_removes_only_temporaries_whose_writer_is_gone(tmp_path, monkeypatch):
+    import re
+    import subprocess
+
+    host = cio._host_tag()
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # its pid now names no process
+    live = subprocess.Popen(["sleep", "60"])
+    try:
+        names = {"dead": f".model.npz.{host}.{dead.pid}.k2j3h4g5.tmp",
+                 "live": f".model.npz.{host}.{live.pid}.a1b2c3d4.tmp",  # another process saving right now
+                 "other host": f".model.npz.x{host}.{dead.pid}.e5f6g7h8.tmp",  # another rank's, on another host
+                 "unnamed writer": ".model.npz.q9w8e7r6.tmp",  # written before writers were named
+                 "other target": f".other.npz.{host}.{dead.pid}.t5y6u7i8.tmp"}
+        for name in names.values():
+            (tmp_path / name).write_bytes(b"partial archive")
+        renames = []
+        real_replace = os.replace
+        monkeypatch.setattr(cio.os, "replace", lambda a, b: (renames.append(os.path.basename(a)), real_replace(a, b)))
+        convnet().save(tmp_path / "model.npz")
+        monkeypatch.undo()
+        left = set(os.listdir(tmp_path))
+        assert names["dead"] not in left
+        assert {n for k, n in names.items() if k != "dead"} | {"model.npz"} == left
+        assert re.fullmatch(rf"\.model\.npz\.{re.escape(host)}\.{os.getpid()}\.[a-z0-9_]+\.tmp", renames[0])
+        corenet.load(tmp_path / "model.npz")  # the checkpoint itself is whole
+    finally:
+        live.kill()
+        live.wait()
+
+
 def test_strict_loading_reports_missing_unexpected_and_shapes(tmp_path):
     model = convnet()
     path = tmp_path / "w.npz"
