@@ -6,6 +6,7 @@ Each keeps the input's shape and dtype; the formulas are in the docstrings of th
 from __future__ import annotations
 
 from .. import functional as F
+from ..functional._args import choice, integer, real
 from .base import Layer
 
 __all__ = ["ReLU", "LeakyReLU", "ELU", "SELU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax"]
@@ -50,7 +51,7 @@ class LeakyReLU(_Activation):
 
     def __init__(self, negative_slope=0.01, **kwargs):
         super().__init__(**kwargs)
-        self._kw = {"negative_slope": float(negative_slope)}
+        self._kw = {"negative_slope": real(type(self).__name__, "negative_slope", negative_slope)}
 
 
 class ELU(_Activation):
@@ -60,7 +61,7 @@ class ELU(_Activation):
 
     def __init__(self, alpha=1.0, **kwargs):
         super().__init__(**kwargs)
-        self._kw = {"alpha": float(alpha)}
+        self._kw = {"alpha": real(type(self).__name__, "alpha", alpha)}
 
 
 class SELU(_Activation):
@@ -76,7 +77,7 @@ class GELU(_Activation):
 
     def __init__(self, approximate="none", **kwargs):
         super().__init__(**kwargs)
-        self._kw = {"approximate": str(approximate)}
+        self._kw = {"approximate": choice(type(self).__name__, "approximate", approximate, ("none", "tanh"))}
 
 
 class Sigmoid(_Activation):
@@ -97,7 +98,7 @@ class Softmax(_Activation):
 
     def __init__(self, axis=1, **kwargs):
         super().__init__(**kwargs)
-        self._kw = {"axis": int(axis)}
+        self._kw = {"axis": integer(type(self).__name__, "axis", axis)}
 
     def _build(self, input_shape):
         axis = self._kw["axis"]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import init as _init
+from ..functional._args import FLOAT_DTYPES, check_elements, flag, is_device, positive_float
 
 __all__ = ["Layer", "get_layer_class", "fmt_shape"]
 
@@ -73,8 +74,8 @@ class Layer:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"{type(self).__name__}: seed must be an int or None, received {seed!r}")
         self.name = name
-        self.trainable = bool(trainable)
-        self.lr_mult = float(lr_mult)
+        self.trainable = flag(type(self).__name__, "trainable", trainable)
+        self.lr_mult = positive_float(type(self).__name__, "lr_mult", lr_mult, allow_zero=True)
         self.seed = None if seed is None else int(seed)
         self.params: dict[str, np.ndarray] = {}
         self.buffers: dict[str, np.ndarray] = {}
@@ -103,7 +104,9 @@ class Layer:
                     f"{self.label()}: already built for input shape {self._shape_str(self.input_shape)}; a layer "
                     f"is reused only on inputs of the same shape. Received: {self._shape_str(shape)}")
             return self.output_shape
-        self.output_shape = tuple(int(d) for d in self._build(shape))
+        output_shape = tuple(int(d) for d in self._build(shape))
+        check_elements(self.label(), output_shape, "output of one sample")
+        self.output_shape = output_shape
         self.input_shape = shape
         self.has_params = any(not spec[4] for spec in self._specs.values())
         self.built = True
@@ -118,7 +121,9 @@ class Layer:
 
     def add_param(self, name: str, shape, init="zeros", *, fan_in=None, fan_out=None, buffer=False, dtype=None):
         """Declare a parameter (or a buffer) filled by ``init`` at :meth:`initialize`."""
-        self._specs[name] = (tuple(int(d) for d in shape), init, fan_in, fan_out, buffer, dtype)
+        shape = tuple(int(d) for d in shape)
+        check_elements(self.label(), shape, f"parameter {name!r}")
+        self._specs[name] = (shape, init, fan_in, fan_out, buffer, dtype)
 
     def initialize(self, rng: np.random.Generator | None = None, dtype=None) -> None:
         """Create the declared arrays. The layer's own ``seed`` wins over ``rng``; neither: fresh entropy."""
@@ -154,12 +159,30 @@ class Layer:
         first = inputs[0] if isinstance(inputs, (list, tuple)) and inputs else inputs
         if isinstance(first, SymbolicTensor):
             return connect(self, inputs)
-        arrays = list(inputs) if self.multi_input else inputs
-        if not self.built:
-            self.build([a.shape[1:] for a in arrays] if self.multi_input else arrays.shape[1:])
+        arrays = self._check_arrays(inputs)
+        self.build([a.shape[1:] for a in arrays] if self.multi_input else arrays.shape[1:])  # checks a built layer
         if not self.initialized:
             self.initialize(dtype=(arrays[0] if self.multi_input else arrays).dtype)
         return self.forward(arrays, training=False)
+
+    def _check_arrays(self, inputs):
+        """Eager calls: float arrays with a batch axis (one, or a list of one batch size for merges)."""
+        if self.multi_input != isinstance(inputs, (list, tuple)):
+            want = "a list of arrays" if self.multi_input else "one array"
+            raise TypeError(f"{self.label()}: expects {want}, received {type(inputs).__name__}")
+        arrays = list(inputs) if self.multi_input else [inputs]
+        for a in arrays:
+            if not isinstance(a, np.ndarray) and not is_device(a):
+                raise TypeError(f"{self.label()}: expects numpy (or device) arrays, received {type(a).__name__}")
+            if a.dtype not in FLOAT_DTYPES:
+                raise TypeError(f"{self.label()}: expects float32 or float64 arrays, received dtype {a.dtype}")
+            if len(a.shape) < 2:
+                raise ValueError(f"{self.label()}: expects arrays (batch, ...) with at least one axis per sample, "
+                                 f"received shape {tuple(a.shape)}")
+        if len({a.shape[0] for a in arrays}) > 1:
+            raise ValueError(f"{self.label()}: inputs must have one batch size, received shapes "
+                             f"{[tuple(a.shape) for a in arrays]}")
+        return arrays if self.multi_input else arrays[0]
 
     def forward(self, x, training: bool = False, retain: bool = True):
         raise NotImplementedError

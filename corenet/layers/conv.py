@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
-from ..functional._args import pair, positive_int
+from ..functional._args import padding4, pair, positive_int
 from .base import Layer
 
 __all__ = ["Conv2d"]
@@ -42,6 +42,7 @@ class Conv2d(Layer):
         self.stride = pair(op, "stride", stride)
         self.dilation = pair(op, "dilation", dilation)
         self.groups = positive_int(op, "groups", groups)
+        padding4(op, padding, self.kernel_size, self.stride, self.dilation, (1, 1))  # checks the form and range
         self.padding = padding if isinstance(padding, str) else _plain(padding)
         self.use_bias = bool(bias)
         self.in_channels = None if in_channels is None else positive_int(op, "in_channels", in_channels)
@@ -62,8 +63,9 @@ class Conv2d(Layer):
         try:
             out = F.conv_output_shape((1, *input_shape), w_shape, self.stride, self.padding, self.dilation,
                                       self.groups)
-        except ValueError as e:
-            raise self._error(str(e).replace("conv_output_shape: ", ""), input_shape) from None
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"{self.label()}: {str(e).replace('conv_output_shape: ', '')}. Received: input shape "
+                          f"{self._shape_str(input_shape)}") from None
         fan_in, fan_out = w_shape[1] * w_shape[2] * w_shape[3], w_shape[0] * w_shape[2] * w_shape[3]
         self.add_param("weight", w_shape, self.kernel_init, fan_in=fan_in, fan_out=fan_out)
         if self.use_bias:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
+from ..functional._args import real
 from .base import Layer
 
 __all__ = ["Dropout"]
@@ -22,7 +23,7 @@ class Dropout(Layer):
 
     def __init__(self, p=0.5, **kwargs):
         super().__init__(**kwargs)
-        p = float(p)
+        p = real(self.label(), "p", p)
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"{self.label()}: p must be in [0, 1], received {p}")
         self.p = p

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import functional as F
-from ..functional._args import positive_int
+from ..functional._args import choice, positive_float, positive_int
 from .base import Layer
 
 __all__ = ["LocalResponseNorm"]
@@ -21,14 +21,13 @@ class LocalResponseNorm(Layer):
 
     def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0, mode="across", convention="torch", **kwargs):
         super().__init__(**kwargs)
-        self.size = positive_int("LocalResponseNorm", "size", size)
-        self.alpha, self.beta, self.k = float(alpha), float(beta), float(k)
-        self.mode, self.convention = mode, convention
-        if mode not in ("across", "within"):
-            raise ValueError(f"{self.label()}: mode must be 'across' or 'within', received {mode!r}")
-        if convention not in ("torch", "caffe", "paper", "tf"):
-            raise ValueError(f"{self.label()}: convention must be 'torch', 'caffe', 'paper' or 'tf', "
-                             f"received {convention!r}")
+        op = "LocalResponseNorm"
+        self.size = positive_int(op, "size", size)
+        self.alpha = positive_float(op, "alpha", alpha, allow_zero=True)
+        self.beta = positive_float(op, "beta", beta, allow_zero=True)
+        self.k = positive_float(op, "k", k)
+        self.mode = choice(op, "mode", mode, ("across", "within"))
+        self.convention = choice(op, "convention", convention, ("torch", "caffe", "paper", "tf"))
 
     def _build(self, input_shape):
         if len(input_shape) != 3:

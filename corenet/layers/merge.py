@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..functional._args import integer
 from .base import Layer, _ops
 
 __all__ = ["Add", "Multiply", "Concat"]
@@ -178,7 +179,7 @@ class Concat(_Merge):
 
     def __init__(self, axis=1, **kwargs):
         super().__init__(**kwargs)
-        self.axis = int(axis)
+        self.axis = integer(type(self).__name__, "axis", axis)
 
     def _merge_shape(self, shapes):
         ndim = len(shapes[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
+from ..functional._args import flag, positive_float, positive_int
 from .base import Layer
 
 __all__ = ["BatchNorm2d", "BatchNorm1d"]
@@ -24,10 +25,13 @@ class _BatchNorm(Layer):
 
     def __init__(self, num_features=None, eps=1e-5, momentum=0.1, affine=True, **kwargs):
         super().__init__(**kwargs)
-        self.num_features = None if num_features is None else int(num_features)
-        self.eps = float(eps)
-        self.momentum = float(momentum)
-        self.affine = bool(affine)
+        op = type(self).__name__
+        self.num_features = None if num_features is None else positive_int(op, "num_features", num_features)
+        self.eps = positive_float(op, "eps", eps)
+        self.momentum = positive_float(op, "momentum", momentum, allow_zero=True)
+        if self.momentum > 1:
+            raise ValueError(f"{op}: momentum must be in [0, 1], received {momentum!r}")
+        self.affine = flag(op, "affine", affine)
 
     def _build(self, input_shape):
         if len(input_shape) != self.expected_ndim:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import functional as F
-from ..functional._args import check_window_fits, out_size, padding4, pair
+from ..functional._args import check_padded, check_window_fits, flag, out_size, padding4, pair, positive_float
 from .base import Layer
 from .conv import _plain
 
@@ -39,10 +39,13 @@ class _WindowPool(_Pool):
         op = type(self).__name__
         self.kernel_size = pair(op, "kernel_size", kernel_size)
         self.stride = self.kernel_size if stride is None else pair(op, "stride", stride)
-        self.padding = padding if isinstance(padding, str) else _plain(padding)
         self.dilation = pair(op, "dilation", dilation)
-        self.ceil_mode = bool(ceil_mode)
-        self.count_include_pad = bool(count_include_pad)
+        padding4(op, padding, self.kernel_size, self.stride, self.dilation, (1, 1))  # checks the form and range
+        self.padding = padding if isinstance(padding, str) else _plain(padding)
+        self.ceil_mode = flag(op, "ceil_mode", ceil_mode)
+        self.count_include_pad = flag(op, "count_include_pad", count_include_pad)
+        if divisor_override is not None:
+            divisor_override = positive_float(op, "divisor_override", divisor_override)
         self.divisor_override = divisor_override
 
     def _build(self, input_shape):
@@ -56,6 +59,7 @@ class _WindowPool(_Pool):
             check_window_fits(op, (1, C, H, W), k, d, pads)
         except ValueError as e:
             raise self._error(str(e).replace(f"{op}: ", ""), input_shape) from None
+        check_padded(op, (H, W), pads)
         ho = out_size(H, k[0], s[0], pads[0], pads[1], d[0], self.ceil_mode)
         wo = out_size(W, k[1], s[1], pads[2], pads[3], d[1], self.ceil_mode)
         return C, ho, wo
@@ -127,7 +131,12 @@ class AdaptiveAvgPool2d(_Pool):
 
     def __init__(self, output_size, **kwargs):
         super().__init__(**kwargs)
-        self.output_size = list(output_size) if isinstance(output_size, (list, tuple)) else int(output_size)
+        op = type(self).__name__
+        if isinstance(output_size, (list, tuple)) and len(output_size) == 2:
+            pair(op, "output_size", tuple(1 if s is None else s for s in output_size))  # None keeps the input size
+            self.output_size = [None if s is None else int(s) for s in output_size]
+        else:
+            self.output_size = pair(op, "output_size", output_size)[0]
 
     def _build(self, input_shape):
         self._check_4d(input_shape)

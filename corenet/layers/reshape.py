@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ..functional._args import MAX_INT, _is_int, check_elements
 from .base import Layer, _ops
 
 __all__ = ["Flatten", "Reshape", "ZeroPad2d"]
@@ -36,10 +37,15 @@ class Reshape(Layer):
 
     def __init__(self, target_shape, **kwargs):
         super().__init__(**kwargs)
-        self.target_shape = tuple(int(d) for d in target_shape)
+        shape = (target_shape,) if _is_int(target_shape) else target_shape
+        if not isinstance(shape, (tuple, list)) or not shape or not all(_is_int(d) for d in shape):
+            raise TypeError(f"{self.label()}: target_shape must be an int or a tuple of ints (per sample, no batch "
+                            f"axis), received {target_shape!r}")
+        self.target_shape = tuple(int(d) for d in shape)
         if sum(d == -1 for d in self.target_shape) > 1 or any(d == 0 or d < -1 for d in self.target_shape):
             raise ValueError(f"{self.label()}: target_shape must hold positive sizes and at most one -1, "
                              f"received {target_shape!r}")
+        check_elements(self.label(), [abs(d) for d in self.target_shape], "target shape")
 
     def _build(self, input_shape):
         n = math.prod(input_shape)
@@ -87,9 +93,9 @@ class ZeroPad2d(Layer):
             pads = (p[0], p[0], p[1], p[1])
         else:
             pads = None
-        if pads is None or len(pads) != 4 or not all(isinstance(v, (int, np.integer)) and v >= 0 for v in pads):
+        if pads is None or len(pads) != 4 or not all(_is_int(v) and 0 <= v <= MAX_INT for v in pads):
             raise ValueError(f"{self.label()}: padding must be an int, (ph, pw), ((top, bottom), (left, right)) or "
-                             f"(left, right, top, bottom) of ints >= 0, received {padding!r}")
+                             f"(left, right, top, bottom) of ints in [0, 2**31 - 1], received {padding!r}")
         self.pads = tuple(int(v) for v in pads)  # (top, bottom, left, right)
 
     def _build(self, input_shape):
@@ -97,6 +103,9 @@ class ZeroPad2d(Layer):
             raise self._error("expects per-sample input (channels, height, width)", input_shape)
         C, H, W = input_shape
         t, b, l, r = self.pads
+        if H + t + b > MAX_INT or W + l + r > MAX_INT:
+            raise self._error(f"the padded size {H + t + b}x{W + l + r} exceeds 2**31 - 1 per axis "
+                              f"(padding (top, bottom, left, right)={self.pads})", input_shape)
         return C, H + t + b, W + l + r
 
     def forward(self, x, training=False, retain=True):
