@@ -31,7 +31,18 @@ def _float_output(name, output):
     return output
 
 
+def _real_target(name, target):
+    """``target`` as an array of real numbers (float, int or bool); complex, object and strings refused."""
+    target = np.asarray(target)
+    if target.dtype.kind not in "biuf":
+        why = " (its imaginary part would be dropped)" if target.dtype.kind == "c" else ""
+        raise TypeError(f"{name}: targets must hold real numbers, received dtype {target.dtype}{why}")
+    return target
+
+
 def _reduction(name, reduction, allowed):
+    if not isinstance(reduction, str):
+        raise TypeError(f"{name}: reduction must be one of {allowed}, received {reduction!r}")
     if reduction not in allowed:
         raise ValueError(f"{name}: reduction must be one of {allowed}, received {reduction!r}")
     return reduction
@@ -92,6 +103,9 @@ class CrossEntropy(Loss):
     name = "cross_entropy"
 
     def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean"):
+        if isinstance(label_smoothing, (bool, np.bool_)) or not isinstance(label_smoothing, (int, float, np.integer,
+                                                                                             np.floating)):
+            raise TypeError(f"CrossEntropy: label_smoothing must be a number in [0, 1], received {label_smoothing!r}")
         ls = float(label_smoothing)
         if not 0.0 <= ls <= 1.0:
             raise ValueError(f"CrossEntropy: label_smoothing must be in [0, 1], received {label_smoothing!r}")
@@ -109,11 +123,14 @@ class CrossEntropy(Loss):
         if output.ndim != 2:
             raise ValueError(f"{name}: output must be logits of shape (N, K), received output.shape={output.shape}")
         n, k = output.shape
+        if n == 0 or k == 0:
+            raise ValueError(f"{name}: output must hold at least one sample and one class, received "
+                             f"output.shape={output.shape}")
         z = output.astype(np.float64)
         z = z - z.max(axis=1, keepdims=True)
         lse = np.log(np.exp(z).sum(axis=1, keepdims=True))
         logp = z - lse  # (N, K)
-        target = np.asarray(target)
+        target = _real_target(name, target)
         if target.shape == output.shape:  # one-hot or probabilities (any numeric dtype)
             q = target.astype(np.float64)
         elif target.ndim == 1:
@@ -177,7 +194,7 @@ class MSE(Loss):
 
     def __call__(self, output, target):
         output = _float_output("mse", output)
-        target = np.asarray(target)
+        target = _real_target("mse", target)
         if target.shape != output.shape:
             raise ValueError(f"mse: target must have the output's shape {output.shape}, "
                              f"received target.shape={target.shape}")
@@ -209,7 +226,7 @@ class BCEWithLogits(Loss):
 
     def __call__(self, output, target):
         output = _float_output("bce_with_logits", output)
-        target = np.asarray(target)
+        target = _real_target("bce_with_logits", target)
         if target.shape != output.shape:
             raise ValueError(f"bce_with_logits: target must have the output's shape {output.shape}, "
                              f"received target.shape={target.shape}")

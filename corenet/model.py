@@ -17,7 +17,7 @@ import numpy as np
 
 from .graph import Graph, Input, InputLayer, SymbolicTensor
 from .layers.base import Layer, get_layer_class
-from .training import TrainingMixin
+from .training import TrainingMixin, check_array_dtype
 
 __all__ = ["Model", "Sequential"]
 
@@ -138,13 +138,18 @@ class Model(TrainingMixin):
                 out.append(a)
                 continue
             a = np.asarray(a)
-            if a.shape[1:] != t.shape:
+            if a.dtype != t.dtype:  # float64 <-> float32 is cast; integer, complex, bool, object, str refused
+                check_array_dtype(self.name, f"input {t.node.layer.name!r}", a, inputs=True)
+            if a.shape[1:] != t.shape or a.ndim == 0:
                 raise ValueError(f"{self.name}: input {t.node.layer.name!r} expects arrays of shape "
                                  f"(batch, {', '.join(map(str, t.shape))}), received shape {a.shape}")
             if a.dtype != t.dtype:
                 a = a.astype(t.dtype)
             a = np.ascontiguousarray(a)
             out.append(self._to_device(a) if on_device else a)  # a model on the GPU: one copy per batch
+        if len(out) > 1 and len({a.shape[0] for a in out}) > 1:
+            raise ValueError(f"{self.name}: inputs must have one batch size, received shapes "
+                             f"{[tuple(a.shape) for a in out]} for {self.input_names}")
         return out
 
     # ------------------------------------------------------------------ device
@@ -264,7 +269,15 @@ class Model(TrainingMixin):
         Shape mismatches always raise; with ``strict`` missing and unexpected names raise too, all
         reported in one ValueError.
         """
+        if not isinstance(state, dict):
+            raise TypeError(f"{self.name}: load_state_dict takes a dict of name -> array, received "
+                            f"{type(state).__name__}")
         own = self.state_dict()
+        for k in own:  # never cast complex (dropping the imaginary part), bool, object or string arrays
+            kind = np.asarray(state[k]).dtype.kind if k in state else "f"
+            if kind not in "fiu":
+                raise TypeError(f"{self.name}: load_state_dict: {k!r} must hold real numbers, received dtype "
+                                f"{np.asarray(state[k]).dtype}")
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         mismatched = [f"{k}: model {own[k].shape}, received {np.shape(state[k])}"

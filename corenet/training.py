@@ -175,9 +175,15 @@ class TrainingMixin:
 
     # ------------------------------------------------------------------------ evaluate / predict
     def predict(self, x, batch_size: int = 32):
-        """Outputs for ``x`` in eval mode, ``batch_size`` samples at a time (a list for several outputs)."""
+        """Outputs for ``x`` in eval mode, ``batch_size`` samples at a time (a list for several outputs).
+
+        ``x`` must hold float arrays (float32/float64, cast to the input's dtype); integer images
+        (uint8) are refused with a TypeError saying how to convert them (``x.astype(np.float32) / 255``
+        scales to [0, 1] as ``corenet.data.DataLoader`` does), as are complex, bool, object and string arrays.
+        """
+        batch_size = _check_batch_size("predict", batch_size)
         xs = _as_list(x)
-        n = _check_lengths(xs, None)
+        n = _check_data(self, xs, None, "predict")
         chunks = None
         for start in range(0, n, batch_size):
             xb = [a[start:start + batch_size] for a in xs]
@@ -192,10 +198,15 @@ class TrainingMixin:
         return result if len(result) > 1 else result[0]
 
     def evaluate(self, x, y, batch_size: int = 32, verbose=0) -> dict:
-        """Loss and metrics over ``(x, y)`` in eval mode: ``{"loss": ..., "accuracy": ...}``."""
+        """Loss and metrics over ``(x, y)`` in eval mode: ``{"loss": ..., "accuracy": ...}``.
+
+        ``x`` as for :meth:`predict` (float arrays; uint8 images are refused with how to convert them);
+        ``y`` real-valued or integer arrays (complex, object and string targets are refused).
+        """
         self._require_compiled("evaluate")
+        batch_size = _check_batch_size("evaluate", batch_size)
         xs = _as_list(x)
-        n = _check_lengths(xs, y)
+        n = _check_data(self, xs, y, "evaluate")
         loss_sum = 0.0
         sums = [[0.0, 0] for _ in self._metric_fns]
         for start in range(0, n, batch_size):
@@ -272,8 +283,30 @@ class TrainingMixin:
 
         Logged keys: ``loss``, the metrics (``accuracy``), ``val_loss``, ``val_accuracy`` and ``lr``
         (the rate used during the epoch).
+
+        Arrays must be float (float32/float64, cast to the input's dtype). Integer images (uint8) are
+        refused with a TypeError that says how to convert them: ``x.astype(np.float32) / 255`` gives
+        the [0, 1] scale a ``DataLoader`` produces from uint8 (or pass a ``DataLoader``, which converts
+        them per batch). Complex, bool, object and string arrays are refused too.
         """
         from .fitting import run_fit
+
+        if not (hasattr(x, "set_epoch") and hasattr(x, "order")):  # arrays (a DataLoader checks its own)
+            self._require_compiled("fit")
+            _check_batch_size("fit", batch_size)
+            _check_data(self, _as_list(x), y, "fit", targets_required=True)
+            if validation_data is not None and isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
+                _check_data(self, _as_list(validation_data[0]), validation_data[1], "fit: validation_data")
+        for name, v in (("epochs", epochs), ("initial_epoch", initial_epoch)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"fit: {name} must be an int, received {v!r}")
+            if v < 0:
+                raise ValueError(f"fit: {name} must be >= 0, received {v!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise TypeError(f"fit: seed must be an int or None, received {seed!r}")
+        if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float, np.integer,
+                                                                                   np.floating)):
+            raise TypeError(f"fit: validation_split must be a number in [0, 1), received {validation_split!r}")
 
         return run_fit(self, x, y, batch_size=batch_size, epochs=epochs, validation_data=validation_data,
                        validation_split=validation_split, shuffle=shuffle, seed=seed, callbacks=callbacks,
@@ -304,15 +337,70 @@ def _host(a) -> list:
     return [o if isinstance(o, np.ndarray) or not hasattr(o, "copy_to_host") else o.copy_to_host() for o in _as_list(a)]
 
 
-def _check_lengths(xs: list, y) -> int:
+def _check_lengths(xs: list, y, op: str = "fit") -> int:
     n = len(xs[0])
     arrays = list(xs) + (_as_list(y) if y is not None else [])
     lengths = [len(a) for a in arrays]
     if len(set(lengths)) != 1:
-        raise ValueError(f"inputs and targets must have the same number of samples, received lengths {lengths}")
+        raise ValueError(f"{op}: inputs and targets must have the same number of samples, received lengths {lengths}")
     if n == 0:
-        raise ValueError("received an empty data set (0 samples)")
+        raise ValueError(f"{op}: received an empty data set (0 samples)")
     return n
+
+
+def _check_batch_size(op: str, batch_size) -> int:
+    """A positive int (``batch_size=-1`` once gave ``{'loss': 0.0, 'accuracy': nan}``)."""
+    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)):
+        raise TypeError(f"{op}: batch_size must be a positive int, received {batch_size!r}")
+    if batch_size < 1:
+        raise ValueError(f"{op}: batch_size must be a positive int, received {batch_size!r}")
+    return int(batch_size)
+
+
+def check_array_dtype(op: str, what: str, a, inputs: bool) -> None:
+    """Inputs: float arrays only (cast later between float32/float64); targets: real numbers or bools.
+
+    Complex (the imaginary part would be dropped), object, string, bool inputs and integer inputs are a
+    TypeError; for integer images the message says how to convert them.
+    """
+    kind = a.dtype.kind
+    if kind == "f" or (not inputs and kind in "biu"):
+        return
+    if kind in "iu":
+        hint = (" For images, x.astype(np.float32) / 255 scales uint8 pixels to [0, 1] as corenet.data.DataLoader "
+                "does (or pass a DataLoader); x.astype(np.float32) keeps the raw values." if kind == "u" and
+                a.dtype.itemsize == 1 else " Convert it with x.astype(np.float32).")
+        raise TypeError(f"{op}: {what} must be a float32 or float64 array, received dtype {a.dtype}.{hint}")
+    why = {"c": " (its imaginary part would be dropped; pass x.real if that is meant)"}.get(kind, "")
+    expected = "float32 or float64" if inputs else "real numbers (float, int or bool)"
+    raise TypeError(f"{op}: {what} must hold {expected}, received dtype {a.dtype}{why}")
+
+
+def _check_data(model, xs: list, y, op: str, targets_required: bool = False) -> int:
+    """Check ``xs`` against the model's inputs (count, array kind, dtype, per-sample shape) and ``y``
+    (array kind, dtype, lengths); return the number of samples. One pass per call, not per batch."""
+    names = model.input_names
+    if len(xs) != len(names):
+        raise ValueError(f"{op}: the model takes {len(names)} input array(s) {names}, received {len(xs)}")
+    for a, t, name in zip(xs, model.inputs, names):
+        if not isinstance(a, np.ndarray) and not hasattr(a, "copy_to_host"):
+            raise TypeError(f"{op}: input {name!r} must be a numpy array, received {type(a).__name__}")
+        check_array_dtype(op, f"input {name!r}", a, inputs=True)
+        if len(a.shape) < 1 or tuple(a.shape[1:]) != t.shape:
+            raise ValueError(f"{op}: input {name!r} expects arrays of shape (batch, {', '.join(map(str, t.shape))}), "
+                             f"received shape {tuple(a.shape)}")
+    if y is None:
+        if targets_required:
+            raise ValueError(f"{op}: targets y are required")
+    else:
+        for a in _as_list(y):
+            if not isinstance(a, np.ndarray) and not hasattr(a, "copy_to_host"):
+                raise TypeError(f"{op}: targets must be numpy arrays (a list of them for several outputs), "
+                                f"received {type(a).__name__}")
+            check_array_dtype(op, "targets", a, inputs=False)
+            if len(a.shape) < 1:
+                raise ValueError(f"{op}: targets need a batch axis, received a 0-d array")
+    return _check_lengths(xs, y, op)
 
 
 def _take(y, index):
