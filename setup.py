@@ -29,6 +29,8 @@ def _extensions():
         Extension(
             "corenet._ext." + os.path.splitext(os.path.basename(src))[0],
             [src],
+            # the C kernels (simd_conv*.h) that a .pyx includes: rebuild when they change
+            depends=sorted(glob.glob(os.path.join("corenet", "_ext", "*.h"))),
             # -fno-math-errno: sqrt/sqrtf become one (vectorisable) instruction; no kernel reads errno
             extra_compile_args=["-O3", "-fno-math-errno"] if sys.platform != "win32" else ["/O2"],
         )

@@ -1,0 +1,233 @@
+/* Design
+ * ------
+ * The OpenMP drivers of the direct convolution for one element type (included by simd_conv.h
+ * once for float, once for double, with T and SUF defined): input and weight packing, the
+ * choice of the tile kernel for the current instruction set, the task split over threads and the
+ * workspace arithmetic. The workspace is the caller's (one buffer, sized by *_workspace), so no
+ * call allocates memory.
+ */
+
+#define CS_CAT_(a, b) a##_##b
+#define CS_CAT(a, b) CS_CAT_(a, b)
+#define CS_F(name) CS_CAT(name, SUF)
+#define CS_LANES CS_CAT(cs_lanes, SUF)[cs_get_isa()]
+
+typedef void (*CS_F(cs_fwd_fn))(const T*, const T*, const long*, long, const T*, T*, long, long, long, long, long,
+                                long);
+typedef void (*CS_F(cs_wgrad_fn))(const T*, long, const T*, long, long, long, const long*, long, long, long, long,
+                                  long, long, long, long, long, void*, T*);
+
+static CS_F(cs_fwd_fn) CS_F(cs_fwd_kernel)(int isa)
+{
+#if CS_X86
+    if (isa == CS_AVX512)
+        return CS_F(forward_image_avx512);
+    if (isa == CS_AVX2)
+        return CS_F(forward_image_avx2);
+#endif
+    (void)isa;
+    return CS_F(forward_image_generic);
+}
+
+static CS_F(cs_wgrad_fn) CS_F(cs_wgrad_kernel)(int isa)
+{
+#if CS_X86
+    if (isa == CS_AVX512)
+        return CS_F(wgrad_block_avx512);
+    if (isa == CS_AVX2)
+        return CS_F(wgrad_block_avx2);
+#endif
+    (void)isa;
+    return CS_F(wgrad_block_generic);
+}
+
+/* elements between two packed images: the image size rounded up to 64 bytes */
+static long CS_F(cs_img_stride)(const cs_geom* g)
+{
+    return (long)(cs_round64((size_t)g->img * sizeof(T)) / sizeof(T));
+}
+
+/* IN xi (C, H, W), one image; OUT xq (C, sw, Hq, Wq), see simd_conv.h */
+static void CS_F(cs_pack_image)(const T* restrict xi, const cs_geom* g, T* restrict xq)
+{
+    for (long c = 0; c < g->C; c++)
+        for (long ph = 0; ph < g->sw; ph++)
+            for (long r = 0; r < g->Hq; r++) {
+                T* dst = xq + ((c * g->sw + ph) * g->Hq + r) * g->Wq;
+                long row = r - g->pt;
+                if (row < 0 || row >= g->H) {
+                    memset(dst, 0, (size_t)g->Wq * sizeof(T));
+                    continue;
+                }
+                const T* src = xi + (c * g->H + row) * g->W;
+                if (g->sw == 1) {
+                    long lo = g->pl > 0 ? g->pl : 0, hi = g->pl + g->W; /* dst[i] = src[i - pl] on [lo, hi) */
+                    if (lo > g->Wq)
+                        lo = g->Wq;
+                    if (hi > g->Wq)
+                        hi = g->Wq;
+                    if (hi < lo)
+                        hi = lo;
+                    memset(dst, 0, (size_t)lo * sizeof(T));
+                    if (hi > lo)
+                        memcpy(dst + lo, src + lo - g->pl, (size_t)(hi - lo) * sizeof(T));
+                    memset(dst + hi, 0, (size_t)(g->Wq - hi) * sizeof(T));
+                } else {
+                    for (long i = 0; i < g->Wq; i++) {
+                        long col = i * g->sw + ph - g->pl;
+                        dst[i] = (col >= 0 && col < g->W) ? src[col] : (T)0;
+                    }
+                }
+            }
+}
+
+/* ------------------------------------------------------------------ forward */
+static int CS_F(cs_fwd_per_image)(const cs_geom* g, int nthreads)
+{
+    return g->N >= 2 * (long)nthreads;
+}
+
+/* bytes of workspace cs_forward needs for these shapes and thread count */
+static size_t CS_F(cs_forward_workspace)(const cs_geom* g, int nthreads)
+{
+    int isa = cs_get_isa();
+    long ocb = cs_ocb[isa], nblk = (g->OC + ocb - 1) / ocb;
+    long nbuf = CS_F(cs_fwd_per_image)(g, nthreads) ? nthreads : g->N;
+    return 64 + cs_round64((size_t)(nblk * g->K * ocb) * sizeof(T)) + cs_round64((size_t)g->K * sizeof(long)) +
+           (size_t)nbuf * (size_t)CS_F(cs_img_stride)(g) * sizeof(T);
+}
+
+/* IN x (N, C, H, W), w (OC, C, kh, kw), bias (OC,) or NULL; OUT y (N, OC, Ho, Wo) */
+static void CS_F(cs_forward)(const T* x, const T* w, const T* bias, T* y, const cs_geom* g, char* ws, int nthreads)
+{
+    const int isa = cs_get_isa();
+    const long ocb = cs_ocb[isa], nblk = (g->OC + ocb - 1) / ocb, K = g->K;
+    const long istride = CS_F(cs_img_stride)(g), xs = g->C * g->H * g->W, ys = g->OC * g->Ho * g->Wo;
+    const long row_step = g->sh * g->Wq;
+    const CS_F(cs_fwd_fn) f = CS_F(cs_fwd_kernel)(isa);
+    char* p = cs_align64(ws);
+    T* wq = (T*)p;
+    p += cs_round64((size_t)(nblk * K * ocb) * sizeof(T));
+    long* toff = (long*)p;
+    p += cs_round64((size_t)K * sizeof(long));
+    T* xq = (T*)p;
+    nthreads = cs_threads(nthreads);
+
+    for (long b = 0; b < nblk; b++) /* wq[b, t, j] = w[b*ocb + j, t] */
+        for (long t = 0; t < K; t++)
+            for (long j = 0; j < ocb; j++) {
+                long oc = b * ocb + j;
+                wq[(b * K + t) * ocb + j] = oc < g->OC ? w[oc * K + t] : (T)0;
+            }
+    cs_tap_offsets(g, toff);
+
+    if (CS_F(cs_fwd_per_image)(g, nthreads)) {
+#pragma omp parallel num_threads(nthreads)
+        {
+#ifdef _OPENMP
+            T* buf = xq + (long)omp_get_thread_num() * istride;
+#else
+            T* buf = xq;
+#endif
+#pragma omp for schedule(dynamic, 1)
+            for (long n = 0; n < g->N; n++) {
+                CS_F(cs_pack_image)(x + n * xs, g, buf);
+                f(buf, wq, toff, K, bias, y + n * ys, g->OC, g->Ho, g->Wo, row_step, 0, nblk);
+            }
+        }
+    } else {
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+        for (long n = 0; n < g->N; n++)
+            CS_F(cs_pack_image)(x + n * xs, g, xq + n * istride);
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
+        for (long task = 0; task < g->N * nblk; task++) {
+            long n = task / nblk, b = task - n * nblk;
+            f(xq + n * istride, wq, toff, K, bias, y + n * ys, g->OC, g->Ho, g->Wo, row_step, b, b + 1);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ weight gradient */
+/* batch segments of the weight gradient: fixed by the shapes (never by the thread count) */
+static long CS_F(cs_wgrad_segments)(const cs_geom* g)
+{
+    long nblk = (g->OC + cs_wocb[cs_get_isa()] - 1) / cs_wocb[cs_get_isa()];
+    long s = (16 + nblk - 1) / nblk;
+    return s < 1 ? 1 : (s > g->N ? (g->N > 0 ? g->N : 1) : s);
+}
+
+static size_t CS_F(cs_wgrad_workspace)(const cs_geom* g, int nthreads)
+{
+    const long wocb = cs_wocb[cs_get_isa()];
+    size_t gq = g->Wo % CS_LANES ? cs_round64((size_t)(g->N * g->OC * g->Ho * g->nxv * CS_LANES) * sizeof(T)) : 0;
+    nthreads = cs_threads(nthreads);
+    return 64 + cs_round64((size_t)g->K * sizeof(long)) + (size_t)g->N * (size_t)CS_F(cs_img_stride)(g) * sizeof(T) +
+           gq + (size_t)nthreads * cs_round64((size_t)(g->K * wocb * CS_LANES) * sizeof(T)) +
+           cs_round64((size_t)(CS_F(cs_wgrad_segments)(g) * g->OC * g->K) * sizeof(T));
+}
+
+/* IN x (N, C, H, W), gy (N, OC, Ho, Wo); OUT gw (OC, C, kh, kw) */
+static void CS_F(cs_wgrad)(const T* x, const T* gy, T* gw, const cs_geom* g, char* ws, int nthreads)
+{
+    const int isa = cs_get_isa();
+    const long L = CS_LANES, wocb = cs_wocb[isa], nblk = (g->OC + wocb - 1) / wocb, K = g->K, S = CS_F(cs_wgrad_segments)(g);
+    const long istride = CS_F(cs_img_stride)(g), xs = g->C * g->H * g->W, N = g->N, OC = g->OC;
+    const long Ho = g->Ho, Wo = g->Wo, nxv = g->nxv, acc_stride = (long)(cs_round64((size_t)(K * wocb * L) * sizeof(T)));
+    const CS_F(cs_wgrad_fn) f = CS_F(cs_wgrad_kernel)(isa);
+    char* p = cs_align64(ws);
+    long* toff = (long*)p;
+    p += cs_round64((size_t)K * sizeof(long));
+    T* xq = (T*)p;
+    p += (size_t)N * (size_t)istride * sizeof(T);
+    T* gq = 0;
+    if (Wo % L) {
+        gq = (T*)p;
+        p += cs_round64((size_t)(N * OC * Ho * nxv * L) * sizeof(T));
+    }
+    char* accs = p;
+    nthreads = cs_threads(nthreads);
+    p += (size_t)nthreads * (size_t)acc_stride;
+    T* part = (T*)p;
+    cs_tap_offsets(g, toff);
+
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (long n = 0; n < N; n++) {
+        CS_F(cs_pack_image)(x + n * xs, g, xq + n * istride);
+        if (gq != 0) /* rows padded to whole vectors with zeros: full vectors stay exact */
+            for (long r = 0; r < OC * Ho; r++) {
+                T* dst = gq + (n * OC * Ho + r) * nxv * L;
+                memcpy(dst, gy + (n * OC * Ho + r) * Wo, (size_t)Wo * sizeof(T));
+                memset(dst + Wo, 0, (size_t)(nxv * L - Wo) * sizeof(T));
+            }
+    }
+    const T* gsrc = gq != 0 ? gq : gy;
+    const long grow = gq != 0 ? nxv * L : Wo, gch = Ho * grow, gimg = OC * gch;
+    const long nchunk = 128 / (Ho * nxv) > 1 ? 128 / (Ho * nxv) : 1;
+
+#pragma omp parallel num_threads(nthreads)
+    {
+#ifdef _OPENMP
+        char* acc = accs + (long)omp_get_thread_num() * acc_stride;
+#else
+        char* acc = accs;
+#endif
+#pragma omp for schedule(dynamic, 1)
+        for (long task = 0; task < nblk * S; task++) {
+            long b = task / S, s = task - b * S, oc0 = b * wocb;
+            long ocn = OC - oc0 < wocb ? OC - oc0 : wocb;
+            f(xq, istride, gsrc, gimg, gch, grow, toff, K, oc0, ocn, s * N / S, (s + 1) * N / S, nchunk, Ho, nxv,
+              g->sh * g->Wq, acc, part + (s * OC + oc0) * K);
+        }
+    }
+    for (long i = 0; i < OC * K; i++) { /* the segments in order */
+        T sum = part[i];
+        for (long s = 1; s < S; s++)
+            sum += part[s * OC * K + i];
+        gw[i] = sum;
+    }
+}
+
+#undef CS_F
+#undef CS_LANES
+#undef CS_CAT
+#undef CS_CAT_

@@ -1,0 +1,167 @@
+/* Design
+ * ------
+ * The register-tiled micro-kernels of the direct convolution, written once and compiled once per
+ * instruction set by simd_conv.h (which defines the macros below before each inclusion):
+ *
+ *   T      element type (float or double)        L     lanes of one vector (8 floats / 4 doubles)
+ *   OCB    output channels of a forward tile     NV    output vectors of a forward tile
+ *   WOCB   output channels of a weight-gradient tile   WTT   taps of a weight-gradient tile
+ *   FN(x)  the function name for this instantiation (x ## _avx2_f32, ...)
+ *
+ * Every array layout is described in simd_conv.h. A forward tile holds OCB x NV vectors of output
+ * (OCB output channels times NV strips of L consecutive output pixels of one row) in registers;
+ * the loop over every tap (input channel, kernel row, kernel column) is innermost, and each tap
+ * costs NV unaligned input loads, OCB weight broadcasts and OCB*NV fused multiply-adds. The input
+ * is pre-packed (padded, columns split by phase of the stride) so that a tap of a strip is one
+ * contiguous vector at any stride and dilation.
+ */
+
+typedef T FN(vec) __attribute__((vector_size(L * sizeof(T))));
+
+static inline FN(vec) FN(loadu)(const T* p)
+{
+    FN(vec) v;
+    __builtin_memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void FN(storeu)(T* p, FN(vec) v)
+{
+    __builtin_memcpy(p, &v, sizeof v);
+}
+
+static inline FN(vec) FN(splat)(T s)
+{
+    FN(vec) v = {0};
+    return v + s;
+}
+
+/* y (OC, Ho, Wo) of one image from its packed input xq, output-channel blocks [blk0, blk1) only;
+ * wq packed per block of OCB output channels as [block][tap][OCB]; toff[t] is tap t's offset
+ * inside xq; row_step = sh * Wq. */
+static void FN(forward_image)(const T* restrict xq, const T* restrict wq, const long* restrict toff, long K,
+                              const T* restrict bias, T* restrict y, long OC, long Ho, long Wo, long row_step,
+                              long blk0, long blk1)
+{
+    const long nxv = (Wo + L - 1) / L, P = Ho * nxv;
+    for (long blk = blk0; blk < blk1; blk++) {
+        const T* wb = wq + blk * K * OCB;
+        const long oc0 = blk * OCB;
+        for (long p0 = 0; p0 < P; p0 += NV) {
+            long base[NV], yoff[NV], nval[NV];
+            for (int v = 0; v < NV; v++) {
+                long p = p0 + v < P ? p0 + v : P - 1; /* a short last tile repeats its last strip */
+                long oy = p / nxv, xs = (p - oy * nxv) * L;
+                base[v] = oy * row_step + xs;
+                yoff[v] = oy * Wo + xs;
+                nval[v] = p0 + v < P ? (Wo - xs < L ? Wo - xs : L) : 0;
+            }
+            FN(vec) acc[OCB][NV];
+#pragma GCC unroll 16
+            for (int j = 0; j < OCB; j++) {
+                T b0 = (bias != 0 && oc0 + j < OC) ? bias[oc0 + j] : (T)0;
+#pragma GCC unroll 8
+                for (int v = 0; v < NV; v++)
+                    acc[j][v] = FN(splat)(b0);
+            }
+            for (long t = 0; t < K; t++) {
+                const T* xt = xq + toff[t];
+                const T* wt = wb + t * OCB;
+                FN(vec) in[NV];
+#pragma GCC unroll 8
+                for (int v = 0; v < NV; v++)
+                    in[v] = FN(loadu)(xt + base[v]);
+#pragma GCC unroll 16
+                for (int j = 0; j < OCB; j++) {
+                    FN(vec) wj = FN(splat)(wt[j]);
+#pragma GCC unroll 8
+                    for (int v = 0; v < NV; v++)
+                        acc[j][v] += wj * in[v];
+                }
+            }
+#pragma GCC unroll 16
+            for (int j = 0; j < OCB; j++) {
+                if (oc0 + j >= OC)
+                    break;
+                T* yc = y + (oc0 + j) * Ho * Wo;
+#pragma GCC unroll 8
+                for (int v = 0; v < NV; v++) {
+                    if (nval[v] == L) {
+                        FN(storeu)(yc + yoff[v], acc[j][v]);
+                    } else if (nval[v] > 0) {
+                        T tmp[L];
+                        FN(storeu)(tmp, acc[j][v]);
+                        for (long q = 0; q < nval[v]; q++)
+                            yc[yoff[v] + q] = tmp[q];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Partial weight gradient of WOCB output channels (oc0 .. oc0+ocn-1) over images [n0, n1):
+ * out[j*K + t] = sum over images, output pixels of gy[n, oc0+j, pixel] * xq[n][tap t at pixel].
+ * gy is addressed with strides (image, channel, row) and has zeros past Wo in each row (so full
+ * vectors are safe); acc is a scratch of K*WOCB vectors. Images are taken in chunks of ``nchunk``
+ * so that the gradient rows and input planes of a chunk stay in cache across all tap groups. */
+static void FN(wgrad_block)(const T* restrict xq, long xq_img, const T* restrict gy, long gy_img, long gy_ch,
+                            long gy_row, const long* restrict toff, long K, long oc0, long ocn, long n0,
+                            long n1, long nchunk, long Ho, long nxv, long row_step, void* accraw, T* restrict out)
+{
+    FN(vec)* restrict accbuf = (FN(vec)*)accraw; /* 64-byte aligned by the caller */
+    const FN(vec) zero = FN(splat)(0);
+    for (long i = 0; i < K * WOCB; i++)
+        accbuf[i] = zero;
+    for (long c0 = n0; c0 < n1; c0 += nchunk) {
+        const long c1 = c0 + nchunk < n1 ? c0 + nchunk : n1;
+        for (long t0 = 0; t0 < K; t0 += WTT) {
+            const long nt = K - t0 < WTT ? K - t0 : WTT;
+            long to[WTT];
+            for (int tt = 0; tt < WTT; tt++)
+                to[tt] = toff[t0 + (tt < nt ? tt : nt - 1)]; /* a short group repeats its last tap */
+            FN(vec) acc[WOCB][WTT];
+#pragma GCC unroll 16
+            for (int j = 0; j < WOCB; j++)
+#pragma GCC unroll 8
+                for (int tt = 0; tt < WTT; tt++)
+                    acc[j][tt] = accbuf[(t0 + tt < K ? t0 + tt : K - 1) * WOCB + j];
+            for (long n = c0; n < c1; n++) {
+                const T* xn = xq + n * xq_img;
+                const T* gn = gy + n * gy_img + oc0 * gy_ch;
+                for (long oy = 0; oy < Ho; oy++) {
+                    const T* xr = xn + oy * row_step;
+                    const T* gr = gn + oy * gy_row;
+                    for (long xs = 0; xs < nxv * L; xs += L) {
+                        FN(vec) g[WOCB];
+#pragma GCC unroll 16
+                        for (int j = 0; j < WOCB; j++)
+                            g[j] = j < ocn ? FN(loadu)(gr + j * gy_ch + xs) : zero;
+#pragma GCC unroll 8
+                        for (int tt = 0; tt < WTT; tt++) {
+                            FN(vec) in = FN(loadu)(xr + to[tt] + xs);
+#pragma GCC unroll 16
+                            for (int j = 0; j < WOCB; j++)
+                                acc[j][tt] += g[j] * in;
+                        }
+                    }
+                }
+            }
+#pragma GCC unroll 16
+            for (int j = 0; j < WOCB; j++)
+#pragma GCC unroll 8
+                for (int tt = 0; tt < WTT; tt++)
+                    if (tt < nt)
+                        accbuf[(t0 + tt) * WOCB + j] = acc[j][tt];
+        }
+    }
+    for (long j = 0; j < ocn; j++)
+        for (long t = 0; t < K; t++) {
+            T tmp[L];
+            FN(storeu)(tmp, accbuf[t * WOCB + j]);
+            T s = 0;
+            for (int q = 0; q < L; q++)
+                s += tmp[q];
+            out[j * K + t] = s;
+        }
+}
