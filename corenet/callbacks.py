@@ -7,6 +7,14 @@ best values) expose it through ``get_state``/``set_state`` so that ``fit(..., re
 continues exactly where the stopped run was; ndarray values in a state go into the checkpoint's
 arrays, everything else into its JSON.
 
+A checkpoint is data from outside the program, so restoring one applies only what each callback
+*declares*: ``state_fields`` maps every field ``set_state`` may restore to its kind (``"float"``,
+``"int"``, ``"rate"``, ``"history"``, ``"epochs"``, ``"arrays"``, see ``STATE_KINDS``). A field of
+the wrong type, or one the callback does not declare, is a ``ValueError`` naming it, and nothing of
+that state is applied. Paths, file handles, monitors and modes are never state: they come only from
+the code that built the callback (a checkpoint cannot redirect ``CSVLogger`` or ``ModelCheckpoint``).
+A custom callback that saves more in ``get_state`` declares those fields in ``state_fields``.
+
 >>> from corenet import callbacks
 >>> cbs = [callbacks.ReduceLROnPlateau(patience=2), callbacks.EarlyStopping(patience=5)]
 >>> # history = model.fit(x, y, epochs=50, validation_split=0.1, callbacks=cbs)  # doctest: +SKIP
@@ -33,10 +41,63 @@ __all__ = [
 ]
 
 
+def _number(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError
+    return float(v)
+
+
+def _integer(v):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise TypeError
+    return int(v)
+
+
+def _rate(v):
+    v = _number(v)
+    if not (math.isfinite(v) and v >= 0):
+        raise TypeError
+    return v
+
+
+def _history(v):
+    if not isinstance(v, dict) or not all(isinstance(k, str) and isinstance(s, list) for k, s in v.items()):
+        raise TypeError
+    return {k: [_number(x) for x in s] for k, s in v.items()}
+
+
+def _epochs(v):
+    if not isinstance(v, list):
+        raise TypeError
+    return [_integer(e) for e in v]
+
+
+def _arrays(v):
+    if not isinstance(v, dict) or not all(isinstance(k, str) and isinstance(a, np.ndarray) and a.dtype.kind in "fiu"
+                                          for k, a in v.items()):
+        raise TypeError
+    return {k: np.array(a, copy=True) for k, a in v.items()}
+
+
+#: kind -> (what it is, converter raising TypeError): the types a callback state field may declare.
+STATE_KINDS = {
+    "float": ("a real number", _number),
+    "int": ("an integer", _integer),
+    "rate": ("a finite number >= 0", _rate),
+    "history": ("a dict of name -> list of numbers", _history),
+    "epochs": ("a list of integers", _epochs),
+    "arrays": ("a dict of name -> numeric ndarray", _arrays),
+}
+
+
 class Callback:
-    """Base class: override the hooks you need. ``epoch`` and ``batch`` count from 0."""
+    """Base class: override the hooks you need. ``epoch`` and ``batch`` count from 0.
+
+    ``state_fields`` declares what :meth:`set_state` restores: field name -> kind in ``STATE_KINDS``.
+    """
 
     model = None
+    state_fields: dict[str, str] = {}
 
     def set_model(self, model) -> None:
         self.model = model
@@ -64,12 +125,35 @@ class Callback:
         return {}
 
     def set_state(self, state: dict) -> None:
-        for key, value in state.items():
+        """Restore the declared fields of ``state`` (see ``state_fields``); anything else is a ValueError."""
+        for key, value in self.checked_state(state).items():
             setattr(self, key, value)
+
+    def checked_state(self, state) -> dict:
+        """``state`` with every field checked against ``state_fields`` and converted; raises ValueError
+        naming the field for an unknown or mistyped one (before anything is applied)."""
+        name = f"{type(self).__name__}.set_state"
+        if not isinstance(state, dict):
+            raise ValueError(f"{name}: a state must be a dict of declared fields. Received: {type(state).__name__}")
+        unknown = sorted(map(str, set(state) - set(self.state_fields)))
+        if unknown:
+            raise ValueError(f"{name}: unknown state field(s) {unknown}; this callback restores only its declared "
+                             f"fields {sorted(self.state_fields)}. Received: fields {sorted(map(str, state))}")
+        out = {}
+        for key, value in state.items():
+            what, convert = STATE_KINDS[self.state_fields[key]]
+            try:
+                out[key] = convert(value)
+            except (TypeError, ValueError):
+                shown = type(value).__name__ if isinstance(value, (dict, list, np.ndarray)) else repr(value)
+                raise ValueError(f"{name}: state field {key!r} must be {what}. Received: {shown}") from None
+        return out
 
 
 class History(Callback):
     """Records every epoch's logs: ``history.history["val_accuracy"][e]``, ``history.epoch``."""
+
+    state_fields = {"history": "history", "epoch": "epochs"}
 
     def __init__(self):
         self.history: dict[str, list] = {}
@@ -126,6 +210,8 @@ class ReduceLROnPlateau(_Monitor):
     the rate becomes ``max(lr * factor, min_lr)``, then ``cooldown`` epochs pass before counting again.
     """
 
+    state_fields = {"best": "float", "wait": "int", "cooldown_counter": "int"}
+
     def __init__(self, monitor="val_accuracy", factor=0.1, patience=10, mode="auto", min_delta=1e-4,
                  cooldown=0, min_lr=0.0, verbose=0):
         if not 0.0 < factor < 1.0:
@@ -168,6 +254,9 @@ class EarlyStopping(_Monitor):
     With ``restore_best_weights=True`` the weights and buffers of the best epoch are put back when
     training ends (also when it ran out of epochs instead of stopping early).
     """
+
+    state_fields = {"best": "float", "wait": "int", "best_epoch": "int", "stopped_epoch": "int",
+                    "best_weights": "arrays"}
 
     def __init__(self, monitor="val_loss", patience=0, mode="auto", min_delta=0.0, baseline=None,
                  restore_best_weights=False, start_from_epoch=0, verbose=0):
@@ -220,6 +309,8 @@ class ModelCheckpoint(_Monitor):
     ``"ckpt-{epoch:02d}-{val_accuracy:.3f}.npz"``. With ``save_best_only`` a file is written only
     when ``monitor`` improved; ``save_weights_only`` writes weights and buffers alone.
     """
+
+    state_fields = {"best": "float"}  # never the path: it comes from the code that built the callback
 
     def __init__(self, path, monitor="val_loss", save_best_only=False, save_weights_only=False, mode="auto",
                  verbose=0):
@@ -311,6 +402,8 @@ class LearningRateScheduler(Callback):
     The rate is a function of the epoch number alone, so a resumed run lands on the same values.
     """
 
+    state_fields = {"base_lr": "rate"}
+
     def __init__(self, schedule, verbose=0):
         self.schedule, self.verbose = schedule, verbose
 
@@ -325,8 +418,9 @@ class LearningRateScheduler(Callback):
         return {} if base is None else {"base_lr": float(base)}
 
     def set_state(self, state: dict) -> None:
+        state = self.checked_state(state)
         if "base_lr" in state:
-            self.schedule.base_lr = float(state["base_lr"])
+            self.schedule.base_lr = state["base_lr"]
 
     def _lr(self, epoch: int, lr: float) -> float:
         s = self.schedule

@@ -38,23 +38,40 @@ def snapshot_state(model, ctx: dict) -> dict:
 
 
 def restore_state(model, path, callbacks: list) -> dict:
-    """Load the checkpoint at ``path`` into ``model`` and ``callbacks``; returns its training state."""
-    ckpt = io.read_checkpoint(path)
+    """Load the checkpoint at ``path`` into ``model`` and ``callbacks``; returns its training state.
+
+    Every part is checked before it is applied: the training state by ``io_checks.check_train_state``
+    (when the file is read), the optimizer's by ``load_state_dict`` (declared entries only), each
+    callback's against its ``state_fields`` (never a path; all callbacks are checked before the model
+    is touched). A bad part is a ValueError naming the file."""
+    where = f"fit: {os.fspath(path)!r}"
+    ckpt = io._read(path, "fit")
     state = ckpt["train_state"]
     if state is None or ckpt["optimizer_state"] is None:
         raise ValueError(f"fit: cannot resume from {os.fspath(path)!r}: it holds no training state "
                          "(write it with fit(..., resume=path), ModelCheckpoint or model.save after fit)")
-    io._assign(model, ckpt["weights"], True, repr(os.fspath(path)))
-    model.optimizer.load_state_dict(ckpt["optimizer_state"])
-    model.optimizer.lr = state["lr"]
-    io.set_generator_states(model, state["rngs"], path)
-    saved = list(state["callbacks"])
+    saved, pending = list(state["callbacks"]), []
     for cb in callbacks:  # pair by class, in order
         for i, entry in enumerate(saved):
             if entry["class"] == type(cb).__name__:
-                cb.set_state(entry["state"])
+                try:
+                    check = getattr(cb, "checked_state", None)  # Callback subclasses; duck-typed ones check their own
+                    if check is not None:
+                        check(entry["state"])
+                except ValueError as e:
+                    raise ValueError(f"{where}: {e}") from None
+                pending.append((cb, entry["state"]))
                 del saved[i]
                 break
+    io._assign(model, ckpt["weights"], True, repr(os.fspath(path)))
+    try:
+        model.optimizer.load_state_dict(ckpt["optimizer_state"])
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{where}: {e}") from None
+    model.optimizer.lr = float(state["lr"])
+    io.set_generator_states(model, state["rngs"], path, "fit")
+    for cb, cb_state in pending:
+        cb.set_state(cb_state)
     return state
 
 

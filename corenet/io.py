@@ -16,9 +16,16 @@ mid-write leaves the previous file as it was. The temporary is named
 ``.<name>.<host>.<pid>.<random>.tmp`` after its writer; a save first removes the temporaries of the
 same destination left by writers on this host whose process is gone (a killed save), and never
 those of a live process or of another host (another rank of a distributed run on a shared folder).
-Files are read with ``allow_pickle=False``; a
-truncated, corrupt or foreign file raises ``ValueError`` naming it. Weights saved from PyTorch are
-imported by ``corenet.io_torch``.
+
+Files are read with ``allow_pickle=False`` and everything in them is checked before it is used: a
+truncated, corrupt, foreign or malformed file raises ``ValueError`` naming it and the offending
+part (``corenet.io_checks``). Classes come from explicit registries (``io_checks.model_classes()``,
+``optimizer_classes()``, ``loss_classes()``; layers from ``corenet.layers``' registry), never from an
+attribute lookup on a module. The optimizer restores only its declared hyper-parameters and slots
+(``Optimizer.load_state_dict``), each callback only its declared ``state_fields``
+(``Callback.set_state``), and the training state only ``io_checks.TRAIN_STATE_FIELDS``; nothing in a
+file names a path that corenet then writes to. Weights saved from PyTorch are imported by
+``corenet.io_torch``.
 
 >>> model.save("run.npz"); model = corenet.load("run.npz")       # doctest: +SKIP
 >>> model.save_weights("w.npz"); other.load_weights("w.npz")     # doctest: +SKIP
@@ -30,11 +37,22 @@ import json
 import os
 import re
 import socket
+import struct
 import tempfile
 import zipfile
 import zlib
 
 import numpy as np
+
+from .io_checks import (
+    check_compile,
+    check_train_state,
+    json_part,
+    loss_classes,
+    model_classes,
+    optimizer_classes,
+    optional_part,
+)
 
 __all__ = [
     "save",
@@ -167,13 +185,19 @@ def _flatten_arrays(state, prefix: str, out: dict):
     return state
 
 
-def _unflatten_arrays(state, arrays: dict):
+def _unflatten_arrays(state, arrays: dict, prefix: str, where: str):
+    """Put the arrays referenced by ``{"__array__": key}`` back; ``key`` must be one of this part's
+    (``prefix``) arrays in the file."""
     if isinstance(state, dict):
         if set(state) == {"__array__"}:
-            return arrays[state["__array__"]]
-        return {k: _unflatten_arrays(v, arrays) for k, v in state.items()}
+            key = state["__array__"]
+            if not isinstance(key, str) or not key.startswith(prefix + "/") or key not in arrays:
+                raise ValueError(f"{where}: a reference to a {prefix}/ array that the file does not hold. "
+                                 f"Received: {key!r}")
+            return arrays[key]
+        return {k: _unflatten_arrays(v, arrays, prefix, where) for k, v in state.items()}
     if isinstance(state, list):
-        return [_unflatten_arrays(v, arrays) for v in state]
+        return [_unflatten_arrays(v, arrays, prefix, where) for v in state]
     return state
 
 
@@ -204,67 +228,96 @@ def save_weights(model, path) -> None:
 
 
 # ----------------------------------------------------------------------------------------- reading
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header; the end record of an empty archive
+# what a damaged archive can raise from zipfile, zlib, numpy's .npy header parser or the allocator
+_ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, NotImplementedError,
+                   RuntimeError, struct.error, UnicodeDecodeError, SyntaxError, TypeError, MemoryError,
+                   OverflowError)
+
+
 def read_checkpoint(path) -> dict:
     """Every part of a checkpoint: ``{"meta", "config", "weights", "optimizer_state", "train_state"}``.
 
     A plain ``.npz`` of ``name -> array`` (no ``__meta__``) is read as weights. Raises ``ValueError``
-    naming the file when it is not a readable archive (truncated, corrupt, pickled, not a zip).
+    naming the file when it is not a readable archive (truncated, corrupt, pickled, a ``.npy``, not a
+    zip) or when a part of it is malformed (header, compile settings, optimizer or training state).
     """
+    return _read(path, "read_checkpoint")
+
+
+def _read(path, op: str) -> dict:
     path = os.fspath(path)
+    where = f"{op}: {path!r}"
     if not os.path.exists(path):
-        raise FileNotFoundError(f"corenet.io: no such checkpoint file: {path!r}")
+        raise FileNotFoundError(f"{op}: no such checkpoint file: {path!r}")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_NPY_MAGIC))
+    except OSError as e:
+        raise ValueError(f"{where}: is not a readable corenet checkpoint (.npz): {type(e).__name__}: {e}") from e
+    if head.startswith(_NPY_MAGIC):
+        raise ValueError(f"{where}: is a .npy array, not a corenet checkpoint (.npz). Received: a .npy file")
+    if head[:4] not in _ZIP_MAGICS:
+        raise ValueError(f"{where}: is not a readable corenet checkpoint (.npz): not a zip archive. "
+                         f"Received: first bytes {head[:4]!r}")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as e:
-        raise ValueError(f"corenet.io: {path!r} is not a readable corenet checkpoint (.npz): "
-                         f"{type(e).__name__}: {e}") from e
-    if not isinstance(arrays, dict):  # np.load returned a single array: a .npy file
-        raise ValueError(f"corenet.io: {path!r} is a .npy array, not a corenet checkpoint (.npz)")
+    except _ARCHIVE_ERRORS as e:
+        raise ValueError(f"{where}: is not a readable corenet checkpoint (.npz): {type(e).__name__}: {e}") from e
     if "__meta__" not in arrays:
         return {"meta": {"kind": "weights"}, "config": None, "weights": arrays,
                 "optimizer_state": None, "train_state": None}
-    try:
-        meta = json.loads(str(arrays.pop("__meta__")))
-        config = json.loads(str(arrays.pop("__config__"))) if "__config__" in arrays else None
-    except (json.JSONDecodeError, TypeError) as e:
-        raise ValueError(f"corenet.io: {path!r} has a corrupt header: {e}") from e
+    meta = json_part(arrays.pop("__meta__"), "__meta__", where)
+    config = json_part(arrays.pop("__config__"), "__config__", where) if "__config__" in arrays else None
     if meta.get("format") != FORMAT:
-        raise ValueError(f"corenet.io: {path!r} is not a corenet checkpoint (format={meta.get('format')!r})")
-    if meta.get("version", 0) > VERSION:
-        raise ValueError(f"corenet.io: {path!r} has checkpoint version {meta['version']}; this corenet reads "
-                         f"versions <= {VERSION}")
+        raise ValueError(f"{where}: is not a corenet checkpoint (format={meta.get('format')!r}, expected {FORMAT!r})")
+    version = meta.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"{where}: the header's version must be an integer >= 1. Received: version={version!r}")
+    if version > VERSION:
+        raise ValueError(f"{where}: has checkpoint version {version}; this corenet reads versions <= {VERSION}")
+    if config is not None and not (isinstance(config.get("class"), str) and isinstance(config.get("config"), dict)):
+        raise ValueError(f"{where}: __config__ must be {{'class': str, 'config': dict}}. "
+                         f"Received: keys {sorted(config)}")
     weights = {k[2:]: v for k, v in arrays.items() if k.startswith("w/")}
-    opt_state = meta.get("optimizer_state")
-    train_state = meta.get("train_state")
-    return {
-        "meta": meta,
-        "config": config,
-        "weights": weights,
-        "optimizer_state": None if opt_state is None else _unflatten_arrays(opt_state, arrays),
-        "train_state": None if train_state is None else _unflatten_arrays(train_state, arrays),
-    }
+    opt_state = optional_part(meta, "optimizer_state", dict, where)
+    train_state = optional_part(meta, "train_state", dict, where)
+    if "compile" in meta:
+        check_compile(meta, opt_state, where)
+    if opt_state is not None:
+        opt_state = _unflatten_arrays(opt_state, arrays, "opt", where)
+    if train_state is not None:
+        train_state = check_train_state(_unflatten_arrays(train_state, arrays, "ts", where), where)
+    return {"meta": meta, "config": config, "weights": weights,
+            "optimizer_state": opt_state, "train_state": train_state}
 
 
 def check_state_dict(model, weights: dict, strict: bool = True, source: str = "state dict") -> IncompatibleKeys:
-    """Compare ``weights`` with ``model.state_dict()``: names and shapes, with one error listing everything.
+    """Compare ``weights`` with ``model.state_dict()``: names, shapes and kinds, with one error listing everything.
 
-    Shape mismatches are always errors; missing and unexpected names are errors when ``strict``.
+    Shape mismatches and non-real arrays (complex, strings, ...) are always errors; missing and
+    unexpected names are errors when ``strict``.
     """
     expected = model.state_dict()
     missing = [k for k in expected if k not in weights]
     unexpected = [k for k in weights if k not in expected]
     mismatched = [f"{k}: file {tuple(np.shape(weights[k]))} vs model {tuple(expected[k].shape)}"
                   for k in expected if k in weights and tuple(np.shape(weights[k])) != tuple(expected[k].shape)]
+    not_real = [f"{k}: dtype {np.asarray(weights[k]).dtype}" for k in expected
+                if k in weights and np.asarray(weights[k]).dtype.kind not in "fiu"]
     problems = []
     if mismatched:
         problems.append("shape mismatches: " + "; ".join(mismatched))
+    if not_real:
+        problems.append("not real-valued arrays: " + "; ".join(not_real))
     if strict and missing:
         problems.append(f"missing from the file: {missing}")
     if strict and unexpected:
         problems.append(f"unexpected in the file (not in the model): {unexpected}")
     if problems:
-        hint = " (strict=False ignores missing and unexpected names)" if strict and not mismatched else ""
+        hint = " (strict=False ignores missing and unexpected names)" if strict and not (mismatched or not_real) else ""
         raise ValueError(f"load_weights: {source} does not fit the model ({len(expected)} tensors): "
                          + " | ".join(problems) + hint)
     return IncompatibleKeys(missing, unexpected)
@@ -276,7 +329,7 @@ def load_weights(model, path, strict: bool = True) -> IncompatibleKeys:
     Returns ``(missing, unexpected)`` names; with ``strict=True`` (default) any of them, and with
     either setting any shape mismatch, raises ``ValueError`` naming the file and every offending tensor.
     """
-    ckpt = read_checkpoint(path)
+    ckpt = _read(path, "load_weights")
     return _assign(model, ckpt["weights"], strict, f"{os.fspath(path)!r}")
 
 
@@ -290,28 +343,34 @@ def _assign(model, weights: dict, strict: bool, source: str) -> IncompatibleKeys
 def load(path, compile: bool = True):
     """Rebuild the model saved at ``path`` (architecture, weights, buffers) and, when the file has
     them, its compile settings, optimizer state and training state (for ``fit(resume=...)``)."""
-    ckpt = read_checkpoint(path)
+    ckpt = _read(path, "load")
     path = os.fspath(path)
+    where = f"load: {path!r}"
     if ckpt["config"] is None:
-        raise ValueError(f"corenet.load: {path!r} holds weights only (no architecture); build the model and "
+        raise ValueError(f"{where}: holds weights only (no architecture); build the model and "
                          "call model.load_weights(path)")
-    from . import model as _model
-
     spec = ckpt["config"]
-    cls = getattr(_model, spec.get("class", "Model"), None) or _model.Model
+    cls = model_classes().get(spec["class"])
+    if cls is None:
+        raise ValueError(f"{where}: __config__ names the model class {spec['class']!r}; known: "
+                         f"{sorted(model_classes())}")
     try:
         model = cls.from_config(spec["config"])
     except Exception as e:
-        raise ValueError(f"corenet.load: could not rebuild the architecture stored in {path!r}: "
+        raise ValueError(f"{where}: could not rebuild the architecture stored in the file: "
                          f"{type(e).__name__}: {e}") from e
     _assign(model, ckpt["weights"], True, repr(path))
     meta = ckpt["meta"]
     if compile and "compile" in meta:
-        opt = _build_optimizer(meta["optimizer"], ckpt["optimizer_state"], path)
-        model.compile(optimizer=opt, **_compile_kwargs(meta["compile"]))
+        opt = _build_optimizer(meta["optimizer"], ckpt["optimizer_state"], where)
+        kwargs = _compile_kwargs(meta["compile"], where)
+        try:
+            model.compile(optimizer=opt, **kwargs)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{where}: the saved compile settings do not fit the model: {e}") from e
     if ckpt["train_state"] is not None:
         model._train_state = ckpt["train_state"]
-        set_generator_states(model, ckpt["train_state"].get("rngs", {}), path)
+        set_generator_states(model, ckpt["train_state"]["rngs"], path)
     return model
 
 
@@ -323,13 +382,25 @@ def generators(model):
                 yield f"{layer.name}.{attr}", value
 
 
-def set_generator_states(model, states: dict, path) -> None:
-    """Put the saved bit-generator states back, so dropout masks continue the saved sequence."""
+def set_generator_states(model, states: dict, path, op: str = "load") -> None:
+    """Put the saved bit-generator states back, so dropout masks continue the saved sequence.
+
+    Every state is checked (by numpy) before any is applied; a bad one is a ValueError naming the file."""
+    where = f"{op}: {os.fspath(path)!r}"
     gens = dict(generators(model))
+    checked = {}
     for name, state in states.items():
         if name not in gens:
-            raise ValueError(f"corenet.io: {os.fspath(path)!r} has a random generator state for {name!r}, which the "
+            raise ValueError(f"{where}: has a random generator state for {name!r}, which the "
                              f"model lacks (model generators: {sorted(gens)})")
+        probe = type(gens[name].bit_generator)()
+        try:
+            probe.state = state
+        except (TypeError, ValueError, KeyError, OverflowError) as e:
+            raise ValueError(f"{where}: the random generator state of {name!r} is not a "
+                             f"{type(probe).__name__} state: {type(e).__name__}: {e}") from e
+        checked[name] = probe.state
+    for name, state in checked.items():
         gens[name].bit_generator.state = state
 
 
@@ -349,28 +420,37 @@ def _describe(obj) -> dict:
     return {"class": type(obj).__name__, "config": config}
 
 
-def _build_optimizer(desc: dict, state: dict | None, path: str):
-    """The saved optimizer: its class with defaults, then ``load_state_dict`` restores the
-    hyper-parameters, iterations and slots (the state dict holds all of them)."""
-    from . import optim
-
-    cls = getattr(optim, desc["class"], None)
-    if cls is None:
-        raise ValueError(f"corenet.load: {path!r} was saved with optimizer {desc['class']!r}, "
-                         "which this corenet does not define")
-    opt = cls()
-    if state is not None:
+def _build_optimizer(desc: dict, state: dict, where: str):
+    """The saved optimizer: its class with defaults, then ``load_state_dict`` restores (and checks)
+    the declared hyper-parameters, iterations and slots (the state dict holds all of them)."""
+    opt = optimizer_classes()[desc["class"]]()  # known: checked by _read
+    try:
         opt.load_state_dict(state)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{where}: {e}") from e
     return opt
 
 
-def _compile_kwargs(spec: dict) -> dict:
+def _compile_kwargs(spec: dict, where: str) -> dict:
     from . import losses
 
     def rebuild(loss):
-        if isinstance(loss, dict) and "class" in loss:
-            return getattr(losses, loss["class"])(**loss["config"])
-        return loss
+        if isinstance(loss, str):
+            try:
+                return losses.get(loss)
+            except ValueError as e:
+                raise ValueError(f"{where}: the saved loss is unknown: {e}") from None
+        if isinstance(loss, dict) and isinstance(loss.get("class"), str) and isinstance(loss.get("config", {}), dict):
+            cls = loss_classes().get(loss["class"])
+            if cls is None:
+                raise ValueError(f"{where}: the saved loss class {loss['class']!r} is not one this corenet can "
+                                 f"rebuild; known: {sorted(loss_classes())}")
+            try:
+                return cls(**loss.get("config", {}))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{where}: the saved {loss['class']} settings are invalid: {e}") from e
+        raise ValueError(f"{where}: a saved loss must be a name or {{'class': name, 'config': dict}}. "
+                         f"Received: {loss!r}")
 
     loss = spec["loss"]
     loss = [rebuild(v) for v in loss] if isinstance(loss, list) else rebuild(loss)

@@ -17,6 +17,8 @@ Every step does, in this order:
 Names in ``grads`` are updated; names in ``params`` without a gradient (frozen) are left alone.
 ``state_dict()`` is a flat ``{str: ndarray}`` (for ``np.savez``) from which ``load_state_dict``
 restores hyper-parameters, ``iterations`` and every slot exactly, so a run continues identically.
+A state dict may come from a file, so ``load_state_dict`` restores only what the optimizer declares
+(``_hyper``, ``_slots``), checks every entry's type and range first, and applies nothing when one is wrong.
 Updates use numpy in-place ufuncs: they are a few passes over the parameters, small next to a
 training step's convolutions.
 """
@@ -45,6 +47,13 @@ def _number(cls, name, v, low=0.0, high=math.inf, allow_none=False, inclusive_hi
     return f
 
 
+def _scalar(op, key, v, kinds) -> int:
+    a = np.asarray(v)
+    if a.ndim != 0 or a.dtype.kind not in kinds:
+        raise ValueError(f"{op}: {key!r} must be an integer scalar. Received: dtype {a.dtype}, shape {a.shape}")
+    return int(a)
+
+
 class Optimizer:
     """Base class: clipping, L2 weight decay, per-parameter lr multipliers, state (de)serialisation.
 
@@ -52,6 +61,10 @@ class Optimizer:
     """
 
     _hyper: tuple[str, ...] = ("lr", "weight_decay", "clip_norm", "clip_value")
+    _flags: tuple[str, ...] = ()  # hyper-parameters that are booleans
+    _optional: tuple[str, ...] = ("clip_norm", "clip_value")  # may be None (stored as NaN)
+    _below_one: tuple[str, ...] = ()  # in [0, 1)
+    _slots: tuple[str, ...] = ()  # per-parameter float arrays; Adam's "t" holds integer step counts
     _decoupled = False  # AdamW applies weight decay itself, not as an L2 gradient term
 
     def __init__(self, lr, weight_decay=0.0, clip_norm=None, clip_value=None):
@@ -180,26 +193,71 @@ class Optimizer:
         return d
 
     def load_state_dict(self, d: dict) -> None:
-        """Restore what :meth:`state_dict` saved (hyper-parameters, iterations, slots) exactly."""
+        """Restore what :meth:`state_dict` saved (hyper-parameters, iterations, slots) exactly.
+
+        Only declared entries are accepted: ``class``, ``iterations``, ``hp/<name>`` for every name in
+        ``_hyper`` and ``slot/<slot>/<param>`` for the slots in ``_slots``. Everything is checked before
+        anything is applied; an unknown, missing or mistyped entry is a ValueError naming it.
+        """
         cls = type(self).__name__
-        saved = str(np.asarray(d.get("class", "")))
+        op = f"{cls}.load_state_dict"
+        if not isinstance(d, dict):
+            raise ValueError(f"{op}: a state must be a dict of arrays. Received: {type(d).__name__}")
+        saved = np.asarray(d.get("class", ""))
+        saved = str(saved) if saved.ndim == 0 and saved.dtype.kind == "U" else repr(saved)
         if saved != cls:
-            raise ValueError(f"{cls}.load_state_dict: the state was saved by {saved or 'no optimizer'!r}, not {cls}")
-        for k in self._hyper:
-            if f"hp/{k}" not in d:
-                raise ValueError(f"{cls}.load_state_dict: missing hyper-parameter 'hp/{k}'")
-        for k in self._hyper:
-            v = np.asarray(d[f"hp/{k}"])
-            if v.dtype == np.bool_:
-                setattr(self, k, bool(v))
-            else:
-                setattr(self, k, None if np.isnan(v) else float(v))
-        self.iterations = int(np.asarray(d["iterations"]))
-        self.slots = {}
+            raise ValueError(f"{op}: the state was saved by {saved or 'no optimizer'!r}, not {cls}")
+        hyper = {f"hp/{k}": k for k in self._hyper}
+        unknown = sorted(str(k) for k in d if k not in ("class", "iterations") and k not in hyper
+                         and not (isinstance(k, str) and k.count("/") >= 2 and k.split("/")[0] == "slot"
+                                  and k.split("/")[1] in self._slots and k.split("/", 2)[2]))
+        if unknown:
+            raise ValueError(f"{op}: unknown entries {unknown}; {cls} restores 'class', 'iterations', "
+                             f"{sorted(hyper)} and slots {list(self._slots)} ('slot/<slot>/<parameter>')")
+        missing = sorted(k for k in ("iterations", *hyper) if k not in d)
+        if missing:
+            raise ValueError(f"{op}: missing entries {missing}")
+        values = {k: self._checked_hyper(op, k, d[key]) for key, k in hyper.items()}
+        iterations = _scalar(op, "iterations", d["iterations"], "iu")
+        if iterations < 0:
+            raise ValueError(f"{op}: 'iterations' must be >= 0. Received: {iterations}")
+        slots: dict[str, dict[str, np.ndarray]] = {}
         for key, a in d.items():
-            if key.startswith("slot/"):
-                slot, name = key[5:].split("/", 1)
-                self.slots.setdefault(slot, {})[name] = np.array(a, copy=True)
+            if not key.startswith("slot/"):
+                continue
+            slot, name = key[5:].split("/", 1)
+            if slot == "t":  # a step count
+                t = _scalar(op, key, a, "iu")
+                if t < 0:
+                    raise ValueError(f"{op}: {key!r} must be >= 0. Received: {t}")
+                a = np.array(t, np.int64)
+            elif not isinstance(a, np.ndarray) or a.dtype.kind != "f":
+                raise ValueError(f"{op}: {key!r} must be a float array. Received: "
+                                 f"{getattr(a, 'dtype', type(a).__name__)}")
+            slots.setdefault(slot, {})[name] = np.array(a, copy=True)
+        for k, v in values.items():
+            setattr(self, k, v)
+        self.iterations = iterations
+        self.slots = slots
+
+    def _checked_hyper(self, op: str, k: str, v):
+        """A saved hyper-parameter, checked as the constructor checks it."""
+        a = np.asarray(v)
+        if a.ndim != 0:
+            raise ValueError(f"{op}: 'hp/{k}' must be a scalar. Received: shape {a.shape}")
+        if k in self._flags:
+            if a.dtype != np.bool_:
+                raise ValueError(f"{op}: 'hp/{k}' must be a boolean. Received: dtype {a.dtype}")
+            return bool(a)
+        if a.dtype.kind not in "fiu":
+            raise ValueError(f"{op}: 'hp/{k}' must be a number. Received: dtype {a.dtype}")
+        f = float(a)
+        if math.isnan(f) and k in self._optional:
+            return None
+        try:
+            return _number(type(self).__name__, k, f, high=1.0 if k in self._below_one else math.inf)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{op}: 'hp/{k}': {e}") from None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
@@ -218,6 +276,9 @@ class SGD(Optimizer):
     """
 
     _hyper = Optimizer._hyper + ("momentum", "nesterov")
+    _flags = ("nesterov",)
+    _below_one = ("momentum",)
+    _slots = ("velocity",)
 
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, clip_norm=None, clip_value=None):
         super().__init__(lr, weight_decay, clip_norm, clip_value)
@@ -252,6 +313,7 @@ class AdaGrad(Optimizer):
     """
 
     _hyper = Optimizer._hyper + ("eps", "initial_accumulator_value")
+    _slots = ("sum_sq",)
 
     def __init__(self, lr=0.01, eps=1e-7, initial_accumulator_value=0.0, weight_decay=0.0,
                  clip_norm=None, clip_value=None):
@@ -276,6 +338,8 @@ class RMSProp(Optimizer):
     """
 
     _hyper = Optimizer._hyper + ("rho", "eps")
+    _below_one = ("rho",)
+    _slots = ("mean_sq",)
 
     def __init__(self, lr=0.001, rho=0.9, eps=1e-7, weight_decay=0.0, clip_norm=None, clip_value=None):
         super().__init__(lr, weight_decay, clip_norm, clip_value)
@@ -304,6 +368,8 @@ class Adam(Optimizer):
     """
 
     _hyper = Optimizer._hyper + ("beta1", "beta2", "eps")
+    _below_one = ("beta1", "beta2")
+    _slots = ("m", "v", "t")
 
     def __init__(self, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, clip_norm=None, clip_value=None):
         super().__init__(lr, weight_decay, clip_norm, clip_value)
