@@ -3,7 +3,8 @@
 This is the only mutable global state in corenet. Everything here can also be set from the
 environment before import:
 
-- ``CORENET_BACKEND``: ``"numba"`` (default), ``"cython"`` or ``"cuda"``.
+- ``CORENET_BACKEND``: ``"auto"`` (default: per op family the fastest CPU kernels, see
+  ``corenet/kernels/auto``), ``"numba"``, ``"cython"`` or ``"cuda"``.
 - ``CORENET_NUM_THREADS``: threads for Numba, OpenMP (Cython) and, where it can be reached, BLAS.
 - ``CORENET_WORKSPACE_MB``: the im2col column-buffer limit in MiB (default 64).
 - ``CORENET_PARALLEL_MIN_WORK``: the work (elements x cost per element) below which a kernel runs
@@ -39,7 +40,7 @@ __all__ = [
     "get_fastmath",
 ]
 
-_DEFAULT_BACKEND = "numba"
+_DEFAULT_BACKEND = "auto"
 _state: dict = {
     "backend": os.environ.get("CORENET_BACKEND", _DEFAULT_BACKEND).strip().lower(),
     "num_threads": None,  # resolved lazily: numba's import is deferred until a kernel is needed
@@ -55,7 +56,7 @@ _state: dict = {
 
 
 def get_backend() -> str:
-    """Name of the active kernel backend (``"numba"``, ``"cython"`` or ``"cuda"``)."""
+    """Name of the active kernel backend (``"auto"``, ``"numba"``, ``"cython"`` or ``"cuda"``)."""
     return _state["backend"]
 
 

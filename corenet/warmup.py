@@ -40,7 +40,7 @@ def warmup(dtypes=(np.float32, np.float64), verbose: bool = False) -> dict:
         "families": done,
         "seconds": round(time.perf_counter() - t0, 3),
     }
-    if config.get_backend() == "numba":
+    if config.get_backend() in ("numba", "auto"):
         import numba
 
         try:

@@ -16,7 +16,9 @@ settings.register_profile(
 settings.register_profile("thorough", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("CORENET_HYPOTHESIS", "ci"))
 
-CPU_BACKENDS = [b for b in corenet.backends() if b != "cuda"]
+# "auto" (the default) only composes the families of the named backends (tests/test_config.py
+# checks which); the tests that take no ``backend`` fixture run on it.
+CPU_BACKENDS = [b for b in corenet.backends() if b not in ("cuda", "auto")]
 # CORENET_TEST_CUDA=1 (opt-in: a GPU run, or the simulator's, is slow) adds the cuda backend to the
 # parametrisation when it is available here; numpy in, numpy out, so the CPU tests apply unchanged.
 TEST_BACKENDS = CPU_BACKENDS + (["cuda"] if os.environ.get("CORENET_TEST_CUDA") == "1"

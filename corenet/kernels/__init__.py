@@ -8,6 +8,7 @@ function names with the same signatures::
     corenet/kernels/numba_cpu/{conv,pool,lrn,norm,act}.py    Numba, @njit(parallel=True, cache=True)
     corenet/kernels/cython_cpu/{conv,pool,lrn,norm,act}.py   thin wrappers over corenet/_ext/*.pyx
     corenet/kernels/cuda/{conv,pool,lrn,norm,act}.py         numba.cuda (optional)
+    corenet/kernels/auto/{conv,pool,lrn,norm,act}.py         the default: per family, the fastest CPU one
 
 ``corenet.functional`` validates arguments once and then calls ``kernels.active().conv.<name>``;
 it never branches on the backend. Kernels trust their inputs: C-contiguous float32/float64 NCHW
@@ -24,7 +25,7 @@ import importlib
 from .. import config
 
 FAMILIES = ("conv", "pool", "lrn", "norm", "act")
-_PACKAGES = {"numba": "numba_cpu", "cython": "cython_cpu", "cuda": "cuda"}
+_PACKAGES = {"auto": "auto", "numba": "numba_cpu", "cython": "cython_cpu", "cuda": "cuda"}
 
 
 class Backend:

@@ -4,8 +4,13 @@ Design
 ------
 A backend supplies the primitives documented at the top of ``numba_cpu/conv.py`` (``im2col``,
 ``col2im``, ``direct_forward``, ``direct_backward_input``, ``direct_backward_weight``); this
-module turns them into a convolution with BLAS GEMMs through numpy ``matmul``. Three paths:
+module turns them into a convolution with BLAS GEMMs through numpy ``matmul``. Four paths:
 
+- ``"simd"``: a backend whose primitives include ``simd_forward``/``simd_wgrad`` (the compiled
+  direct convolution of ``corenet/_ext/simd_conv.h``) takes every ungrouped convolution but the
+  1x1 GEMM case: register-tiled, no column matrix. The input gradient of a stride-1 layer is a
+  ``simd_forward`` of ``gy`` with the flipped, swapped kernel (``gx_forward_padding``); a strided
+  layer's input gradient goes through the GEMM and col2im.
 - ``"1x1"``: 1x1 kernel, stride 1, no padding, one group. The input already is the column
   matrix of each image: ``y[n] = W @ x[n]`` with no im2col at all.
 - ``"direct"``: grouped convolution whose groups are too narrow for a GEMM to pay off
@@ -39,11 +44,13 @@ from ..functional._args import out_size
 DIRECT_MAX_GROUP_CHANNELS = 16
 
 
-def choose_path(x_shape, w_shape, stride, padding4, groups) -> str:
-    """``"1x1"``, ``"direct"`` or ``"gemm"`` (see the module docstring)."""
+def choose_path(x_shape, w_shape, stride, padding4, groups, prims=None) -> str:
+    """``"simd"``, ``"1x1"``, ``"direct"`` or ``"gemm"`` (see the module docstring)."""
     C_out, cg, kh, kw = w_shape
     if groups == 1 and kh == 1 and kw == 1 and tuple(stride) == (1, 1) and tuple(padding4) == (0, 0, 0, 0):
         return "1x1"
+    if groups == 1 and getattr(prims, "simd_forward", None) is not None:
+        return "simd"
     if groups > 1 and min(cg, C_out // groups) < DIRECT_MAX_GROUP_CHANNELS:
         return "direct"
     return "gemm"
@@ -96,7 +103,11 @@ def conv2d_forward(prims, x, w, b, stride, padding4, dilation, groups):
     dh, dw = dilation
     ho, wo = output_hw(x.shape, w.shape, stride, padding4, dilation)
     y = np.empty((N, C_out, ho, wo), dtype=x.dtype)
-    path = choose_path(x.shape, w.shape, stride, padding4, groups)
+    path = choose_path(x.shape, w.shape, stride, padding4, groups, prims)
+
+    if path == "simd":
+        prims.simd_forward(x, w, b, stride, padding4, dilation, y)
+        return y
 
     if path == "1x1":
         y3 = y.reshape(N, C_out, ho * wo)
@@ -133,7 +144,7 @@ def conv2d_forward(prims, x, w, b, stride, padding4, dilation, groups):
     return y
 
 
-def gx_forward_padding(x_shape, w_shape, stride, padding4, dilation) -> tuple[int, int, int, int] | None:
+def gx_forward_padding(x_shape, w_shape, stride, padding4, dilation, any_channels=False):
     """The padding of the forward convolution of ``gy`` that gives the input gradient, or ``None``
     where the input gradient is better taken by col2im.
 
@@ -141,9 +152,10 @@ def gx_forward_padding(x_shape, w_shape, stride, padding4, dilation) -> tuple[in
     is a cross-correlation of ``gy`` with ``rotated_weights(w)`` and padding ``span - pad`` per side:
     im2col of ``gy`` (a strided copy, fast) replaces col2im (a scattered accumulation, ~2x slower),
     and the GEMM has the forward's shape. Worth it while ``gy`` has no more channels than ``x`` (its
-    column matrix is the bigger one) and no side is padded beyond the kernel's span (the flipped
-    padding would be negative)."""
-    if tuple(stride) != (1, 1) or w_shape[0] > x_shape[1]:
+    column matrix is the bigger one; ``any_channels`` lifts that for the direct kernel, which has no
+    column matrix) and no side is padded beyond the kernel's span (the flipped padding would be
+    negative)."""
+    if tuple(stride) != (1, 1) or (w_shape[0] > x_shape[1] and not any_channels):
         return None
     span_h, span_w = dilation[0] * (w_shape[2] - 1), dilation[1] * (w_shape[3] - 1)
     t, b, l, r = padding4
@@ -171,12 +183,25 @@ def conv2d_backward(prims, x, w, gy, stride, padding4, dilation, groups, need_gx
     P = ho * wo
     gb = gy.sum(axis=(0, 2, 3), dtype=np.float64).astype(gy.dtype) if need_gb else None
     gw = np.empty_like(w) if need_gw else None
-    path = choose_path(x.shape, w.shape, stride, padding4, groups)
-    # the gemm path may take gx as conv2d_forward's output instead (gx_forward_padding)
-    gx_pads = gx_forward_padding(x.shape, w.shape, stride, padding4, dilation) if need_gx and path == "gemm" else None
+    path = choose_path(x.shape, w.shape, stride, padding4, groups, prims)
+    # the gemm and simd paths may take gx as conv2d_forward's output instead (gx_forward_padding)
+    gx_pads = None
+    if need_gx and path in ("gemm", "simd"):
+        gx_pads = gx_forward_padding(x.shape, w.shape, stride, padding4, dilation, any_channels=path == "simd")
     gx = np.empty_like(x) if need_gx and gx_pads is None else None
     if not (need_gx or need_gw):
         return gx, gw, gb
+
+    if path == "simd":
+        if need_gw:
+            prims.simd_wgrad(x, gy, stride, padding4, dilation, gw)
+        if not need_gx:
+            return gx, gw, gb
+        if gx_pads is not None:
+            gx = np.empty_like(x)
+            prims.simd_forward(gy, rotated_weights(w, groups), None, (1, 1), gx_pads, dilation, gx)
+            return gx, gw, gb
+        need_gw = False  # done; a strided layer's gx continues on the GEMM path below
 
     if path == "1x1":
         w2 = w.reshape(C_out, C_in)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
+
 from ..._ext import conv as _conv
+from ..._ext import simd_conv as _simd
 from ...config import get_num_threads
 from .. import _cpu_conv
 
@@ -20,6 +23,8 @@ __all__ = [
     "direct_forward",
     "direct_backward_input",
     "direct_backward_weight",
+    "simd_forward",
+    "simd_wgrad",
     "conv2d_forward",
     "conv2d_backward",
 ]
@@ -43,6 +48,24 @@ def direct_backward_input(gy, w, groups, sh, sw, pt, pl, dh, dw, gx):
 
 def direct_backward_weight(x, gy, groups, sh, sw, pt, pl, dh, dw, gw):
     _conv.direct_backward_weight(x, gy, groups, sh, sw, pt, pl, dh, dw, gw, get_num_threads())
+
+
+def simd_forward(x, w, b, stride, padding4, dilation, y):
+    """OUT y (N, C_out, ho, wo) = conv(x (N, C_in, H, W), w (C_out, C_in, kh, kw)) + b; groups = 1.
+
+    The register-tiled direct convolution of ``corenet/_ext/simd_conv.h`` (no column matrix)."""
+    nt = get_num_threads()
+    (sh, sw), (pt, _, pl, _), (dh, dw) = stride, padding4, dilation
+    need = _simd.forward_workspace(x.shape, w.shape, sh, sw, dh, dw, y.shape[2], y.shape[3], x.itemsize, nt)
+    _simd.forward(x, w, b, sh, sw, pt, pl, dh, dw, y, _cpu_conv.workspace(2, need, np.uint8), nt)
+
+
+def simd_wgrad(x, gy, stride, padding4, dilation, gw):
+    """OUT gw (C_out, C_in, kh, kw): the weight gradient of :func:`simd_forward` for upstream ``gy``."""
+    nt = get_num_threads()
+    (sh, sw), (pt, _, pl, _), (dh, dw) = stride, padding4, dilation
+    need = _simd.wgrad_workspace(x.shape, gw.shape, sh, sw, dh, dw, gy.shape[2], gy.shape[3], x.itemsize, nt)
+    _simd.wgrad(x, gy, sh, sw, pt, pl, dh, dw, gw, _cpu_conv.workspace(2, need, np.uint8), nt)
 
 
 _PRIMS = sys.modules[__name__]

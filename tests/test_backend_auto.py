@@ -1,0 +1,56 @@
+"""The default backend ``auto``: a composition of the named CPU backends' op families."""
+
+import inspect
+import subprocess
+import sys
+
+import numpy as np
+
+import corenet
+from corenet import kernels
+from corenet.kernels import auto
+
+
+def test_auto_is_the_default_and_always_available():
+    code = "import corenet; print(corenet.get_backend())"
+    env_free = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env={k: v for k, v in __import__("os").environ.items() if k != "CORENET_BACKEND"})
+    assert env_free.stdout.strip() == "auto"
+    assert corenet.backend_status()["auto"] == "available"
+    assert "auto" in corenet.backends()
+
+
+def test_every_family_is_a_named_backends_module_with_the_same_names():
+    sources = auto.sources()
+    assert set(sources) == set(kernels.FAMILIES)
+    backend = kernels.require("auto")
+    for family, name in sources.items():
+        chosen = getattr(kernels.require(name), family)
+        mine = getattr(backend, family)
+        assert mine.__all__ == chosen.__all__
+        for fn in mine.__all__:
+            assert getattr(mine, fn) is getattr(chosen, fn)
+            numba_fn = getattr(getattr(kernels.require("numba"), family), fn, None)
+            if numba_fn is not None:  # the contract names; a backend may add its own primitives
+                assert inspect.signature(getattr(mine, fn)) == inspect.signature(numba_fn)
+
+
+def test_convolution_comes_from_the_compiled_direct_kernels_when_built():
+    expected = "cython" if "cython" in corenet.backends() else "numba"
+    assert auto.sources()["conv"] == expected
+
+
+def test_auto_matches_numba_on_a_small_network():
+    from corenet import models
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 1, 28, 28)).astype(np.float32)
+    outs = {}
+    previous = corenet.get_backend()
+    try:
+        for name in ("numba", "auto"):
+            corenet.set_backend(name)
+            outs[name] = models.lenet5(seed=0).predict(x)
+    finally:
+        corenet.set_backend(previous)
+    np.testing.assert_allclose(outs["auto"], outs["numba"], rtol=1e-4, atol=1e-5)
