@@ -1,11 +1,15 @@
-"""Training-step benchmarks: BENCHMARKS.md's three networks, corenet against PyTorch in one run.
+"""Training-step benchmarks: BENCHMARKS.md's three networks, corenet against PyTorch NCHW and
+PyTorch channels_last, each framework in its own process (BENCHMARKS.md's protocol).
 
-For each network: images/s of a full step (forward, loss, backward, SGD-momentum update) on a
-synthetic batch, with PyTorch's time for the same network, batch and thread count measured
-interleaved; then, each in a fresh child process, peak resident memory of a step and the cold
-start (process start -> end of the first LeNet-5 step) with an empty and a warm Numba cache.
+For each network: a full step (forward, loss, backward, SGD-momentum update) on a synthetic batch
+of 64. Processes alternate (corenet, torch NCHW, torch channels_last, again) over ``--rounds``
+rounds; each warms up 3 steps and reports the median of 12; the table gives the median of the
+per-round ratios (torch ms / corenet ms, above 1 = corenet faster) and their spread. ``--infer``
+adds the eval-mode forward at batch 1 and 64. The load average is printed first (a busy machine
+gives a warning). Then, each in a fresh process, peak resident memory of a step and the cold start
+(process start -> end of the first LeNet-5 step) with an empty and a warm Numba cache.
 
-    python benchmarks/bench_train.py --threads 2 --backend all --json train.json
+    python benchmarks/bench_train.py --threads 2 --rounds 3 --infer --json train.json
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -66,7 +71,7 @@ def build_corenet(name):
 
 
 # ---------------------------------------------------------------------------------- torch twins
-def build_torch(name, torch):
+def build_torch(name, torch, channels_last=False, training=True):
     nn = torch.nn
     if name.startswith("lenet5"):
         net = nn.Sequential(
@@ -103,6 +108,16 @@ def build_torch(name, torch):
             nn.Conv2d(128, 192, 3, padding=1), nn.ReLU(), nn.Conv2d(192, 128, 3, padding=1), nn.ReLU(),
             nn.MaxPool2d(3, 2), nn.Flatten(), nn.Dropout(0.5), nn.Linear(128 * 3 * 3, 256), nn.ReLU(),
             nn.Dropout(0.5), nn.Linear(256, 10))
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    if not training:
+        net.eval()
+
+        def infer(x, y):
+            with torch.no_grad():
+                return net(x)
+
+        return infer
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
 
@@ -123,28 +138,45 @@ def batch(name, n, rng):
 
 
 # ---------------------------------------------------------------------------------- child modes
-def child(kind, name, framework, backend, threads, n):
-    """Run in a fresh process: one measurement, printed as JSON on the last line."""
-    t0 = time.perf_counter()
+def _setup(name, framework, backend, threads, n, training=True):
+    """A step function for one framework in this (fresh) process."""
     rng = np.random.default_rng(0)
     x, y = batch(name, n, rng)
-    if framework == "torch":
+    if framework.startswith("torch"):
         import torch
 
         torch.set_num_threads(threads)
-        step = build_torch(name, torch)
+        step = build_torch(name, torch, channels_last=framework == "torch_cl", training=training)
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-        run = lambda: step(xt, yt)  # noqa: E731
-    else:
-        import corenet
+        if framework == "torch_cl":
+            xt = xt.contiguous(memory_format=torch.channels_last)
+        return lambda: step(xt, yt)
+    import corenet
 
-        corenet.set_backend(backend)
-        corenet.set_num_threads(threads)
-        model = build_corenet(name)
-        run = lambda: model.train_on_batch(x, y)  # noqa: E731
+    corenet.set_backend(backend)
+    corenet.set_num_threads(threads)
+    model = build_corenet(name)
+    if training:
+        return lambda: model.train_on_batch(x, y)
+    return lambda: model.forward(x, training=False)
+
+
+def child(kind, name, framework, backend, threads, n):
+    """Run in a fresh process: one measurement, printed as JSON on the last line."""
+    t0 = time.perf_counter()
+    run = _setup(name, framework, backend, threads, n, training=kind != "infer")
     run()
     first = time.perf_counter() - t0
     res = {"first_step_s": first}
+    if kind in ("time", "infer"):
+        for _ in range(WARMUP - 1):
+            run()
+        times = []
+        for _ in range(STEPS):
+            t = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t)
+        res.update(median_ms=1e3 * float(np.median(times)), min_ms=1e3 * min(times))
     if kind == "rss":
         # The step's own footprint: resident memory after imports and the first step (weights,
         # libraries) versus the high-water mark of later steps (activations, workspaces).
@@ -193,14 +225,51 @@ def cold_start(backend, threads):
 
 
 # ---------------------------------------------------------------------------------- main
+WARMUP, STEPS = 3, 12
+FRAMEWORKS = ("torch", "torch_cl")
+
+
+def compare(name, kind, n, backends, threads, rounds, torch_ok):
+    """Alternate one process per framework over ``rounds`` rounds; per-round speed ratios."""
+    configs = [("corenet", b) for b in backends] + ([(fw, "-") for fw in FRAMEWORKS] if torch_ok else [])
+    per_round = []
+    for _ in range(rounds):
+        per_round.append({f"{fw}:{b}": run_child([kind, name, fw, b, threads, n])["median_ms"] for fw, b in configs})
+    out = {"network": name, "kind": kind, "batch": n, "rounds": per_round}
+    for b in backends:
+        ms = [r[f"corenet:{b}"] for r in per_round]
+        row = {"corenet_ms": statistics.median(ms), "corenet_ms_range": (min(ms), max(ms))}
+        for fw in FRAMEWORKS if torch_ok else ():
+            ratios = [r[f"{fw}:-"] / r[f"corenet:{b}"] for r in per_round]
+            tms = [r[f"{fw}:-"] for r in per_round]
+            row[f"{fw}_ms"] = statistics.median(tms)
+            row[f"vs_{fw}"] = statistics.median(ratios)
+            row[f"vs_{fw}_range"] = (min(ratios), max(ratios))
+        out[b] = row
+    return out
+
+
+def print_row(res, b, torch_ok):
+    r = res[b]
+    line = (f"{res['network']:24s} {res['kind']:5s} b{res['batch']:<3d} {b:7s} {r['corenet_ms']:8.2f} "
+            f"({r['corenet_ms_range'][0]:.2f}-{r['corenet_ms_range'][1]:.2f})")
+    if torch_ok:
+        for fw in FRAMEWORKS:
+            lo, hi = r[f"vs_{fw}_range"]
+            line += f" | {fw} {r[f'{fw}_ms']:7.2f} ms {r[f'vs_{fw}']:5.2f}x ({lo:.2f}-{hi:.2f})"
+    print(line, flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backend", default="all")
+    ap.add_argument("--backend", default="auto", help="corenet backend(s), comma-separated, or 'all'")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--infer", action="store_true", help="also eval-mode forward at batch 1 and 64")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-subprocess", action="store_true", help="skip cold start and peak RSS")
+    ap.add_argument("--max-load", type=float, default=0.5, help="warn above this 1-minute load average")
     ap.add_argument("--json")
     ap.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -210,51 +279,41 @@ def main(argv=None):
 
     import corenet
 
-    corenet.set_num_threads(args.threads)
-    backends = [b for b in corenet.backends() if b != "cuda"] if args.backend == "all" else [args.backend]
-    torch = None if args.no_torch else H.try_import_torch(args.threads)
-    rows = []
-    print(f"{'network':24s} {'backend':7s} {'ms/step':>8s} {'img/s':>8s} {'torch ms':>9s} {'speed':>7s}")
+    load = os.getloadavg()
+    print(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+          + ("" if load[0] <= args.max_load else "  WARNING: the machine is busy; ratios are not trustworthy"))
+    if args.backend == "all":
+        backends = [b for b in corenet.backends() if b != "cuda"]
+    else:
+        backends = args.backend.split(",")
+    torch_ok = not args.no_torch and H.try_import_torch(args.threads) is not None
+    print(f"one process per framework, alternating, {args.rounds} rounds; each process warms up {WARMUP} steps "
+          f"and reports the median of {STEPS}; ratios = torch ms / corenet ms per round: median (min-max)")
+    results = []
+    jobs = [("time", 64)] + ([("infer", 1), ("infer", 64)] if args.infer else [])
     for name in NETWORKS:
         if args.only and name not in args.only:
             continue
-        x, y = batch(name, 64, np.random.default_rng(0))
-        fns = {}
-        for b in backends:
-            corenet.set_backend(b)
-            model = build_corenet(name)
-
-            def step(model=model, b=b, x=x, y=y):
-                corenet.set_backend(b)
-                model.train_on_batch(x, y)
-
-            fns[b] = step
-        if torch is not None:
-            tstep = build_torch(name, torch)
-            xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-            fns["torch"] = lambda tstep=tstep, xt=xt, yt=yt: tstep(xt, yt)
-        t = H.interleaved_ms(fns, args.repeat, warmup=2)
-        for b in backends:
-            row = dict(network=name, backend=b, ms_per_step=t[b], images_per_s=64e3 / t[b])
-            line = f"{name:24s} {b:7s} {t[b]:8.1f} {row['images_per_s']:8.0f}"
-            if torch is not None:
-                row.update(torch_ms_per_step=t["torch"], speedup=t["torch"] / t[b])
-                line += f" {t['torch']:9.1f} {row['speedup']:6.2f}x"
-            print(line, flush=True)
-            rows.append(row)
-    extra = {}
+        for kind, n in jobs:
+            if kind == "infer" and name.startswith("alexnet"):
+                continue
+            res = compare(name, kind, n, backends, args.threads, args.rounds, torch_ok)
+            for b in backends:
+                print_row(res, b, torch_ok)
+            results.append(res)
+    extra = {"load_average_before": load}
     if not args.no_subprocess:
         for b in backends:
             extra[f"cold_start_{b}"] = cold_start(b, args.threads)
             print(f"cold start to first LeNet-5 step ({b}): "
                   + ", ".join(f"{k} {v:.2f} s" for k, v in extra[f"cold_start_{b}"].items()))
         name = "resnet20_cifar_b64"
-        for fw, b in [("corenet", b) for b in backends] + ([("torch", "-")] if torch is not None else []):
+        for fw, b in [("corenet", b) for b in backends] + ([("torch", "-")] if torch_ok else []):
             r = run_child(["rss", name, fw, b, args.threads, 64])
             extra[f"rss_{fw}_{b}"] = r
             print(f"memory of the {name} step, {fw} {b}: {r['step_mib']:.0f} MiB above a {r['baseline_mib']:.0f} MiB"
                   f" baseline (process peak {r['peak_rss_mib']:.0f} MiB)")
-    H.write_json(args.json, {"machine": H.machine_info(args.threads), "results": rows, **extra})
+    H.write_json(args.json, {"machine": H.machine_info(args.threads), "results": results, **extra})
 
 
 if __name__ == "__main__":
