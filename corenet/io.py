@@ -266,6 +266,10 @@ def _read(path, op: str) -> dict:
             arrays = {k: npz[k] for k in npz.files}
     except _ARCHIVE_ERRORS as e:
         raise ValueError(f"{where}: is not a readable corenet checkpoint (.npz): {type(e).__name__}: {e}") from e
+    foreign = sorted(k for k, v in arrays.items() if not isinstance(v, np.ndarray))  # numpy returns their bytes
+    if foreign:
+        raise ValueError(f"{where}: is not a readable corenet checkpoint (.npz): members {foreign} are not .npy "
+                         "arrays")
     if "__meta__" not in arrays:
         return {"meta": {"kind": "weights"}, "config": None, "weights": arrays,
                 "optimizer_state": None, "train_state": None}
@@ -356,9 +360,9 @@ def load(path, compile: bool = True):
                          f"{sorted(model_classes())}")
     try:
         model = cls.from_config(spec["config"])
-    except Exception as e:
-        raise ValueError(f"{where}: could not rebuild the architecture stored in the file: "
-                         f"{type(e).__name__}: {e}") from e
+    except Exception as e:  # from_config checks what it reads; anything else still names the file
+        detail = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+        raise ValueError(f"{where}: could not rebuild the architecture stored in the file: {detail}") from e
     _assign(model, ckpt["weights"], True, repr(path))
     meta = ckpt["meta"]
     if compile and "compile" in meta:

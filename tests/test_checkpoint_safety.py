@@ -279,3 +279,13 @@ def test_complex_weights_are_refused(tmp_path):
     rewrite(path, edit_arrays=lambda a: a.update({"w/fc.bias": a["w/fc.bias"].astype(np.complex64)}))
     with pytest.raises(ValueError, match=re.escape(str(path)) + ".*fc.bias: dtype complex64"):
         corenet.load(path)
+
+
+def test_zip_members_that_are_not_npy_arrays_are_named(tmp_path):
+    import zipfile
+
+    path = tmp_path / "odd.npz"
+    with zipfile.ZipFile(path, "w") as z:  # np.load hands such members back as raw bytes
+        z.writestr("__meta__.npy", b"")
+    with pytest.raises(ValueError, match=re.escape(str(path)) + r".*members \['__meta__'\] are not .npy arrays"):
+        corenet.load(path)
