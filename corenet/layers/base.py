@@ -176,9 +176,9 @@ class Layer:
                 raise TypeError(f"{self.label()}: expects numpy (or device) arrays, received {type(a).__name__}")
             if a.dtype not in FLOAT_DTYPES:
                 raise TypeError(f"{self.label()}: expects float32 or float64 arrays, received dtype {a.dtype}")
-            if len(a.shape) < 2:
-                raise ValueError(f"{self.label()}: expects arrays (batch, ...) with at least one axis per sample, "
-                                 f"received shape {tuple(a.shape)}")
+            if len(a.shape) < 2 or min(a.shape) < 1:
+                raise ValueError(f"{self.label()}: expects arrays (batch, ...) with at least one sample and one "
+                                 f"axis per sample, every size >= 1, received shape {tuple(a.shape)}")
         if len({a.shape[0] for a in arrays}) > 1:
             raise ValueError(f"{self.label()}: inputs must have one batch size, received shapes "
                              f"{[tuple(a.shape) for a in arrays]}")
@@ -189,6 +189,20 @@ class Layer:
 
     def backward(self, gy, need_gx: bool = True):
         raise NotImplementedError
+
+    def _check_gy(self, gy, batch: int | None = None) -> None:
+        """For layers that run no functional op (which checks its own): ``gy`` is a float array of the
+        output's per-sample shape (and of the forward's batch size when known). A tuple compare per step."""
+        if not isinstance(gy, np.ndarray) and not is_device(gy):
+            raise TypeError(f"{self.label()}: backward expects gy as a numpy (or device) array, "
+                            f"received {type(gy).__name__}")
+        if gy.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{self.label()}: backward expects a float32 or float64 gy, received dtype {gy.dtype}")
+        shape = tuple(gy.shape)
+        if shape[1:] != self.output_shape or len(shape) < 1 or (batch is not None and shape[0] != batch):
+            n = "batch" if batch is None else batch
+            raise ValueError(f"{self.label()}: backward expects gy of shape {(n, *self.output_shape)}, "
+                             f"received gy.shape={shape}")
 
     def _store_grads(self, grads: dict) -> None:
         """Accumulate parameter gradients (overwrite after :meth:`zero_grad`)."""

@@ -88,6 +88,7 @@ class Add(_Elementwise):
     def backward(self, gy, need_gx=True):
         if not need_gx:
             return [None] * len(self.input_shape)
+        self._check_gy(gy)
         return [self._reduce(gy, k) for k in range(len(self.input_shape))]
 
 
@@ -110,7 +111,10 @@ class Multiply(_Elementwise):
     def backward(self, gy, need_gx=True):
         xs, self._state = self._state, None
         if not need_gx:
-            return [None] * len(xs)
+            return [None] * len(self.input_shape)
+        if xs is None:
+            raise ValueError(f"{self.label()}: backward needs a forward with retain=True first")
+        self._check_gy(gy, xs[0].shape[0])
         if not isinstance(gy, np.ndarray):
             return self._backward_device(gy, xs)
         out = []
@@ -208,6 +212,7 @@ class Concat(_Merge):
     def backward(self, gy, need_gx=True):
         if not need_gx:
             return [None] * len(self.input_shape)
+        self._check_gy(gy)
         if not isinstance(gy, np.ndarray):
             return _ops().split_channels(gy, [s[self._ax - 1] for s in self.input_shape])
         return [np.ascontiguousarray(g) for g in np.split(gy, self._splits, axis=self._ax)]

@@ -27,7 +27,12 @@ class Flatten(Layer):
 
     def backward(self, gy, need_gx=True):
         shape, self._state = self._state, None
-        return gy.reshape(shape) if need_gx else None
+        if not need_gx:
+            return None
+        if shape is None:
+            raise ValueError(f"{self.label()}: backward needs a forward with retain=True first")
+        self._check_gy(gy, shape[0])
+        return gy.reshape(shape)
 
 
 class Reshape(Layer):
@@ -65,7 +70,12 @@ class Reshape(Layer):
 
     def backward(self, gy, need_gx=True):
         shape, self._state = self._state, None
-        return gy.reshape(shape) if need_gx else None
+        if not need_gx:
+            return None
+        if shape is None:
+            raise ValueError(f"{self.label()}: backward needs a forward with retain=True first")
+        self._check_gy(gy, shape[0])
+        return gy.reshape(shape)
 
     def _config(self):
         return {"target_shape": list(self.target_shape)}
@@ -120,6 +130,7 @@ class ZeroPad2d(Layer):
     def backward(self, gy, need_gx=True):
         if not need_gx:
             return None
+        self._check_gy(gy)
         t, b, l, r = self.pads
         if not isinstance(gy, np.ndarray):
             return _ops().crop2d(gy, t, b, l, r)
