@@ -24,6 +24,25 @@ from numba import prange
 from ._jit import kernel
 from ._threads import sized
 
+__all__ = [
+    "relu_forward",
+    "relu_backward",
+    "leaky_relu_forward",
+    "leaky_relu_backward",
+    "elu_forward",
+    "elu_backward",
+    "gelu_forward",
+    "gelu_backward",
+    "sigmoid_forward",
+    "sigmoid_backward",
+    "tanh_forward",
+    "tanh_backward",
+    "dropout_forward",
+    "dropout_backward",
+    "softmax_forward",
+    "softmax_backward",
+]
+
 # ------------------------------------------------------------------------------------- relu
 
 

@@ -26,6 +26,8 @@ from ... import config
 from ._jit import kernel
 from ._threads import sized
 
+__all__ = ["bn_stats", "bn_affine", "bn_backward_reduce", "bn_backward_gx", "bn_scale_gx"]
+
 # The per-block sums may be reassociated: LLVM then vectorises them (about 3x faster; fastmath
 # is otherwise off, and a float reduction stays a serial chain). The order is still fixed at
 # compile time, so results remain independent of the thread count. No other fastmath flag:
