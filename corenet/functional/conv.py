@@ -7,6 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._args import (
+    _is_int,
     as_float_array,
     backend_for,
     check_elements,
@@ -81,7 +82,12 @@ def conv_output_shape(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=
     >>> conv_output_shape((1, 3, 32, 32), (10, 3, 5, 5), padding=2)
     (1, 10, 32, 32)
     """
-    return _geometry("conv_output_shape", tuple(x_shape), tuple(w_shape), stride, padding, dilation, groups)[4]
+    op = "conv_output_shape"
+    for name, shape in (("x_shape", x_shape), ("w_shape", w_shape)):
+        if not isinstance(shape, (tuple, list)) or not all(_is_int(d) and d >= 0 for d in shape):
+            raise TypeError(f"{op}: {name} must be a tuple of ints >= 0, received {shape!r}")
+    return _geometry(op, tuple(int(d) for d in x_shape), tuple(int(d) for d in w_shape), stride, padding, dilation,
+                     groups)[4]
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, return_state=False):
