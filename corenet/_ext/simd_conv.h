@@ -84,10 +84,10 @@
 #if CS_X86
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
-#define OCB 4
-#define NV 3
+#define OCB 6
+#define NV 2
 #define WOCB 4
-#define WTT 3
+#define WTT 2
 #define T float
 #define L 8
 #define FN(x) x##_avx2_f32
@@ -112,8 +112,8 @@
 #pragma GCC target("avx2,fma,avx512f,avx512vl")
 #define OCB 8
 #define NV 3
-#define WOCB 8
-#define WTT 3
+#define WOCB 4
+#define WTT 6
 #define T float
 #define L 16
 #define FN(x) x##_avx512_f32
@@ -136,8 +136,8 @@
 #endif
 
 /* tile sizes and vector lanes per instruction set, as instantiated above */
-static const long cs_ocb[3] = {4, 4, 8};
-static const long cs_wocb[3] = {4, 4, 8};
+static const long cs_ocb[3] = {4, 6, 8};
+static const long cs_wocb[3] = {4, 4, 4};
 static const long cs_lanes_f32[3] = {8, 8, 16};
 static const long cs_lanes_f64[3] = {4, 4, 8};
 
@@ -195,15 +195,34 @@ static int cs_threads(int requested)
 /* ------------------------------------------------------------------ geometry */
 typedef struct {
     long N, C, H, W, OC, kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo;
-    long K, Hq, Wq, nxv, plane, img; /* derived: taps, packed rows/cols, vectors per row, sizes */
+    /* derived: taps, packed rows/cols, vectors per output row, plane and image sizes; in flat mode
+     * the length of the flat output plane rounded up to whole vectors */
+    long K, Hq, Wq, nxv, plane, img, flat, Pf;
 } cs_geom;
 
+/* Two ways to lay vectors over an output plane. Row mode: each vector covers L pixels of one row,
+ * the last one of a row partly empty (an 8-pixel row fills half of a 16-lane vector). Flat mode
+ * (stride 1 only): the packed input rows are exactly as wide as the padded input, Wq, and the
+ * output is computed as one flat plane of Ho rows of Wq pixels, the Wq - Wo pixels past each row's
+ * end wasted (they read the next row's left edge) and dropped when the plane is copied into y;
+ * taps stay contiguous across rows. Flat mode is taken where it wastes fewer lanes. */
 static void cs_geom_init(cs_geom* g, long lanes)
 {
     g->K = g->C * g->kh * g->kw;
     g->nxv = (g->Wo + lanes - 1) / lanes;
     g->Hq = (g->Ho - 1) * g->sh + (g->kh - 1) * g->dh + 1;
     g->Wq = g->nxv * lanes + ((g->kw - 1) * g->dw) / g->sw;
+    g->flat = 0;
+    g->Pf = 0;
+    if (g->sh == 1 && g->sw == 1 && g->Wo > 0) {
+        long wq = g->Wo + (g->kw - 1) * g->dw;
+        if (wq * g->Ho * 100 < g->nxv * lanes * g->Ho * 95) { /* at least 5% fewer wasted lanes */
+            g->flat = 1;
+            g->Wq = wq;
+            g->Pf = (g->Ho * wq + lanes - 1) / lanes * lanes;
+            g->Hq = (g->Pf + (g->kw - 1) * g->dw + wq - 1) / wq + (g->kh - 1) * g->dh;
+        }
+    }
     g->plane = g->Hq * g->Wq;
     g->img = g->C * g->sw * g->plane;
 }

@@ -81,6 +81,12 @@ static void CS_F(cs_pack_image)(const T* restrict xi, const cs_geom* g, T* restr
             }
 }
 
+/* elements of one image's flat output planes (flat mode only), rounded up to 64 bytes */
+static long CS_F(cs_flat_stride)(const cs_geom* g)
+{
+    return g->flat ? (long)(cs_round64((size_t)(g->OC * g->Ho * g->Wq) * sizeof(T)) / sizeof(T)) : 0;
+}
+
 /* ------------------------------------------------------------------ forward */
 static int CS_F(cs_fwd_per_image)(const cs_geom* g, int nthreads)
 {
@@ -94,7 +100,25 @@ static size_t CS_F(cs_forward_workspace)(const cs_geom* g, int nthreads)
     long ocb = cs_ocb[isa], nblk = (g->OC + ocb - 1) / ocb;
     long nbuf = CS_F(cs_fwd_per_image)(g, nthreads) ? nthreads : g->N;
     return 64 + cs_round64((size_t)(nblk * g->K * ocb) * sizeof(T)) + cs_round64((size_t)g->K * sizeof(long)) +
-           (size_t)nbuf * (size_t)CS_F(cs_img_stride)(g) * sizeof(T);
+           (size_t)nbuf * (size_t)CS_F(cs_img_stride)(g) * sizeof(T) +
+           (size_t)nbuf * (size_t)CS_F(cs_flat_stride)(g) * sizeof(T);
+}
+
+/* flat mode: y (OC, Ho, Wo) from the flat planes yf (OC, Ho*Wq) of one image */
+static void CS_F(cs_unflatten)(const T* restrict yf, const cs_geom* g, T* restrict y)
+{
+    for (long r = 0; r < g->OC * g->Ho; r++)
+        memcpy(y + r * g->Wo, yf + r * g->Wq, (size_t)g->Wo * sizeof(T));
+}
+
+/* one image's output-channel blocks [b0, b1): into y directly (row mode) or into its flat planes */
+static inline void CS_F(cs_fwd_blocks)(CS_F(cs_fwd_fn) f, const T* xq, const T* wq, const long* toff,
+                                       const T* bias, T* y, T* yf, const cs_geom* g, long b0, long b1)
+{
+    if (g->flat)
+        f(xq, wq, toff, g->K, bias, yf, g->OC, 1, g->Ho * g->Wq, 0, b0, b1);
+    else
+        f(xq, wq, toff, g->K, bias, y, g->OC, g->Ho, g->Wo, g->sh * g->Wq, b0, b1);
 }
 
 /* IN x (N, C, H, W), w (OC, C, kh, kw), bias (OC,) or NULL; OUT y (N, OC, Ho, Wo) */
@@ -103,7 +127,7 @@ static void CS_F(cs_forward)(const T* x, const T* w, const T* bias, T* y, const 
     const int isa = cs_get_isa();
     const long ocb = cs_ocb[isa], nblk = (g->OC + ocb - 1) / ocb, K = g->K;
     const long istride = CS_F(cs_img_stride)(g), xs = g->C * g->H * g->W, ys = g->OC * g->Ho * g->Wo;
-    const long row_step = g->sh * g->Wq;
+    const long fstride = CS_F(cs_flat_stride)(g);
     const CS_F(cs_fwd_fn) f = CS_F(cs_fwd_kernel)(isa);
     char* p = cs_align64(ws);
     T* wq = (T*)p;
@@ -112,6 +136,7 @@ static void CS_F(cs_forward)(const T* x, const T* w, const T* bias, T* y, const 
     p += cs_round64((size_t)K * sizeof(long));
     T* xq = (T*)p;
     nthreads = cs_threads(nthreads);
+    T* yf = xq + (CS_F(cs_fwd_per_image)(g, nthreads) ? nthreads : g->N) * istride;
 
     for (long b = 0; b < nblk; b++) /* wq[b, t, j] = w[b*ocb + j, t] */
         for (long t = 0; t < K; t++)
@@ -125,14 +150,18 @@ static void CS_F(cs_forward)(const T* x, const T* w, const T* bias, T* y, const 
 #pragma omp parallel num_threads(nthreads)
         {
 #ifdef _OPENMP
-            T* buf = xq + (long)omp_get_thread_num() * istride;
+            const long tid = omp_get_thread_num();
 #else
-            T* buf = xq;
+            const long tid = 0;
 #endif
+            T* buf = xq + tid * istride;
+            T* ybuf = yf + tid * fstride;
 #pragma omp for schedule(dynamic, 1)
             for (long n = 0; n < g->N; n++) {
                 CS_F(cs_pack_image)(x + n * xs, g, buf);
-                f(buf, wq, toff, K, bias, y + n * ys, g->OC, g->Ho, g->Wo, row_step, 0, nblk);
+                CS_F(cs_fwd_blocks)(f, buf, wq, toff, bias, y + n * ys, ybuf, g, 0, nblk);
+                if (g->flat)
+                    CS_F(cs_unflatten)(ybuf, g, y + n * ys);
             }
         }
     } else {
@@ -142,8 +171,12 @@ static void CS_F(cs_forward)(const T* x, const T* w, const T* bias, T* y, const 
 #pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
         for (long task = 0; task < g->N * nblk; task++) {
             long n = task / nblk, b = task - n * nblk;
-            f(xq + n * istride, wq, toff, K, bias, y + n * ys, g->OC, g->Ho, g->Wo, row_step, b, b + 1);
+            CS_F(cs_fwd_blocks)(f, xq + n * istride, wq, toff, bias, y + n * ys, yf + n * fstride, g, b, b + 1);
         }
+        if (g->flat)
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+            for (long n = 0; n < g->N; n++)
+                CS_F(cs_unflatten)(yf + n * fstride, g, y + n * ys);
     }
 }
 
@@ -159,7 +192,8 @@ static long CS_F(cs_wgrad_segments)(const cs_geom* g)
 static size_t CS_F(cs_wgrad_workspace)(const cs_geom* g, int nthreads)
 {
     const long wocb = cs_wocb[cs_get_isa()];
-    size_t gq = g->Wo % CS_LANES ? cs_round64((size_t)(g->N * g->OC * g->Ho * g->nxv * CS_LANES) * sizeof(T)) : 0;
+    size_t gq = g->flat ? cs_round64((size_t)(g->N * g->OC * g->Pf) * sizeof(T))
+                : g->Wo % CS_LANES ? cs_round64((size_t)(g->N * g->OC * g->Ho * g->nxv * CS_LANES) * sizeof(T)) : 0;
     nthreads = cs_threads(nthreads);
     return 64 + cs_round64((size_t)g->K * sizeof(long)) + (size_t)g->N * (size_t)CS_F(cs_img_stride)(g) * sizeof(T) +
            gq + (size_t)nthreads * cs_round64((size_t)(g->K * wocb * CS_LANES) * sizeof(T)) +
@@ -180,7 +214,10 @@ static void CS_F(cs_wgrad)(const T* x, const T* gy, T* gw, const cs_geom* g, cha
     T* xq = (T*)p;
     p += (size_t)N * (size_t)istride * sizeof(T);
     T* gq = 0;
-    if (Wo % L) {
+    if (g->flat) {
+        gq = (T*)p;
+        p += cs_round64((size_t)(N * OC * g->Pf) * sizeof(T));
+    } else if (Wo % L) {
         gq = (T*)p;
         p += cs_round64((size_t)(N * OC * Ho * nxv * L) * sizeof(T));
     }
@@ -193,7 +230,14 @@ static void CS_F(cs_wgrad)(const T* x, const T* gy, T* gw, const cs_geom* g, cha
 #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (long n = 0; n < N; n++) {
         CS_F(cs_pack_image)(x + n * xs, g, xq + n * istride);
-        if (gq != 0) /* rows padded to whole vectors with zeros: full vectors stay exact */
+        if (g->flat) /* flat planes (see cs_geom_init), zero past each row's end and the plane's */
+            for (long oc = 0; oc < OC; oc++) {
+                T* dst = gq + (n * OC + oc) * g->Pf;
+                memset(dst, 0, (size_t)g->Pf * sizeof(T));
+                for (long oy = 0; oy < Ho; oy++)
+                    memcpy(dst + oy * g->Wq, gy + ((n * OC + oc) * Ho + oy) * Wo, (size_t)Wo * sizeof(T));
+            }
+        else if (gq != 0) /* rows padded to whole vectors with zeros: full vectors stay exact */
             for (long r = 0; r < OC * Ho; r++) {
                 T* dst = gq + (n * OC * Ho + r) * nxv * L;
                 memcpy(dst, gy + (n * OC * Ho + r) * Wo, (size_t)Wo * sizeof(T));
@@ -201,8 +245,10 @@ static void CS_F(cs_wgrad)(const T* x, const T* gy, T* gw, const cs_geom* g, cha
             }
     }
     const T* gsrc = gq != 0 ? gq : gy;
-    const long grow = gq != 0 ? nxv * L : Wo, gch = Ho * grow, gimg = OC * gch;
-    const long nchunk = 128 / (Ho * nxv) > 1 ? 128 / (Ho * nxv) : 1;
+    /* flat mode: one row of Pf/L vectors per plane */
+    const long rows = g->flat ? 1 : Ho, rvec = g->flat ? g->Pf / L : nxv;
+    const long grow = g->flat ? g->Pf : gq != 0 ? nxv * L : Wo, gch = rows * grow, gimg = OC * gch;
+    const long nchunk = 128 / (rows * rvec) > 1 ? 128 / (rows * rvec) : 1;
 
 #pragma omp parallel num_threads(nthreads)
     {
@@ -215,7 +261,7 @@ static void CS_F(cs_wgrad)(const T* x, const T* gy, T* gw, const cs_geom* g, cha
         for (long task = 0; task < nblk * S; task++) {
             long b = task / S, s = task - b * S, oc0 = b * wocb;
             long ocn = OC - oc0 < wocb ? OC - oc0 : wocb;
-            f(xq, istride, gsrc, gimg, gch, grow, toff, K, oc0, ocn, s * N / S, (s + 1) * N / S, nchunk, Ho, nxv,
+            f(xq, istride, gsrc, gimg, gch, grow, toff, K, oc0, ocn, s * N / S, (s + 1) * N / S, nchunk, rows, rvec,
               g->sh * g->Wq, acc, part + (s * OC + oc0) * K);
         }
     }
