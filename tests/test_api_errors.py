@@ -76,6 +76,7 @@ def test_issue_examples_of_wrong_states():
 
 def test_states_are_frozen():
     for state in _states().values():
+        assert type(state).__name__.endswith("State") and not isinstance(state, dict)
         field = state._fields[0] if hasattr(state, "_fields") else "mode"
         with pytest.raises(AttributeError):
             setattr(state, field, None)
