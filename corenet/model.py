@@ -209,7 +209,10 @@ class Model(TrainingMixin):
         ``training`` selects batch-norm statistics and dropout. ``retain_state`` (default: ``training``)
         keeps what :meth:`backward` needs; pass True to differentiate an inference-mode forward.
         """
-        retain = training if retain_state is None else retain_state
+        if not isinstance(training, (bool, int, np.bool_, np.integer)):
+            raise TypeError(f"{self.name}: training must be a bool, received {training!r}")
+        training = bool(training)
+        retain = training if retain_state is None else bool(retain_state)
         ys = self.graph.forward(self._as_inputs(x), training, retain)
         return ys[0] if self._single_out else ys
 

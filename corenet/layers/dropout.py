@@ -36,6 +36,7 @@ class Dropout(Layer):
         self.rng = rng if self.seed is not None else np.random.default_rng(int(rng.integers(2**63)))
 
     def forward(self, x, training=False, retain=True):
+        training = bool(training)
         rng = self.rng if isinstance(x, np.ndarray) or not training else self._device_states()
         if retain:
             y, self._state = F.dropout(x, self.p, rng, training=training, return_state=True)

@@ -51,7 +51,7 @@ class _BatchNorm(Layer):
 
     def forward(self, x, training=False, retain=True):
         p, b = self.params, self.buffers
-        training = training and self.trainable
+        training = bool(training) and self.trainable
         out = F.batch_norm(x, p.get("weight"), p.get("bias"), b["running_mean"], b["running_var"], training,
                            self.momentum, self.eps, return_state=retain)
         if training:
