@@ -63,7 +63,7 @@ def forward(x, w, b, stride, pads, dilation, threads=None):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=cases())
 def test_forward_and_weight_gradient_match_oracle(isa, dtype, case):
     rng = np.random.default_rng(case["seed"])
@@ -83,7 +83,7 @@ def test_forward_and_weight_gradient_match_oracle(isa, dtype, case):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=cases())
 def test_conv2d_on_the_simd_path_matches_oracle(isa, dtype, case, monkeypatch):
     """Forward and all three gradients through corenet.functional, with every layer on the simd path

@@ -163,6 +163,56 @@ def gx_forward_padding(x_shape, w_shape, stride, padding4, dilation, any_channel
     return pads if min(pads) >= 0 else None
 
 
+def _phase_taps(size, k, s, d, pad, q):
+    """One axis of a strided layer's input gradient, for the input positions ``i`` with
+    ``(i + pad) % s == q``: ``(taps, first, count, gy_offset, dil)`` such that for ``a < count``
+    ``gx[first + s*a] = sum_u gy[a + gy_offset + u*dil] * w[taps[u]]`` (gy zero outside its range);
+    ``None`` when no position or no tap has this phase.
+
+    From ``gx[i] = sum over (o, j) with o*s - pad + j*d == i of gy[o] * w[j]``: a tap ``j`` reaches
+    phase ``q`` when ``j*d % s == q``, and then ``o = a + a_lo + (q - j*d)/s``. Taken in descending
+    ``j`` the offsets rise by ``d / gcd(d, s)``: a stride-1 correlation with that dilation."""
+    taps = [j for j in range(k - 1, -1, -1) if (j * d) % s == q]
+    a_lo = -((q - pad) // s)  # ceil((pad - q) / s): the first a with q - pad + s*a >= 0
+    a_hi = -((q - pad - size) // s)  # ceil((size + pad - q) / s)
+    if not taps or a_hi <= a_lo:
+        return None
+    dil = d // np.gcd(d, s)
+    return taps, q - pad + s * a_lo, a_hi - a_lo, a_lo + (q - taps[0] * d) // s, dil
+
+
+def strided_input_gradient(prims, w, gy, stride, padding4, dilation, gx):
+    """OUT gx (N, C_in, H, W): the input gradient of a strided, ungrouped convolution as one stride-1
+    ``simd_forward`` per phase of the stride (polyphase): each input pixel phase ``(qh, qw)`` is a
+    correlation of ``gy`` with the flipped, swapped sub-kernel of the taps that reach it. Every
+    multiply-add is one of the gradient's own; no column matrix, no scattered accumulation."""
+    kh, kw = w.shape[2:]
+    C_in = gx.shape[1]
+    (sh, sw), (pt, _, pl, _), (dh, dw) = stride, padding4, dilation
+    H, W = gx.shape[2:]
+    gx[...] = 0
+    for qh in range(sh):
+        ph = _phase_taps(H, kh, sh, dh, pt, qh)
+        if ph is None:
+            continue
+        th, fh, nh, oh, dh2 = ph
+        for qw in range(sw):
+            pw = _phase_taps(W, kw, sw, dw, pl, qw)
+            if pw is None:
+                continue
+            tw, fw, nw, ow, dw2 = pw
+            # (C_in, C_out, len(th), len(tw)): sub-kernel, flipped, input/output channels swapped
+            ws = np.ascontiguousarray(w[:, :, th][:, :, :, tw].transpose(1, 0, 2, 3))
+            # gy rows from max(oh, 0); a negative offset becomes top padding
+            top, left = max(-oh, 0), max(-ow, 0)
+            src = gy[:, :, max(oh, 0):, max(ow, 0):]
+            if src.shape[2] == 0 or src.shape[3] == 0:
+                continue
+            out = np.empty((gy.shape[0], C_in, nh, nw), dtype=gy.dtype)
+            prims.simd_forward(np.ascontiguousarray(src), ws, None, (1, 1), (top, 0, left, 0), (dh2, dw2), out)
+            gx[:, :, fh::sh, fw::sw] = out
+
+
 def rotated_weights(w, groups):
     """``w (C_out, C_in/groups, kh, kw)`` -> ``(C_in, C_out/groups, kh, kw)``: per group, input and
     output channels swapped and both spatial axes flipped."""
@@ -197,11 +247,12 @@ def conv2d_backward(prims, x, w, gy, stride, padding4, dilation, groups, need_gx
             prims.simd_wgrad(x, gy, stride, padding4, dilation, gw)
         if not need_gx:
             return gx, gw, gb
+        gx = np.empty_like(x)
         if gx_pads is not None:
-            gx = np.empty_like(x)
             prims.simd_forward(gy, rotated_weights(w, groups), None, (1, 1), gx_pads, dilation, gx)
-            return gx, gw, gb
-        need_gw = False  # done; a strided layer's gx continues on the GEMM path below
+        else:
+            strided_input_gradient(prims, w, gy, stride, padding4, dilation, gx)
+        return gx, gw, gb
 
     if path == "1x1":
         w2 = w.reshape(C_out, C_in)
