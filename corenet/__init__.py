@@ -7,7 +7,8 @@
 
 __version__ = "0.1.0"
 
-from . import callbacks, data, functional, init, io, layers, losses, models, optim, schedules
+# importing _malloc keeps freed activations in the heap (no page faults per step)
+from . import _malloc, callbacks, data, functional, init, io, layers, losses, models, optim, schedules  # noqa: F401
 from . import functional as F
 from .config import (
     backend_status,

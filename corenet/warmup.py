@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from . import config
+from . import _malloc, config
 
 # Each functional module defines ``_warmup(dtype)``, which runs its ops forward and backward
 # on tiny inputs so that every kernel specialisation for ``dtype`` is compiled.
@@ -39,6 +39,7 @@ def warmup(dtypes=(np.float32, np.float64), verbose: bool = False) -> dict:
         "num_threads": config.get_num_threads(),
         "families": done,
         "seconds": round(time.perf_counter() - t0, 3),
+        "malloc": _malloc.status(),
     }
     if config.get_backend() in ("numba", "auto"):
         import numba
