@@ -288,7 +288,7 @@ def _read(path, op: str) -> dict:
     weights = {k[2:]: v for k, v in arrays.items() if k.startswith("w/")}
     opt_state = optional_part(meta, "optimizer_state", dict, where)
     train_state = optional_part(meta, "train_state", dict, where)
-    if "compile" in meta:
+    if meta.get("compile") is not None:  # null: saved before compile(), like an absent entry
         check_compile(meta, opt_state, where)
     if opt_state is not None:
         opt_state = _unflatten_arrays(opt_state, arrays, "opt", where)
@@ -365,7 +365,7 @@ def load(path, compile: bool = True):
         raise ValueError(f"{where}: could not rebuild the architecture stored in the file: {detail}") from e
     _assign(model, ckpt["weights"], True, repr(path))
     meta = ckpt["meta"]
-    if compile and "compile" in meta:
+    if compile and meta.get("compile") is not None:
         opt = _build_optimizer(meta["optimizer"], ckpt["optimizer_state"], where)
         kwargs = _compile_kwargs(meta["compile"], where)
         try:
