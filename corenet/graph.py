@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .fusion import fuse
 from .layers.base import Layer, _ops, fmt_shape
 
 __all__ = ["Input", "InputLayer", "SymbolicTensor", "Node", "Graph", "connect"]
@@ -150,7 +151,7 @@ class Graph:
                                node.multi, False])
         for step in self.steps:
             step[4] = calls[id(step[0])] > 1  # shared layer: stash its state per call
-        self.steps = [tuple(s) for s in self.steps]
+        self.steps = fuse([tuple(s) for s in self.steps], self.out_slots)  # corenet/fusion.py
         self._states: list = [None] * len(self.steps)
 
     def _toposort(self) -> list:

@@ -14,6 +14,7 @@ device -> the cuda backend) and outputs are allocated in kind, so device arrays 
 
 from .act import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
+from .fused import *  # noqa: F401,F403
 from .linear import *  # noqa: F401,F403
 from .lrn import *  # noqa: F401,F403
 from .norm import *  # noqa: F401,F403

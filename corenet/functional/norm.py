@@ -81,6 +81,19 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
     training = flag(op, "training", training)
     if is_device(x):
         return _batch_norm_device(x, gamma, beta, running_mean, running_var, training, momentum, eps, return_state)
+    state, mean_dt, scale, shift = _forward_coefficients(op, x, gamma, beta, running_mean, running_var, training,
+                                                         momentum, eps)
+    x3 = state.x
+    y3 = kernels.active().norm.bn_affine(x3, mean_dt, scale, shift, np.empty_like(x3))
+    y = y3.reshape(x.shape)
+    if not return_state:
+        return y
+    return y, state
+
+
+def _forward_coefficients(op, x, gamma, beta, running_mean, running_var, training, momentum, eps):
+    """Validate, take the statistics (updating the running ones in training) and return
+    ``(state, mean, scale, shift)``: ``y = (x - mean) * scale + shift`` per channel, in x's dtype."""
     x = as_float_array(op, "x", x)
     if x.ndim not in (2, 4):
         raise ValueError(f"{op}: x must be (N, C, H, W) or (N, C), received x.shape={x.shape}")
@@ -124,12 +137,8 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
     g64 = gamma.astype(np.float64) if gamma is not None else np.ones(C)
     scale = g64 * invstd
     shift = beta if beta is not None else np.zeros(C, x.dtype)
-    y3 = k.bn_affine(x3, mean.astype(x.dtype), scale.astype(x.dtype), np.ascontiguousarray(shift, x.dtype),
-                     np.empty_like(x3))
-    y = y3.reshape(x.shape)
-    if not return_state:
-        return y
-    return y, BatchNormState(x3, x.shape, mean, invstd, gamma, beta is not None, use_batch)
+    state = BatchNormState(x3, x.shape, mean, invstd, gamma, beta is not None, use_batch)
+    return state, mean.astype(x.dtype), scale.astype(x.dtype), np.ascontiguousarray(shift, x.dtype)
 
 
 def batch_norm_backward(gy, state, need_gx=True, need_gparams=True):
@@ -148,40 +157,60 @@ def batch_norm_backward(gy, state, need_gx=True, need_gparams=True):
     """
     op = "batch_norm_backward"
     check_state(op, state, BatchNormState, "batch_norm")
-    x3 = state.x
-    if is_device(x3):
+    if is_device(state.x):
         return _batch_norm_backward_device(gy, state, need_gx, need_gparams)
+    gy3 = _check_gy(op, gy, state)
+    k = kernels.active().norm
+    sums = None
+    if _want_params(state, need_gparams) or (need_gx and state.batch_stats):
+        sums = k.bn_backward_reduce(gy3, state.x, state.mean)  # sum gy, sum gy*(x - mean)
+    a, b, d, params = _backward_coefficients(state, sums, need_gparams)
+    gx = None
+    if need_gx:
+        x3, dt = state.x, state.x.dtype
+        if state.batch_stats:
+            gx = k.bn_backward_gx(gy3, x3, state.mean.astype(dt), a, b, d, np.empty_like(gy3))
+        else:
+            gx = k.bn_scale_gx(gy3, a, np.empty_like(gy3))
+        gx = gx.reshape(state.shape)
+    return (gx, *params)
+
+
+def _check_gy(op, gy, state):
+    """``gy`` as the ``(N, C, L)`` view of the forward input, checked against the state."""
     gy = as_float_array(op, "gy", gy)
     if gy.shape != state.shape:
         raise ValueError(f"{op}: gy must have the forward output's shape {state.shape}, received gy.shape={gy.shape}")
-    same_dtype(op, gy=gy, x=x3)
-    gy3 = gy.reshape(x3.shape)
-    dt = x3.dtype
-    C = x3.shape[1]
-    M = x3.shape[0] * x3.shape[2]
-    mean, invstd, gamma = state.mean, state.invstd, state.gamma
-    want_params = need_gparams and (gamma is not None or state.has_beta)
-    k = kernels.active().norm
+    same_dtype(op, gy=gy, x=state.x)
+    return gy.reshape(state.x.shape)
+
+
+def _want_params(state, need_gparams):
+    return need_gparams and (state.gamma is not None or state.has_beta)
+
+
+def _backward_coefficients(state, sums, need_gparams):
+    """From ``sums = (sum gy, sum gy*(x - mean))`` (float64, or None when not needed): ``(a, b, d)``
+    of ``gx = a*gy + b*(x - mean) + d`` in x's dtype (b, d None for running statistics) and the
+    parameter gradients ``(ggamma, gbeta)``."""
+    dt = state.x.dtype
+    C = state.x.shape[1]
+    M = state.x.shape[0] * state.x.shape[2]
+    invstd, gamma = state.invstd, state.gamma
     g64 = gamma.astype(np.float64) if gamma is not None else np.ones(C)
     a = g64 * invstd  # float64 (C,)
-    gx = ggamma = gbeta = None
-    sg = sgx = None
-    if want_params or (need_gx and state.batch_stats):
-        sg, sgx = k.bn_backward_reduce(gy3, x3, mean)  # sum gy, sum gy*(x - mean)
+    b = d = None
+    ggamma = gbeta = None
+    if sums is not None:
+        sg, sgx = sums
         sgx = sgx * invstd  # = sum(gy * xhat)
-    if need_gx:
         if state.batch_stats:
-            b = -a * invstd * sgx / M
-            d = -a * sg / M
-            gx = k.bn_backward_gx(gy3, x3, mean.astype(dt), a.astype(dt), b.astype(dt), d.astype(dt),
-                                  np.empty_like(gy3))
-        else:
-            gx = k.bn_scale_gx(gy3, a.astype(dt), np.empty_like(gy3))
-        gx = gx.reshape(state.shape)
-    if want_params:
-        ggamma = sgx.astype(dt) if gamma is not None else None
-        gbeta = sg.astype(dt) if state.has_beta else None
-    return gx, ggamma, gbeta
+            b = (-a * invstd * sgx / M).astype(dt)
+            d = (-a * sg / M).astype(dt)
+        if _want_params(state, need_gparams):
+            ggamma = sgx.astype(dt) if gamma is not None else None
+            gbeta = sg.astype(dt) if state.has_beta else None
+    return a.astype(dt), b, d, (ggamma, gbeta)
 
 
 # ----------------------------------------------------------------------------- device arrays

@@ -24,7 +24,7 @@ import importlib
 
 from .. import config
 
-FAMILIES = ("conv", "pool", "lrn", "norm", "act")
+FAMILIES = ("conv", "pool", "lrn", "norm", "act", "fused")
 _PACKAGES = {"auto": "auto", "numba": "numba_cpu", "cython": "cython_cpu", "cuda": "cuda"}
 
 

@@ -50,10 +50,24 @@ class _BatchNorm(Layer):
         return input_shape
 
     def forward(self, x, training=False, retain=True):
+        return self._forward(F.batch_norm, x, training, retain)
+
+    def backward(self, gy, need_gx=True):
+        return self._backward(F.batch_norm_backward, gy, need_gx)
+
+    def forward_relu(self, x, training=False, retain=True):
+        """``relu(self.forward(x))`` in one pass over memory (``F.batch_norm_relu``): the graph runs a
+        batch norm this way when its only reader is a ReLU; ``backward_relu`` is the matching backward."""
+        return self._forward(F.batch_norm_relu, x, training, retain)
+
+    def backward_relu(self, gy, need_gx=True):
+        return self._backward(F.batch_norm_relu_backward, gy, need_gx)
+
+    def _forward(self, op, x, training, retain):
         p, b = self.params, self.buffers
         training = bool(training) and self.trainable
-        out = F.batch_norm(x, p.get("weight"), p.get("bias"), b["running_mean"], b["running_var"], training,
-                           self.momentum, self.eps, return_state=retain)
+        out = op(x, p.get("weight"), p.get("bias"), b["running_mean"], b["running_var"], training,
+                 self.momentum, self.eps, return_state=retain)
         if training:
             b["num_batches_tracked"] += 1
         if retain:
@@ -61,9 +75,9 @@ class _BatchNorm(Layer):
             return y
         return out
 
-    def backward(self, gy, need_gx=True):
+    def _backward(self, op, gy, need_gx):
         train = self.trainable and self.affine
-        gx, gg, gb = F.batch_norm_backward(gy, self._state, need_gx=need_gx, need_gparams=train)
+        gx, gg, gb = op(gy, self._state, need_gx=need_gx, need_gparams=train)
         self._state = None
         if train:
             self._store_grads({"weight": gg, "bias": gb})

@@ -3,7 +3,7 @@
 - ``conv``: the ``cython`` backend's, whose ungrouped convolutions run the register-tiled direct
   SIMD kernels of ``corenet/_ext/simd_conv.h`` (AVX-512, AVX2 or generic, picked from the CPU's
   flags), when the compiled extension was built; otherwise ``numba``'s (im2col + BLAS GEMM).
-- ``pool``, ``lrn``, ``norm``, ``act``: ``numba``'s (parallel on Numba's workqueue threads).
+- ``pool``, ``lrn``, ``norm``, ``act``, ``fused``: ``numba``'s (parallel on Numba's workqueue threads).
 
 Each family module here re-exports the chosen backend's module under the contract names, so
 ``auto`` is complete wherever ``numba`` is, and both named backends stay complete on their own.
@@ -20,6 +20,7 @@ _PREFERENCE = {
     "lrn": ("numba_cpu",),
     "norm": ("numba_cpu",),
     "act": ("numba_cpu",),
+    "fused": ("numba_cpu",),
 }
 _NAMES = {"cython_cpu": "cython", "numba_cpu": "numba"}
 _chosen: dict[str, str] = {}

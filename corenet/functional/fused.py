@@ -1,0 +1,127 @@
+"""Fused ops: two differentiable ops computed in one pass over memory.
+
+``corenet.graph`` substitutes these for a ``BatchNorm2d`` followed by a ``ReLU`` and for an ``Add``
+followed by a ``ReLU`` when no other layer reads the intermediate (ResNet's two per block); they can
+be called directly too. Each equals the composition of the unfused ops (the kernels of the
+``fused`` family repeat the unfused arithmetic; forward bit for bit, gradients up to the grouping
+of float64 partial sums; see ``corenet/kernels/numba_cpu/fused.py``): a batch-norm output is never
+stored, and the ReLU's gradient ``gy * (y > 0)`` is formed in registers inside the batch-norm
+backward. Device arrays take
+the unfused ops.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ._args import as_float_array, backend_for, check_state, flag, is_device, same_dtype
+from .act import relu, relu_backward
+from .norm import (
+    BatchNormState,
+    _backward_coefficients,
+    _check_gy,
+    _forward_coefficients,
+    _want_params,
+    batch_norm,
+    batch_norm_backward,
+)
+
+__all__ = ["batch_norm_relu", "batch_norm_relu_backward", "BatchNormReluState", "add_relu", "add_relu_backward",
+           "AddReluState"]
+
+
+class BatchNormReluState(NamedTuple):
+    """What :func:`batch_norm_relu_backward` needs: the batch norm's state and the output ``y``
+    (``(N, C, L)``; its sign is the ReLU's gradient), or the two unfused states (device arrays)."""
+
+    bn: object
+    y: object
+    relu: object = None
+
+
+class AddReluState(NamedTuple):
+    """What :func:`add_relu_backward` needs: the output (flat) and its shape."""
+
+    y: object
+    shape: tuple
+    relu: object = None
+
+
+def batch_norm_relu(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5,
+                    return_state=False):
+    """``relu(batch_norm(x, ...))`` in one pass: arguments and results as :func:`batch_norm`."""
+    op = "batch_norm_relu"
+    training = flag(op, "training", training)
+    if is_device(x) or getattr(x, "ndim", 0) != 4:
+        out = batch_norm(x, gamma, beta, running_mean, running_var, training, momentum, eps, return_state)
+        if not return_state:
+            return relu(out)
+        y, relu_state = relu(out[0], return_state=True)
+        return y, BatchNormReluState(out[1], None, relu_state)
+    state, mean, scale, shift = _forward_coefficients(op, x, gamma, beta, running_mean, running_var, training,
+                                                      momentum, eps)
+    y3 = backend_for(x).fused.bn_relu_forward(state.x, mean, scale, shift, np.empty_like(state.x))
+    y = y3.reshape(state.shape)
+    return (y, BatchNormReluState(state, y3)) if return_state else y
+
+
+def batch_norm_relu_backward(gy, state, need_gx=True, need_gparams=True):
+    """Gradients of :func:`batch_norm_relu`: those of :func:`batch_norm` for ``gy * (y > 0)``."""
+    op = "batch_norm_relu_backward"
+    check_state(op, state, BatchNormReluState, "batch_norm_relu")
+    if state.relu is not None:  # the unfused pair (device arrays, 2-D input)
+        return batch_norm_backward(relu_backward(gy, state.relu), state.bn, need_gx, need_gparams)
+    bn = state.bn
+    check_state(op, bn, BatchNormState, "batch_norm_relu")
+    gy3 = _check_gy(op, gy, bn)
+    k = backend_for(gy3).fused
+    sums = None
+    if _want_params(bn, need_gparams) or (need_gx and bn.batch_stats):
+        sums = k.bn_relu_backward_reduce(gy3, state.y, bn.x, bn.mean)
+    a, b, d, params = _backward_coefficients(bn, sums, need_gparams)
+    gx = None
+    if need_gx:
+        if bn.batch_stats:
+            gx = k.bn_relu_backward_gx(gy3, state.y, bn.x, bn.mean.astype(bn.x.dtype), a, b, d, np.empty_like(gy3))
+        else:
+            gx = k.bn_relu_scale_gx(gy3, state.y, a, np.empty_like(gy3))
+        gx = gx.reshape(bn.shape)
+    return (gx, *params)
+
+
+def add_relu(a, b, return_state=False):
+    """``relu(a + b)`` in one pass, for two arrays of one shape and dtype (a residual connection's end).
+
+    Backward: :func:`add_relu_backward` gives ``gy * (y > 0)``, the gradient of both inputs."""
+    op = "add_relu"
+    if is_device(a) or is_device(b):
+        y, relu_state = relu(_device_add(a, b), return_state=True)
+        return (y, AddReluState(None, y.shape, relu_state)) if return_state else y
+    a = as_float_array(op, "a", a)
+    b = as_float_array(op, "b", b)
+    if a.shape != b.shape:
+        raise ValueError(f"{op}: a and b must have one shape, received a.shape={a.shape}, b.shape={b.shape}")
+    same_dtype(op, a=a, b=b)
+    y = backend_for(a).fused.add_relu_forward(a.reshape(-1), b.reshape(-1), np.empty(a.size, a.dtype))
+    return (y.reshape(a.shape), AddReluState(y, a.shape)) if return_state else y.reshape(a.shape)
+
+
+def add_relu_backward(gy, state):
+    """Gradient of :func:`add_relu` with respect to either input: ``gy * (y > 0)``."""
+    op = "add_relu_backward"
+    check_state(op, state, AddReluState, "add_relu")
+    if state.relu is not None:
+        return relu_backward(gy, state.relu)
+    gy = as_float_array(op, "gy", gy)
+    if gy.shape != state.shape:
+        raise ValueError(f"{op}: gy must have the forward output's shape {state.shape}, received gy.shape={gy.shape}")
+    same_dtype(op, gy=gy, y=state.y)
+    return backend_for(gy).act.relu_backward(gy.reshape(-1), state.y, np.empty(gy.size, gy.dtype)).reshape(state.shape)
+
+
+def _device_add(a, b):
+    from ._args import cuda_module
+
+    return cuda_module("ops").add(a, b)

@@ -1,0 +1,205 @@
+"""Fused batch norm + ReLU and add + ReLU against the unfused ops (forward: the same bits; gradients:
+up to the grouping of float64 partial sums), in the kernels (2 forced threads, guard regions) and
+in whole models through the graph's fusion."""
+
+import os
+
+import numpy as np
+import pytest
+from conftest import CPU_BACKENDS
+
+import corenet
+from corenet import Input, Model, config, kernels, models
+from corenet import functional as F
+from corenet import layers as L
+from corenet.fusion import FusedAddReLU, FusedBatchNormReLU
+
+DTYPES = [np.float32, np.float64]
+GUARD = 37
+
+
+@pytest.fixture(params=CPU_BACKENDS + ["auto"])
+def any_backend(request):
+    previous = corenet.get_backend()
+    corenet.set_backend(request.param)
+    try:
+        yield request.param
+    finally:
+        corenet.set_backend(previous)
+
+
+def same(a, b):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def close(a, b, dtype):
+    """Equal up to the order of float64 partial sums (the vectorised reductions may group the
+    masked and the unmasked sums differently): 1e-12 in float64, a few ulps in float32."""
+    tol = 1e-12 if dtype == np.float64 else 2e-6
+    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * max(1.0, float(np.abs(b).max(initial=0))))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("training,affine", [(True, True), (True, False), (False, True)])
+def test_batch_norm_relu_equals_the_pair(any_backend, dtype, training, affine):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 5, 4, 6)).astype(dtype)
+    g = rng.standard_normal(5).astype(dtype) if affine else None
+    b = rng.standard_normal(5).astype(dtype) if affine else None
+    stats = [(rng.standard_normal(5), rng.random(5) + 0.5) for _ in range(2)]
+    y1, s1 = F.batch_norm_relu(x, g, b, *map(np.copy, stats[0]), training, return_state=True)
+    z, sb = F.batch_norm(x, g, b, *map(np.copy, stats[0]), training, return_state=True)
+    y2, sr = F.relu(z, return_state=True)
+    same(y1, y2)
+    assert y1.dtype == dtype
+    gy = rng.standard_normal(x.shape).astype(dtype)
+    for got, want in zip(F.batch_norm_relu_backward(gy, s1), F.batch_norm_backward(F.relu_backward(gy, sr), sb)):
+        if want is None:
+            assert got is None
+        else:
+            assert got.dtype == dtype
+            close(got, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_add_relu_equals_the_pair(any_backend, dtype):
+    rng = np.random.default_rng(1)
+    a, b = (rng.standard_normal((2, 3, 5, 5)).astype(dtype) for _ in range(2))
+    a[0, 0, 0, :2] = -b[0, 0, 0, :2]  # exact zeros: relu's tie
+    y1, s1 = F.add_relu(a, b, return_state=True)
+    y2, s2 = F.relu(a + b, return_state=True)
+    same(y1, y2)
+    gy = rng.standard_normal(a.shape).astype(dtype)
+    same(F.add_relu_backward(gy, s1), F.relu_backward(gy, s2))
+
+
+def test_fused_ops_check_their_state_and_shapes():
+    x = np.ones((2, 3, 4, 4))
+    with pytest.raises(TypeError, match="batch_norm_relu_backward: state must be the BatchNormReluState"):
+        F.batch_norm_relu_backward(x, F.relu(x, return_state=True)[1])
+    with pytest.raises(TypeError, match="add_relu_backward: state must be the AddReluState"):
+        F.add_relu_backward(x, {})
+    with pytest.raises(ValueError, match="add_relu: a and b must have one shape"):
+        F.add_relu(x, np.ones((2, 3, 4, 5)))
+    _, state = F.add_relu(x, x, return_state=True)
+    with pytest.raises(ValueError, match="add_relu_backward: gy must have"):
+        F.add_relu_backward(np.ones((2, 3)), state)
+
+
+def _fused_cases(dt):
+    """(name, args with output placeholders) of every kernel of the fused family."""
+    rng = np.random.default_rng(3)
+    N, C, Lh = 3, 4, 10
+    x = rng.standard_normal((N, C, Lh)).astype(dt)
+    y = np.maximum(rng.standard_normal((N, C, Lh)), 0).astype(dt)
+    gy = rng.standard_normal((N, C, Lh)).astype(dt)
+    v = [rng.standard_normal(C).astype(dt) for _ in range(5)]
+    flat = rng.standard_normal(N * C * Lh).astype(dt)
+    out3, outf = ("out", (N, C, Lh)), ("out", (N * C * Lh,))
+    return {
+        "bn_relu_forward": (x, v[0], v[1], v[2], out3),
+        "bn_relu_backward_reduce": (gy, y, x, v[0].astype(np.float64)),
+        "bn_relu_backward_gx": (gy, y, x, v[0], v[1], v[2], v[3], out3),
+        "bn_relu_scale_gx": (gy, y, v[0], out3),
+        "add_relu_forward": (flat, x.reshape(-1), outf),
+    }
+
+
+def _call(fn, args, dt, sentinel):
+    real, bufs = [], []
+    for a in args:
+        if isinstance(a, tuple) and a and a[0] == "out":
+            n = int(np.prod(a[1]))
+            buf = np.full(n + GUARD, sentinel, dt)
+            bufs.append((buf, n))
+            real.append(buf[:n].reshape(a[1]))
+        else:
+            real.append(a)
+    ret = fn(*real)
+    for buf, n in bufs:
+        assert (buf[n:] == sentinel).all(), f"{fn.__name__} wrote past its output"
+    return [buf[:n].copy() for buf, n in bufs] or [np.asarray(r).copy() for r in ret]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", CPU_BACKENDS)
+def test_fused_kernels_two_forced_threads_bitwise_and_guarded(name, dtype):
+    """Every fused kernel on 1 thread, then repeatedly on 2 threads forced on small inputs (the size
+    threshold set to 0): identical bits, nothing written past the outputs."""
+    if config._max_threads() < 2:
+        pytest.skip("fewer than 2 threads allowed here (NUMBA_NUM_THREADS)")
+    module = kernels.require(name).fused
+    cases = _fused_cases(dtype)
+    assert set(cases) == set(module.__all__), "a fused kernel without a thread/guard case"
+    prev = config.get_num_threads(), config.get_parallel_threshold()
+    try:
+        config.set_parallel_threshold(0)
+        for kname, args in cases.items():
+            fn = getattr(module, kname)
+            corenet.set_num_threads(1)
+            ref = _call(fn, args, dtype, 7.0)
+            corenet.set_num_threads(2)
+            for r in range(4):
+                for a, b in zip(ref, _call(fn, args, dtype, -3.0 if r % 2 else 5.0)):
+                    same(a, b)
+    finally:
+        corenet.set_num_threads(prev[0])
+        config.set_parallel_threshold(prev[1])
+
+
+def _train(build, fusion, steps=3):
+    os.environ["CORENET_FUSION"] = fusion
+    try:
+        model = build()
+    finally:
+        del os.environ["CORENET_FUSION"]
+    model.compile(corenet.optim.SGD(lr=0.1, momentum=0.9), "cross_entropy")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, *model.inputs[0].shape)).astype(np.float32)
+    y = rng.integers(0, 10, 6)
+    losses = [model.train_on_batch(x, y) for _ in range(steps)]
+    return model, losses, model.predict(x)
+
+
+def test_resnet20_fused_training_matches_unfused():
+    build = lambda: models.resnet20_cifar(shortcut="B", seed=0)  # noqa: E731
+    fused, losses_f, pred_f = _train(build, "1")
+    plain, losses_p, pred_p = _train(build, "0")
+    kinds = [type(step[0]) for step in fused.graph.steps]
+    assert kinds.count(FusedBatchNormReLU) == 10 and kinds.count(FusedAddReLU) == 9
+    assert len(plain.graph.steps) == len(fused.graph.steps) + 19
+    np.testing.assert_allclose(losses_f, losses_p, rtol=1e-5)
+    close(pred_f, pred_p, np.float32)
+    for k, v in plain.parameters().items():
+        close(fused.parameters()[k], v, np.float32)
+
+
+def test_only_private_intermediates_are_fused():
+    """A batch norm read by two layers, a batch norm that is a model output, and a shared ReLU stay unfused."""
+    x = Input((3, 8, 8))
+    h = L.Conv2d(4, 3, padding=1)(x)
+    bn_out = L.BatchNorm2d()(h)                 # also a model output: not fused
+    r1 = L.ReLU()(bn_out)
+    bn2 = L.BatchNorm2d()(L.Conv2d(4, 3, padding=1)(r1))
+    a = L.ReLU()(bn2)                           # bn2 read twice: not fused
+    b = L.Conv2d(4, 1)(bn2)
+    shared = L.ReLU()
+    s1 = shared(L.BatchNorm2d()(a))             # a shared ReLU: not fused
+    s2 = shared(b)
+    out = L.Linear(10)(L.Flatten()(L.GlobalAvgPool2d()(L.Add()([s1, s2]))))
+    model = Model(x, [out, bn_out])
+    assert not any(isinstance(step[0], (FusedBatchNormReLU, FusedAddReLU)) for step in model.graph.steps)
+
+
+def test_frozen_batch_norm_fuses_with_eval_statistics():
+    def build():
+        m = models.resnet20_cifar(shortcut="B", seed=1)
+        for layer in m.layers:
+            if isinstance(layer, L.BatchNorm2d):
+                layer.trainable = False
+        return m
+
+    _, losses_f, pred_f = _train(build, "1", steps=2)
+    _, losses_p, pred_p = _train(build, "0", steps=2)
+    np.testing.assert_allclose(losses_f, losses_p, rtol=1e-5)
+    close(pred_f, pred_p, np.float32)
