@@ -9,6 +9,10 @@ neither layer is shared (called at several places of the graph):
   normalises and rectifies; the backward forms the ReLU's gradient inside the batch norm's.
 - ``Add -> ReLU`` of two same-shape inputs (a residual block's end): ``relu(a + b)`` in one kernel;
   the backward gives both inputs ``gy * (y > 0)``.
+- ``Conv2d -> BatchNorm2d`` (and ``-> ReLU``): in inference (``training=False`` without keeping
+  state: ``predict``, ``evaluate``, ``forward(x)``) the batch norm's running statistics are folded
+  into the convolution's weights and bias (``F.fold_batch_norm``), so the batch norm costs nothing;
+  in training the two run as before (batch statistics need the convolution's output).
 
 The layers themselves are untouched (parameters, names, ``summary``, checkpoints, freezing): a
 fused step only calls them in another way. Forward results are those of the unfused layers bit for
@@ -23,6 +27,7 @@ import os
 
 from . import functional as F
 from .layers.activation import ReLU
+from .layers.conv import Conv2d
 from .layers.merge import Add
 from .layers.norm import BatchNorm2d
 
@@ -55,6 +60,60 @@ class _Fused:
 
     def label(self) -> str:
         return f"{self.first.label()}+{self.relu.label()}"
+
+
+class FusedConvBatchNorm:
+    """A ``Conv2d`` and the batch norm (or fused batch norm + ReLU step) that alone reads it."""
+
+    def __init__(self, conv, rest):
+        self.conv, self.rest = conv, rest
+        self.bn = rest.first if isinstance(rest, FusedBatchNormReLU) else rest
+        self.relu = isinstance(rest, FusedBatchNormReLU)
+
+    @property
+    def trainable(self):
+        return self.conv.trainable or self.rest.trainable
+
+    @property
+    def has_params(self):
+        return self.conv.has_params or self.rest.has_params
+
+    @property
+    def _state(self):
+        return self.conv._state
+
+    @_state.setter
+    def _state(self, value):  # the graph clears states it will not use
+        self.conv._state = value
+        self.rest._state = value
+
+    def label(self) -> str:
+        return f"{self.conv.label()}+{self.rest.label()}"
+
+    def forward(self, x, training=False, retain=True):
+        if not training and not retain:
+            y = self._folded(x)
+            if y is not None:
+                return y
+        return self.rest.forward(self.conv.forward(x, training, retain), training, retain)
+
+    def _folded(self, x):
+        conv, bn = self.conv, self.bn
+        p, b = bn.params, bn.buffers
+        folded = F.fold_batch_norm(conv.params["weight"], conv.params.get("bias"), p.get("weight"), p.get("bias"),
+                                   b["running_mean"], b["running_var"], bn.eps)
+        if folded is None:
+            return None
+        y = F.conv2d(x, folded[0], folded[1], conv.stride, conv.padding, conv.dilation, conv.groups)
+        return F.relu(y) if self.relu else y
+
+    def backward(self, gy, need_gx=True):
+        conv_learns = self.conv.trainable and self.conv.has_params
+        g = self.rest.backward(gy, need_gx or conv_learns)
+        if g is None:
+            self.conv._state = None
+            return None
+        return self.conv.backward(g, need_gx)
 
 
 class FusedBatchNormReLU(_Fused):
@@ -102,5 +161,25 @@ def fuse(steps: list, out_slots: list) -> list:
             fused[k] = (FusedAddReLU(layer, relu), ins, rout, multi, False)
         else:
             continue
+        dropped.add(j)
+    steps = [fused.get(k, step) for k, step in enumerate(steps) if k not in dropped]
+    return _fuse_conv_batch_norm(steps, outputs)
+
+
+def _fuse_conv_batch_norm(steps, outputs):
+    """A ``Conv2d`` step whose only reader is a (fused) batch-norm step becomes one step."""
+    readers: dict[int, list] = {}
+    for k, (_, ins, _, _, _) in enumerate(steps):
+        for i in ins:
+            readers.setdefault(i, []).append(k)
+    fused, dropped = {}, set()
+    for k, (layer, ins, out, multi, shared) in enumerate(steps):
+        if type(layer) is not Conv2d or shared or multi or out in outputs or len(readers.get(out, ())) != 1:
+            continue
+        j = readers[out][0]
+        rest, rins, rout, _, rshared = steps[j]
+        if rshared or rins != (out,) or not (type(rest) is BatchNorm2d or isinstance(rest, FusedBatchNormReLU)):
+            continue
+        fused[k] = (FusedConvBatchNorm(layer, rest), ins, rout, False, False)
         dropped.add(j)
     return [fused.get(k, step) for k, step in enumerate(steps) if k not in dropped]

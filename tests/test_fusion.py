@@ -12,7 +12,7 @@ import corenet
 from corenet import Input, Model, config, kernels, models
 from corenet import functional as F
 from corenet import layers as L
-from corenet.fusion import FusedAddReLU, FusedBatchNormReLU
+from corenet.fusion import FusedAddReLU, FusedBatchNormReLU, FusedConvBatchNorm
 
 DTYPES = [np.float32, np.float64]
 GUARD = 37
@@ -165,11 +165,14 @@ def test_resnet20_fused_training_matches_unfused():
     build = lambda: models.resnet20_cifar(shortcut="B", seed=0)  # noqa: E731
     fused, losses_f, pred_f = _train(build, "1")
     plain, losses_p, pred_p = _train(build, "0")
-    kinds = [type(step[0]) for step in fused.graph.steps]
-    assert kinds.count(FusedBatchNormReLU) == 10 and kinds.count(FusedAddReLU) == 9
-    assert len(plain.graph.steps) == len(fused.graph.steps) + 19
+    steps = [step[0] for step in fused.graph.steps]
+    conv_bn = [s for s in steps if isinstance(s, FusedConvBatchNorm)]
+    assert len(conv_bn) == 21 and sum(s.relu for s in conv_bn) == 10  # every BN follows a conv; 10 feed a ReLU
+    assert sum(isinstance(s, FusedAddReLU) for s in steps) == 9
+    assert len(plain.graph.steps) == len(steps) + 19 + 21
     np.testing.assert_allclose(losses_f, losses_p, rtol=1e-5)
-    close(pred_f, pred_p, np.float32)
+    # inference folds the batch norms into the convolutions: equal up to float32 rounding
+    np.testing.assert_allclose(pred_f, pred_p, rtol=1e-4, atol=1e-5)
     for k, v in plain.parameters().items():
         close(fused.parameters()[k], v, np.float32)
 
@@ -202,4 +205,37 @@ def test_frozen_batch_norm_fuses_with_eval_statistics():
     _, losses_f, pred_f = _train(build, "1", steps=2)
     _, losses_p, pred_p = _train(build, "0", steps=2)
     np.testing.assert_allclose(losses_f, losses_p, rtol=1e-5)
-    close(pred_f, pred_p, np.float32)
+    np.testing.assert_allclose(pred_f, pred_p, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+@pytest.mark.parametrize("bias,affine", [(True, True), (False, True), (True, False)])
+def test_folded_batch_norm_equals_conv_then_eval_batch_norm(dtype, tol, bias, affine):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 7, 6)).astype(dtype)
+    w = rng.standard_normal((5, 3, 3, 3)).astype(dtype)
+    b = rng.standard_normal(5).astype(dtype) if bias else None
+    g, beta = (rng.standard_normal(5).astype(dtype) for _ in range(2)) if affine else (None, None)
+    mean, var = rng.standard_normal(5), rng.random(5) + 0.1
+    want = F.batch_norm(F.conv2d(x, w, b, stride=2, padding=1), g, beta, mean.copy(), var.copy(), False, eps=1e-3)
+    w2, b2 = F.fold_batch_norm(w, b, g, beta, mean, var, eps=1e-3)
+    assert w2.dtype == b2.dtype == dtype
+    got = F.conv2d(x, w2, b2, stride=2, padding=1)
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
+def test_inference_folds_and_training_does_not():
+    """forward(training=False) without state takes the folded convolution; with state (or in
+    training) the layers run one by one and backward works."""
+    model = models.resnet20_cifar(shortcut="B", seed=2)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 3, 32, 32)).astype(np.float32)
+    for layer in model.layers:  # non-trivial running statistics
+        if isinstance(layer, L.BatchNorm2d):
+            layer.buffers["running_mean"][:] = rng.standard_normal(layer.num_features)
+            layer.buffers["running_var"][:] = rng.random(layer.num_features) + 0.5
+    folded = model.forward(x, training=False)
+    kept = model.forward(x, training=False, retain_state=True)
+    np.testing.assert_allclose(folded, kept, rtol=1e-4, atol=1e-5)
+    gx = model.backward(np.ones_like(kept))
+    assert gx.shape == x.shape and np.isfinite(gx).all()

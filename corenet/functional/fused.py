@@ -29,7 +29,7 @@ from .norm import (
 )
 
 __all__ = ["batch_norm_relu", "batch_norm_relu_backward", "BatchNormReluState", "add_relu", "add_relu_backward",
-           "AddReluState"]
+           "AddReluState", "fold_batch_norm"]
 
 
 class BatchNormReluState(NamedTuple):
@@ -125,3 +125,41 @@ def _device_add(a, b):
     from ._args import cuda_module
 
     return cuda_module("ops").add(a, b)
+
+
+def fold_batch_norm(w, b, gamma, beta, running_mean, running_var, eps=1e-5):
+    """Weights and bias of one convolution equal to it followed by an eval-mode batch norm.
+
+    ``conv(x, w', b') == batch_norm(conv(x, w, b), gamma, beta, mean, var, training=False)`` with
+    ``s = gamma / sqrt(var + eps)``, ``w'[o] = w[o] * s[o]`` and ``b' = (b - mean) * s + beta``
+    (computed in float64, returned in w's dtype; equal to the unfolded pair up to rounding).
+
+    Parameters
+    ----------
+    w : ndarray (C_out, ...) ; b : ndarray (C_out,) or None (zero bias)
+    gamma, beta : ndarray (C_out,) or None (no affine parameters)
+    running_mean, running_var : ndarray (C_out,)
+    eps : float
+
+    Returns
+    -------
+    (w', b') numpy arrays, or None for device arrays (the caller keeps the unfolded pair).
+    """
+    op = "fold_batch_norm"
+    if any(is_device(a) for a in (w, b, gamma, beta, running_mean, running_var)):
+        return None
+    w = as_float_array(op, "w", w)
+    C = w.shape[0]
+    for name, v in (("b", b), ("gamma", gamma), ("beta", beta), ("running_mean", running_mean),
+                    ("running_var", running_var)):
+        if v is not None and (not isinstance(v, np.ndarray) or v.shape != (C,)):
+            raise ValueError(f"{op}: {name} must be a ({C},) array, received "
+                             f"{getattr(v, 'shape', type(v).__name__)}")
+    s = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
+    if gamma is not None:
+        s = s * gamma
+    shift = (-running_mean.astype(np.float64) if b is None else b - running_mean.astype(np.float64)) * s
+    if beta is not None:
+        shift = shift + beta
+    w2 = (w * s.reshape((C,) + (1,) * (w.ndim - 1))).astype(w.dtype)
+    return w2, shift.astype(w.dtype)
