@@ -19,7 +19,7 @@ scheduler slices. Each configuration runs ``--rounds`` times, interleaved with t
 median over rounds of each run's median step time, and the fastest step seen. The load average
 is printed with the table because other users of the machine make every number noisier.
 
-    python benchmarks/bench_contention.py                  # batch 64 and 32, both backends
+    python benchmarks/bench_contention.py                  # batch 64 and 32, every CPU backend
     python benchmarks/bench_contention.py --batch 64 --backend cython --json contention.json
 """
 
@@ -101,7 +101,7 @@ def run_config(backend: str, threads: int, blas: int | None, batch: int, loaded:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--backend", default="all", help="numba, cython or all")
+    ap.add_argument("--backend", default="all", help="numba, cython, auto or all")
     ap.add_argument("--batch", type=int, nargs="+", default=[64, 32])
     ap.add_argument("--seconds", type=float, default=3.0, help="time budget of each configuration's steps")
     ap.add_argument("--max-steps", type=int, default=100)
@@ -120,7 +120,7 @@ def main():
 
     import corenet
 
-    avail = [b for b in corenet.backends() if b in ("numba", "cython")]
+    avail = [b for b in corenet.backends() if b in ("numba", "cython", "auto")]  # auto: the default mix
     backends = avail if args.backend == "all" else [args.backend]
     ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load_before = os.getloadavg()
