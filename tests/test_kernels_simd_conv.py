@@ -224,3 +224,55 @@ def test_unsupported_isa_is_refused():
     with pytest.raises(ValueError, match="not supported"):
         simd.set_isa("neon")
     assert simd.get_isa() in ISAS
+
+
+# ------------------------------------------------------------------ depthwise
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=cases())
+def test_depthwise_matches_oracle(isa, dtype, case, monkeypatch):
+    """Depthwise forward and all gradients through corenet.functional on the simd_dw path (stride 1:
+    gx by the flipped kernel; strided: the direct kernel), against the loop oracle."""
+    rng = np.random.default_rng(case["seed"])
+    N, C, H, W = case["x_shape"]
+    kh, kw = case["w_shape"][2:]
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((C, 1, kh, kw)).astype(dtype)
+    b = rng.standard_normal(C).astype(dtype)
+    pads = case["pads"]
+    kw_ = dict(stride=case["stride"], pads=pads, dilation=case["dilation"], groups=C)
+    previous = corenet.get_backend()
+    corenet.set_backend("cython")
+    try:
+        if C > 1:
+            assert _cpu_conv.choose_path(x.shape, w.shape, case["stride"], pads, C, cconv) == "simd_dw"
+        y, state = conv2d(x, w, b, stride=case["stride"], padding=((pads[0], pads[1]), (pads[2], pads[3])),
+                          dilation=case["dilation"], groups=C, return_state=True)
+        gy = rng.standard_normal(y.shape).astype(dtype)
+        grads = conv2d_backward(gy, state)
+    finally:
+        corenet.set_backend(previous)
+    close(y, naive.conv2d(x, w, b, **kw_), dtype)
+    for got, want in zip(grads, naive.conv2d_backward(x, w, gy, **kw_)):
+        assert got.dtype == dtype
+        close(got, want, dtype)
+
+
+def test_depthwise_outputs_leave_a_guard_region_untouched(isa):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 5, 9, 21)).astype(np.float32)
+    w = rng.standard_normal((5, 1, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((3, 5, 9, 21)).astype(np.float32)
+    nt = corenet.get_num_threads()
+    ybuf = np.full(x.size + 50, 3.5, np.float32)
+    y = ybuf[:-50].reshape(x.shape)
+    ws = np.empty(simd.dw_forward_workspace(x.shape, w.shape, 1, 1, 1, 1, 9, 21, 4, nt), np.uint8)
+    simd.dw_forward(x, w, None, 1, 1, 1, 1, 1, 1, y, ws, nt)
+    assert (ybuf[-50:] == 3.5).all()
+    close(y, naive.conv2d(x, w, None, pads=(1, 1, 1, 1), groups=5), np.float32)
+    gwbuf = np.full(w.size + 50, 3.5, np.float32)
+    gw = gwbuf[:-50].reshape(w.shape)
+    ws = np.empty(simd.dw_wgrad_workspace(x.shape, w.shape, 1, 1, 1, 1, 9, 21, 4, nt), np.uint8)
+    simd.dw_wgrad(x, gy, 1, 1, 1, 1, 1, 1, gw, ws, nt)
+    assert (gwbuf[-50:] == 3.5).all()
+    close(gw, naive.conv2d_backward(x, w, gy, pads=(1, 1, 1, 1), groups=5)[1], np.float32)

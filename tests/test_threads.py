@@ -130,6 +130,8 @@ def _conv_cases(rng, dt):
         w1 = rng.standard_normal((cout, C, kh, kw)).astype(dt)
         b = rng.standard_normal(cout).astype(dt)
         gy = rng.standard_normal((N, cout, ho, wo)).astype(dt)
+        wd = rng.standard_normal((C, 1, kh, kw)).astype(dt)
+        gyd = rng.standard_normal((N, C, ho, wo)).astype(dt)
         geo = (s[0], s[1], p[0], p[2], d[0], d[1])
         cases += [
             (f"conv.im2col[{name}]", "conv", "im2col", [x, kh, kw, *geo, ho, wo, Out(col.shape, dt)]),
@@ -143,6 +145,10 @@ def _conv_cases(rng, dt):
             # the Cython backend's register-tiled kernels (groups = 1; absent from Numba's)
             (f"conv.simd_forward[{name}]", "conv", "simd_forward", [x, w1, b, s, p, d, Out(gy.shape, dt)]),
             (f"conv.simd_wgrad[{name}]", "conv", "simd_wgrad", [x, gy, s, p, d, Out(w1.shape, dt)]),
+            # depthwise (one channel per group): x's 3 channels, multiplier 1
+            (f"conv.simd_dw_forward[{name}]", "conv", "simd_dw_forward",
+             [x, wd, b[:C].copy(), s, p, d, Out((N, C, ho, wo), dt)]),
+            (f"conv.simd_dw_wgrad[{name}]", "conv", "simd_dw_wgrad", [x, gyd, s, p, d, Out(wd.shape, dt)]),
         ]
     return cases
 

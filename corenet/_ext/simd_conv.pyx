@@ -29,6 +29,17 @@ cdef extern from "simd_conv.h" nogil:
     size_t cs_wgrad_workspace_f64(const cs_geom* g, int nthreads)
     void cs_wgrad_f32(const float* x, const float* gy, float* gw, const cs_geom* g, char* ws, int nthreads)
     void cs_wgrad_f64(const double* x, const double* gy, double* gw, const cs_geom* g, char* ws, int nthreads)
+    size_t cs_dw_forward_workspace_f32(const cs_geom* g, int nthreads)
+    size_t cs_dw_forward_workspace_f64(const cs_geom* g, int nthreads)
+    void cs_dw_forward_f32(const float* x, const float* w, const float* bias, float* y, const cs_geom* g,
+                           char* ws, int nthreads)
+    void cs_dw_forward_f64(const double* x, const double* w, const double* bias, double* y, const cs_geom* g,
+                           char* ws, int nthreads)
+    size_t cs_dw_wgrad_workspace_f32(const cs_geom* g, int nthreads)
+    size_t cs_dw_wgrad_workspace_f64(const cs_geom* g, int nthreads)
+    void cs_dw_wgrad_f32(const float* x, const float* gy, float* gw, const cs_geom* g, char* ws, int nthreads)
+    void cs_dw_wgrad_f64(const double* x, const double* gy, double* gw, const cs_geom* g, char* ws,
+                         int nthreads)
 
 from ._types cimport real
 
@@ -119,3 +130,65 @@ def wgrad(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy, long sh, long
             cs_wgrad_f32(&x[0, 0, 0, 0], &gy[0, 0, 0, 0], &gw[0, 0, 0, 0], &g, <char*>&ws[0], num_threads)
         else:
             cs_wgrad_f64(&x[0, 0, 0, 0], &gy[0, 0, 0, 0], &gw[0, 0, 0, 0], &g, <char*>&ws[0], num_threads)
+
+
+# ------------------------------------------------------------------ depthwise (one channel per group)
+
+def dw_forward_workspace(tuple x_shape, tuple w_shape, long sh, long sw, long dh, long dw, long Ho, long Wo,
+                         itemsize, int num_threads):
+    """Bytes of workspace :func:`dw_forward` needs (w_shape ``(C, 1, kh, kw)``)."""
+    cdef cs_geom g = _geom(x_shape, w_shape, sh, sw, 0, 0, dh, dw, Ho, Wo, cs_lanes(itemsize))
+    return (cs_dw_forward_workspace_f32(&g, num_threads) if itemsize == 4
+            else cs_dw_forward_workspace_f64(&g, num_threads))
+
+
+def dw_wgrad_workspace(tuple x_shape, tuple w_shape, long sh, long sw, long dh, long dw, long Ho, long Wo,
+                       itemsize, int num_threads):
+    """Bytes of workspace :func:`dw_wgrad` needs."""
+    cdef cs_geom g = _geom(x_shape, w_shape, sh, sw, 0, 0, dh, dw, Ho, Wo, cs_lanes(itemsize))
+    return (cs_dw_wgrad_workspace_f32(&g, num_threads) if itemsize == 4
+            else cs_dw_wgrad_workspace_f64(&g, num_threads))
+
+
+def dw_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const real[::1] b, long sh, long sw,
+               long pt, long pl, long dh, long dw, real[:, :, :, ::1] y, unsigned char[::1] ws, int num_threads):
+    """IN x (N, C, H, W), w (C, 1, kh, kw), b (C,) or None; OUT y (N, C, Ho, Wo); ws: workspace."""
+    cdef cs_geom g = _geom((x.shape[0], x.shape[1], x.shape[2], x.shape[3]),
+                           (w.shape[0], w.shape[1], w.shape[2], w.shape[3]), sh, sw, pt, pl, dh, dw, y.shape[2],
+                           y.shape[3], cs_lanes(sizeof(real)))
+    cdef size_t need = cs_dw_forward_workspace_f32(&g, num_threads) if real is float else \
+        cs_dw_forward_workspace_f64(&g, num_threads)
+    if <size_t>ws.shape[0] < need:
+        raise ValueError(f"simd_conv.dw_forward: workspace of {ws.shape[0]} bytes, {need} needed")
+    if g.N * g.C * g.Ho * g.Wo == 0:
+        return
+    cdef const real* bp = &b[0] if b is not None else NULL
+    with nogil:
+        if real is float:
+            cs_dw_forward_f32(&x[0, 0, 0, 0], &w[0, 0, 0, 0], bp, &y[0, 0, 0, 0], &g, <char*>&ws[0], num_threads)
+        else:
+            cs_dw_forward_f64(&x[0, 0, 0, 0], &w[0, 0, 0, 0], bp, &y[0, 0, 0, 0], &g, <char*>&ws[0], num_threads)
+
+
+def dw_wgrad(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy, long sh, long sw, long pt, long pl, long dh,
+             long dw, real[:, :, :, ::1] gw, unsigned char[::1] ws, int num_threads):
+    """IN x (N, C, H, W), gy (N, C, Ho, Wo); OUT gw (C, 1, kh, kw); ws: workspace."""
+    cdef cs_geom g = _geom((x.shape[0], x.shape[1], x.shape[2], x.shape[3]),
+                           (gw.shape[0], gw.shape[1], gw.shape[2], gw.shape[3]), sh, sw, pt, pl, dh, dw,
+                           gy.shape[2], gy.shape[3], cs_lanes(sizeof(real)))
+    cdef size_t need = cs_dw_wgrad_workspace_f32(&g, num_threads) if real is float else \
+        cs_dw_wgrad_workspace_f64(&g, num_threads)
+    if <size_t>ws.shape[0] < need:
+        raise ValueError(f"simd_conv.dw_wgrad: workspace of {ws.shape[0]} bytes, {need} needed")
+    if g.C * g.kh * g.kw == 0:
+        return
+    cdef Py_ssize_t i
+    if g.N * g.Ho * g.Wo == 0:
+        for i in range(gw.shape[0]):
+            gw[i, :, :, :] = 0
+        return
+    with nogil:
+        if real is float:
+            cs_dw_wgrad_f32(&x[0, 0, 0, 0], &gy[0, 0, 0, 0], &gw[0, 0, 0, 0], &g, <char*>&ws[0], num_threads)
+        else:
+            cs_dw_wgrad_f64(&x[0, 0, 0, 0], &gy[0, 0, 0, 0], &gw[0, 0, 0, 0], &g, <char*>&ws[0], num_threads)

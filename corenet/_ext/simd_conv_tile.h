@@ -165,3 +165,90 @@ static void FN(wgrad_block)(const T* restrict xq, long xq_img, const T* restrict
             out[j * K + t] = s;
         }
 }
+
+/* Depthwise (one input channel per output channel, multiplier 1): y (Ho, Wo) of one channel from
+ * its packed planes xq (the channel's part of a packed image), K = kh*kw taps with offsets toff,
+ * weights wc (K,). Tiles of DNV output vectors; each tap costs DNV loads, one broadcast and DNV
+ * fused multiply-adds (the plane stays in L1: load-bound by design, as every depthwise kernel). */
+#define DNV 8
+static void FN(dw_forward_plane)(const T* restrict xq, const T* restrict wc, const long* restrict toff, long K,
+                                 T bias, T* restrict y, long Ho, long Wo, long row_step)
+{
+    const long nxv = (Wo + L - 1) / L, P = Ho * nxv;
+    for (long p0 = 0; p0 < P; p0 += DNV) {
+        long base[DNV], yoff[DNV], nval[DNV];
+        for (int v = 0; v < DNV; v++) {
+            long p = p0 + v < P ? p0 + v : P - 1;
+            long oy = p / nxv, xs = (p - oy * nxv) * L;
+            base[v] = oy * row_step + xs;
+            yoff[v] = oy * Wo + xs;
+            nval[v] = p0 + v < P ? (Wo - xs < L ? Wo - xs : L) : 0;
+        }
+        FN(vec) acc[DNV];
+#pragma GCC unroll 8
+        for (int v = 0; v < DNV; v++)
+            acc[v] = FN(splat)(bias);
+        for (long t = 0; t < K; t++) {
+            const T* xt = xq + toff[t];
+            FN(vec) wt = FN(splat)(wc[t]);
+#pragma GCC unroll 8
+            for (int v = 0; v < DNV; v++)
+                acc[v] += wt * FN(loadu)(xt + base[v]);
+        }
+#pragma GCC unroll 8
+        for (int v = 0; v < DNV; v++) {
+            if (nval[v] == L) {
+                FN(storeu)(y + yoff[v], acc[v]);
+            } else if (nval[v] > 0) {
+                T tmp[L];
+                FN(storeu)(tmp, acc[v]);
+                for (long q = 0; q < nval[v]; q++)
+                    y[yoff[v] + q] = tmp[q];
+            }
+        }
+    }
+}
+
+/* Depthwise weight gradient of one channel over images [n0, n1): out[t] = sum over images and
+ * output pixels of gy * xq[tap t]; gy and xq addressed as in wgrad_block (gy rows zero past Wo),
+ * taps in groups of DWT accumulators. */
+#define DWT 8
+static void FN(dw_wgrad_channel)(const T* restrict xq, long xq_img, const T* restrict gy, long gy_img, long gy_row,
+                                 const long* restrict toff, long K, long n0, long n1, long Ho, long nxv,
+                                 long row_step, T* restrict out)
+{
+    for (long t0 = 0; t0 < K; t0 += DWT) {
+        const long nt = K - t0 < DWT ? K - t0 : DWT;
+        long to[DWT];
+        for (int tt = 0; tt < DWT; tt++)
+            to[tt] = toff[t0 + (tt < nt ? tt : nt - 1)];
+        FN(vec) acc[DWT];
+#pragma GCC unroll 8
+        for (int tt = 0; tt < DWT; tt++)
+            acc[tt] = FN(splat)(0);
+        for (long n = n0; n < n1; n++) {
+            const T* xn = xq + n * xq_img;
+            const T* gn = gy + n * gy_img;
+            for (long oy = 0; oy < Ho; oy++) {
+                const T* xr = xn + oy * row_step;
+                const T* gr = gn + oy * gy_row;
+                for (long xs = 0; xs < nxv * L; xs += L) {
+                    FN(vec) g = FN(loadu)(gr + xs);
+#pragma GCC unroll 8
+                    for (int tt = 0; tt < DWT; tt++)
+                        acc[tt] += g * FN(loadu)(xr + to[tt] + xs);
+                }
+            }
+        }
+        for (long tt = 0; tt < nt; tt++) {
+            T tmp[L];
+            FN(storeu)(tmp, acc[tt]);
+            T s = 0;
+            for (int q = 0; q < L; q++)
+                s += tmp[q];
+            out[t0 + tt] = s;
+        }
+    }
+}
+#undef DNV
+#undef DWT

@@ -11,6 +11,10 @@ module turns them into a convolution with BLAS GEMMs through numpy ``matmul``. F
   1x1 GEMM case: register-tiled, no column matrix. The input gradient of a stride-1 layer is a
   ``simd_forward`` of ``gy`` with the flipped, swapped kernel (``gx_forward_padding``); a strided
   layer's input gradient goes through the GEMM and col2im.
+- ``"simd_dw"``: depthwise (one input and one output channel per group) on a backend with
+  ``simd_dw_forward``/``simd_dw_wgrad``: the same packed input, vectors along the output rows,
+  one channel plane at a time; a stride-1 input gradient is a ``simd_dw_forward`` of ``gy``
+  with each channel's kernel flipped, a strided one takes the direct kernel.
 - ``"1x1"``: 1x1 kernel, stride 1, no padding, one group. The input already is the column
   matrix of each image: ``y[n] = W @ x[n]`` with no im2col at all.
 - ``"direct"``: grouped convolution whose groups are too narrow for a GEMM to pay off
@@ -51,6 +55,8 @@ def choose_path(x_shape, w_shape, stride, padding4, groups, prims=None) -> str:
         return "1x1"
     if groups == 1 and getattr(prims, "simd_forward", None) is not None:
         return "simd"
+    if groups > 1 and cg == 1 and C_out == groups and getattr(prims, "simd_dw_forward", None) is not None:
+        return "simd_dw"
     if groups > 1 and min(cg, C_out // groups) < DIRECT_MAX_GROUP_CHANNELS:
         return "direct"
     return "gemm"
@@ -107,6 +113,9 @@ def conv2d_forward(prims, x, w, b, stride, padding4, dilation, groups):
 
     if path == "simd":
         prims.simd_forward(x, w, b, stride, padding4, dilation, y)
+        return y
+    if path == "simd_dw":
+        prims.simd_dw_forward(x, w, b, stride, padding4, dilation, y)
         return y
 
     if path == "1x1":
@@ -236,8 +245,8 @@ def conv2d_backward(prims, x, w, gy, stride, padding4, dilation, groups, need_gx
     path = choose_path(x.shape, w.shape, stride, padding4, groups, prims)
     # the gemm and simd paths may take gx as conv2d_forward's output instead (gx_forward_padding)
     gx_pads = None
-    if need_gx and path in ("gemm", "simd"):
-        gx_pads = gx_forward_padding(x.shape, w.shape, stride, padding4, dilation, any_channels=path == "simd")
+    if need_gx and path in ("gemm", "simd", "simd_dw"):
+        gx_pads = gx_forward_padding(x.shape, w.shape, stride, padding4, dilation, any_channels=path != "gemm")
     gx = np.empty_like(x) if need_gx and gx_pads is None else None
     if not (need_gx or need_gw):
         return gx, gw, gb
@@ -252,6 +261,18 @@ def conv2d_backward(prims, x, w, gy, stride, padding4, dilation, groups, need_gx
             prims.simd_forward(gy, rotated_weights(w, groups), None, (1, 1), gx_pads, dilation, gx)
         else:
             strided_input_gradient(prims, w, gy, stride, padding4, dilation, gx)
+        return gx, gw, gb
+
+    if path == "simd_dw":
+        if need_gw:
+            prims.simd_dw_wgrad(x, gy, stride, padding4, dilation, gw)
+        if need_gx:
+            gx = np.empty_like(x)
+            if gx_pads is not None:  # each channel's kernel flipped: (C, 1, kh, kw)
+                wf = np.ascontiguousarray(w[:, :, ::-1, ::-1])
+                prims.simd_dw_forward(gy, wf, None, (1, 1), gx_pads, dilation, gx)
+            else:
+                prims.direct_backward_input(gy, w, groups, sh, sw, pt, pl, dh, dw, gx)
         return gx, gw, gb
 
     if path == "1x1":

@@ -25,6 +25,8 @@ __all__ = [
     "direct_backward_weight",
     "simd_forward",
     "simd_wgrad",
+    "simd_dw_forward",
+    "simd_dw_wgrad",
     "conv2d_forward",
     "conv2d_backward",
 ]
@@ -66,6 +68,22 @@ def simd_wgrad(x, gy, stride, padding4, dilation, gw):
     (sh, sw), (pt, _, pl, _), (dh, dw) = stride, padding4, dilation
     need = _simd.wgrad_workspace(x.shape, gw.shape, sh, sw, dh, dw, gy.shape[2], gy.shape[3], x.itemsize, nt)
     _simd.wgrad(x, gy, sh, sw, pt, pl, dh, dw, gw, _cpu_conv.workspace(2, need, np.uint8), nt)
+
+
+def simd_dw_forward(x, w, b, stride, padding4, dilation, y):
+    """OUT y (N, C, ho, wo): depthwise convolution, ``w (C, 1, kh, kw)``, one channel per group."""
+    nt = get_num_threads()
+    (sh, sw), (pt, _, pl, _), (dh, dw) = stride, padding4, dilation
+    need = _simd.dw_forward_workspace(x.shape, w.shape, sh, sw, dh, dw, y.shape[2], y.shape[3], x.itemsize, nt)
+    _simd.dw_forward(x, w, b, sh, sw, pt, pl, dh, dw, y, _cpu_conv.workspace(2, need, np.uint8), nt)
+
+
+def simd_dw_wgrad(x, gy, stride, padding4, dilation, gw):
+    """OUT gw (C, 1, kh, kw): the weight gradient of :func:`simd_dw_forward` for upstream ``gy``."""
+    nt = get_num_threads()
+    (sh, sw), (pt, _, pl, _), (dh, dw) = stride, padding4, dilation
+    need = _simd.dw_wgrad_workspace(x.shape, gw.shape, sh, sw, dh, dw, gy.shape[2], gy.shape[3], x.itemsize, nt)
+    _simd.dw_wgrad(x, gy, sh, sw, pt, pl, dh, dw, gw, _cpu_conv.workspace(2, need, np.uint8), nt)
 
 
 _PRIMS = sys.modules[__name__]
