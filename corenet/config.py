@@ -103,18 +103,18 @@ def get_num_threads() -> int:
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads in Numba parallel regions, Cython/OpenMP ``prange`` and BLAS.
+    """Use ``n`` threads in Numba parallel regions, Cython/OpenMP ``prange`` and corenet's GEMMs.
 
-    Governing all three together avoids oversubscription: a multi-threaded BLAS call between
-    parallel kernel regions otherwise fights the kernel threads for the same cores. Numba is
-    only told once it is imported (the Cython backend never imports it).
+    BLAS itself is set to one thread: its spinning worker pool fought the kernels' threads for the
+    cores, and corenet splits a big GEMM over ``n`` threads itself (``corenet._blas.matmul``).
+    Numba is only told once it is imported (the Cython backend never imports it).
     """
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"set_num_threads: expected an int, received {type(n).__name__} {n!r}")
     limit = _max_threads()
     if not 1 <= n <= limit:
         raise ValueError(f"set_num_threads: expected 1 <= n <= {limit} (NUMBA_NUM_THREADS), received {n}")
-    _blas.set_num_threads(n)
+    _blas.set_num_threads(1)
     _state["num_threads"] = n
     if "numba" in sys.modules:
         apply_to_numba()

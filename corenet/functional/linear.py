@@ -9,6 +9,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import _blas
+from ..config import get_num_threads
 from ._args import as_float_array, check_elements, check_state, cuda_module, same_dtype
 
 __all__ = ["linear", "linear_backward", "LinearState"]
@@ -52,7 +54,7 @@ def linear(x, w, b=None, return_state=False):
     check_elements(op, shape[:-1] + (w.shape[0],))
     x2 = x.reshape(-1, w.shape[1])  # (M, in)
     if isinstance(x2, np.ndarray):
-        y = x2 @ w.T  # (M, out)
+        y = _blas.matmul(x2, w.T, threads=get_num_threads())  # (M, out)
         if b is not None:
             y += b
     else:  # device arrays: the 1x1 implicit GEMM of the cuda backend
@@ -82,8 +84,9 @@ def linear_backward(gy, state, need_gx=True, need_gw=True, need_gb=True):
                                                         bool(need_gb and has_b))
         gx = gx.reshape(state.x_shape) if need_gx else None
         return gx, (gw if need_gw else None), (gb if need_gb and has_b else None)
-    gx = (gy2 @ w).reshape(state.x_shape) if need_gx else None
-    gw = gy2.T @ x2 if need_gw else None
+    nt = get_num_threads()
+    gx = _blas.matmul(gy2, w, threads=nt).reshape(state.x_shape) if need_gx else None
+    gw = _blas.matmul(gy2.T, x2, threads=nt) if need_gw else None
     gb = gy2.sum(axis=0) if (need_gb and has_b) else None
     return gx, gw, gb
 

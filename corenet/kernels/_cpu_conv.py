@@ -40,7 +40,7 @@ import threading
 
 import numpy as np
 
-from .. import config
+from .. import _blas, config
 from ..functional._args import out_size
 
 # A grouped convolution takes the direct kernel when a group has fewer input or output channels
@@ -120,7 +120,8 @@ def conv2d_forward(prims, x, w, b, stride, padding4, dilation, groups):
 
     if path == "1x1":
         y3 = y.reshape(N, C_out, ho * wo)
-        np.matmul(w.reshape(C_out, C_in), x.reshape(N, C_in, H * W), out=y3)  # (C_out, C) @ (N, C, HW)
+        _blas.matmul(w.reshape(C_out, C_in), x.reshape(N, C_in, H * W), out=y3,
+                     threads=config.get_num_threads())  # (C_out, C) @ (N, C, HW)
         if b is not None:
             y3 += b[:, None]
         return y
@@ -133,6 +134,7 @@ def conv2d_forward(prims, x, w, b, stride, padding4, dilation, groups):
     P = ho * wo
     K = C_in * kh * kw
     kg, cog = K // groups, C_out // groups
+    nt = config.get_num_threads()
     nb = chunk_images(N, K * P * x.itemsize)
     col_buf = workspace(0, K * nb * P, x.dtype)
     yT_buf = workspace(1, C_out * nb * P, x.dtype)
@@ -144,7 +146,8 @@ def conv2d_forward(prims, x, w, b, stride, padding4, dilation, groups):
         prims.im2col(x[n0 : n0 + m], kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, col)
         yT = yT_buf[: C_out * m * P].reshape(C_out, m * P)  # (C_out, m*ho*wo)
         for g in range(groups):
-            np.matmul(w2[g * cog : (g + 1) * cog], col[g * kg : (g + 1) * kg], out=yT[g * cog : (g + 1) * cog])
+            _blas.matmul(w2[g * cog : (g + 1) * cog], col[g * kg : (g + 1) * kg], out=yT[g * cog : (g + 1) * cog],
+                         threads=nt)
         yT3 = yT.reshape(C_out, m, P).transpose(1, 0, 2)  # (m, C_out, ho*wo) view
         if b is None:
             y3[n0 : n0 + m] = yT3
@@ -279,7 +282,8 @@ def conv2d_backward(prims, x, w, gy, stride, padding4, dilation, groups, need_gx
         w2 = w.reshape(C_out, C_in)
         x3, gy3 = x.reshape(N, C_in, H * W), gy.reshape(N, C_out, P)
         if need_gx:
-            np.matmul(w2.T, gy3, out=gx.reshape(N, C_in, H * W))  # (C_in, C_out) @ (N, C_out, HW)
+            _blas.matmul(np.ascontiguousarray(w2.T), gy3, out=gx.reshape(N, C_in, H * W),
+                         threads=config.get_num_threads())  # (C_in, C_out) @ (N, C_out, HW)
         if need_gw:
             gw.reshape(C_out, C_in)[...] = np.tensordot(gy3, x3, axes=([0, 2], [0, 2]))  # sum_n gy[n] @ x[n].T
         return gx, gw, gb
@@ -299,6 +303,7 @@ def conv2d_backward(prims, x, w, gy, stride, padding4, dilation, groups, need_gx
 
     K = C_in * kh * kw
     kg, cog = K // groups, C_out // groups
+    nt = config.get_num_threads()
     nb = chunk_images(N, K * P * x.itemsize)
     col_buf = workspace(0, K * nb * P, x.dtype)
     gyT_buf = workspace(1, C_out * nb * P, x.dtype)
@@ -318,13 +323,13 @@ def conv2d_backward(prims, x, w, gy, stride, padding4, dilation, groups, need_gx
             for g in range(groups):
                 rows, cols = slice(g * cog, (g + 1) * cog), slice(g * kg, (g + 1) * kg)
                 if n0 == 0:
-                    np.matmul(gyT[rows], col[cols].T, out=gw2[rows])
+                    _blas.matmul(gyT[rows], col[cols].T, out=gw2[rows], threads=nt)
                 else:
-                    np.matmul(gyT[rows], col[cols].T, out=part)
+                    _blas.matmul(gyT[rows], col[cols].T, out=part, threads=nt)
                     gw2[rows] += part
         if need_gx:
             for g in range(groups):
                 rows, cols = slice(g * cog, (g + 1) * cog), slice(g * kg, (g + 1) * kg)
-                np.matmul(w2[rows].T, gyT[rows], out=col[cols])  # (kg, cog) @ (cog, m*P)
+                _blas.matmul(w2[rows].T, gyT[rows], out=col[cols], threads=nt)  # (kg, cog) @ (cog, m*P)
             prims.col2im(col, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, gx[n0 : n0 + m])
     return gx, gw, gb
