@@ -525,8 +525,8 @@ def test_two_thread_training_is_bitwise_reproducible(backend, two_threads):
 
 # ---------------------------------------------------------------------------- the Cython build
 def test_openmp_workers_sleep_between_regions():
-    """With the default environment the Cython backend's OpenMP workers sleep after a region
-    instead of spinning (issue 12, item 12): no CPU time is used while the main thread sleeps."""
+    """With the default environment the Cython backend's OpenMP workers spin only briefly after a
+    region, then sleep (issue 12, item 12): no CPU time to speak of while the main thread sleeps."""
     if "cython" not in CPU_BACKENDS:
         pytest.skip("the Cython backend is not built")
     code = (
@@ -551,9 +551,9 @@ def test_openmp_workers_sleep_between_regions():
         pytest.skip("fewer than 2 threads allowed here")
     assert out.returncode == 0, out.stderr[-2000:]
     cpu_ms, policy = out.stdout.split(maxsplit=1)
-    assert policy.strip() == "passive (set by corenet)"
+    assert policy.strip() == "spin 1000 then sleep (set by corenet)"
     # libgomp's default spin is ~4 ms of CPU after each region (GOMP_SPINCOUNT=300000), so 6
-    # regions would show ~20 ms; sleeping workers use none
+    # regions would show ~20 ms; 1000 spins are a few microseconds each
     assert float(cpu_ms) < 4.0, f"{cpu_ms} ms of CPU in 6 idle 20 ms pauses after a region: OpenMP workers spin"
 
 

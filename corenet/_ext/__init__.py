@@ -12,11 +12,16 @@ pause loops, several milliseconds) before they sleep. A training step runs dozen
 regions with numpy and BLAS calls between them, so a spinning worker holds a core that BLAS's
 own threads, the main thread or a neighbour process need, and the CPU scheduler charges it for
 the spin: measured on 2 cores, a LeNet-5 step took ~360-540 ms on 2 threads against ~6 ms on 1.
-Sleeping workers (``OMP_WAIT_POLICY=PASSIVE``) cost one futex wake per region (microseconds) and,
-having used no CPU, are scheduled at once when woken, even beside a busy process.
+Workers that sleep at once (``OMP_WAIT_POLICY=PASSIVE``) are the other extreme: every region
+then pays a futex wake, which on a virtual machine (an inter-processor interrupt, a VM exit) cost
+~55-70 us here, more than a ReLU of 1M elements. corenet takes the middle: ``GOMP_SPINCOUNT=1000``
+(a few microseconds of spinning, then sleep), so back-to-back regions find their workers awake.
+LeNet-5 step, batch 64, 2 threads (``benchmarks/bench_contention.py``, auto backend), median:
+passive 2.41 ms idle / 2.72 ms beside a busy process; 1000 spins 2.04 / 3.73; 3000 spins
+1.74 / 5.77 (past the 2x-of-one-thread bound beside a busy process); the 1-thread step 2.5 ms.
 
 The policy is read once, when the OpenMP runtime is loaded. So this package loads the extension
-modules (and with them the runtime) here, with ``OMP_WAIT_POLICY=PASSIVE`` in the environment
+modules (and with them the runtime) here, with ``GOMP_SPINCOUNT=1000`` in the environment
 for the duration of the load only (child processes and libraries loaded later see the
 environment as it was), unless the user set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``
 themselves. If an OpenMP runtime is already in the process (PyTorch brings its own
@@ -37,6 +42,7 @@ FAMILIES = ("conv", "pool", "lrn", "norm", "act")
 # set, and LLVM's libomp honours OMP_WAIT_POLICY too.)
 _OPENMP_NAMES = ("libgomp",)
 _status = {"runtime": None, "wait_policy": None}
+_SPINCOUNT = "1000"  # pause loops before a worker sleeps (see the module docstring)
 
 
 def _loaded_openmp() -> str | None:
@@ -61,8 +67,8 @@ def _load_with_passive_wait() -> None:
     elif user:
         _status["wait_policy"] = "from the environment: " + ", ".join(f"{k}={v}" for k, v in user.items())
     else:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-        _status["wait_policy"] = "passive (set by corenet)"
+        os.environ["GOMP_SPINCOUNT"] = _SPINCOUNT
+        _status["wait_policy"] = f"spin {_SPINCOUNT} then sleep (set by corenet)"
     try:
         for name in FAMILIES:
             try:
@@ -71,7 +77,7 @@ def _load_with_passive_wait() -> None:
                 pass
     finally:
         if before is None and not user:
-            del os.environ["OMP_WAIT_POLICY"]
+            del os.environ["GOMP_SPINCOUNT"]
     _status["runtime"] = _loaded_openmp()
 
 
