@@ -3,11 +3,14 @@
 - ``conv``: the ``cython`` backend's, whose ungrouped convolutions run the register-tiled direct
   SIMD kernels of ``corenet/_ext/simd_conv.h`` (AVX-512, AVX2 or generic, picked from the CPU's
   flags), when the compiled extension was built; otherwise ``numba``'s (im2col + BLAS GEMM).
-- ``pool``, ``act``: the ``cython`` backend's when built (a LeNet-5 step, 2 threads: 3.60 ms with
-  Numba's pooling and activations, 2.46 ms with these; the max-pool forward of its first layer
-  186 us against 424 us), else ``numba``'s.
-- ``lrn``, ``norm``, ``fused``: ``numba``'s (parallel on Numba's workqueue threads; as fast or
-  faster on ResNet-20 and AlexNet steps).
+- ``pool``, ``act``, ``norm``, ``fused``: the ``cython`` backend's when built, else ``numba``'s.
+  Waking Numba's workqueue threads costs 30-100 us per kernel on this virtual machine (a futex
+  wake is an inter-processor interrupt), and OpenMP's briefly spinning workers ~2 us: a LeNet-5
+  step went from 3.60 to 2.46 ms with these pooling and activation kernels (first max-pool
+  424 -> 186 us), and a ResNet-20 step from ~87 to ~81 ms with these batch-norm and fused ones
+  (batch norm + ReLU forward on (64, 16, 32, 32): 102 -> 73 us; at batch 1: 49 -> 4 us). One
+  thread pool instead of two also keeps them from fighting over the two cores.
+- ``lrn``: ``numba``'s (as fast as the Cython kernels on the AlexNet step).
 
 Each family module here re-exports the chosen backend's module under the contract names, so
 ``auto`` is complete wherever ``numba`` is, and both named backends stay complete on their own.
@@ -22,9 +25,9 @@ _PREFERENCE = {
     "conv": ("cython_cpu", "numba_cpu"),
     "pool": ("cython_cpu", "numba_cpu"),
     "lrn": ("numba_cpu",),
-    "norm": ("numba_cpu",),
+    "norm": ("cython_cpu", "numba_cpu"),
     "act": ("cython_cpu", "numba_cpu"),
-    "fused": ("numba_cpu",),
+    "fused": ("cython_cpu", "numba_cpu"),
 }
 _NAMES = {"cython_cpu": "cython", "numba_cpu": "numba"}
 _chosen: dict[str, str] = {}

@@ -7,7 +7,7 @@ backend-independent orchestration (GEMM chunking) shared with the Numba backend.
 
 import importlib
 
-_MODULES = ("conv", "simd_conv", "pool", "lrn", "norm", "act")
+_MODULES = ("conv", "simd_conv", "pool", "lrn", "norm", "act", "fused")
 
 
 def unavailable_reason():
