@@ -13,9 +13,9 @@
 #define CS_LANES CS_CAT(cs_lanes, SUF)[cs_get_isa()]
 
 typedef void (*CS_F(cs_fwd_fn))(const T*, const T*, const long*, long, const T*, T*, long, long, long, long, long,
-                                long);
-typedef void (*CS_F(cs_wgrad_fn))(const T*, long, const T*, long, long, long, const long*, long, long, long, long,
-                                  long, long, long, long, long, void*, T*);
+                                long, long, long, long);
+typedef void (*CS_F(cs_wgrad_fn))(const T*, long, const T*, long, long, const long*, const long*, long,
+                                  const long*, long, long, long, long, long, long, void*, T*);
 
 static CS_F(cs_fwd_fn) CS_F(cs_fwd_kernel)(int isa)
 {
@@ -93,12 +93,26 @@ static int CS_F(cs_fwd_per_image)(const cs_geom* g, int nthreads)
     return g->N >= 2 * (long)nthreads;
 }
 
+/* images per task in the per-image mode: enough output vectors to fill whole tiles of NV */
+static long CS_F(cs_fwd_batch)(const cs_geom* g, int nthreads)
+{
+    const long nv = cs_nv[cs_get_isa()], L = CS_LANES;
+    const long per = g->flat ? g->Pf / L : g->Ho * g->nxv;
+    long most = g->N / (2 * (long)cs_threads(nthreads)); /* still two tasks per thread */
+    if (most > 8)
+        most = 8;
+    long b = 1;
+    while (b < most && (b * per < 4 * nv || (b * per) % nv != 0))
+        b++;
+    return b;
+}
+
 /* bytes of workspace cs_forward needs for these shapes and thread count */
 static size_t CS_F(cs_forward_workspace)(const cs_geom* g, int nthreads)
 {
     int isa = cs_get_isa();
     long ocb = cs_ocb[isa], nblk = (g->OC + ocb - 1) / ocb;
-    long nbuf = CS_F(cs_fwd_per_image)(g, nthreads) ? nthreads : g->N;
+    long nbuf = CS_F(cs_fwd_per_image)(g, nthreads) ? cs_threads(nthreads) * CS_F(cs_fwd_batch)(g, nthreads) : g->N;
     return 64 + cs_round64((size_t)(nblk * g->K * ocb) * sizeof(T)) + cs_round64((size_t)g->K * sizeof(long)) +
            (size_t)nbuf * (size_t)CS_F(cs_img_stride)(g) * sizeof(T) +
            (size_t)nbuf * (size_t)CS_F(cs_flat_stride)(g) * sizeof(T);
@@ -111,14 +125,16 @@ static void CS_F(cs_unflatten)(const T* restrict yf, const cs_geom* g, T* restri
         memcpy(y + r * g->Wo, yf + r * g->Wq, (size_t)g->Wo * sizeof(T));
 }
 
-/* one image's output-channel blocks [b0, b1): into y directly (row mode) or into its flat planes */
+/* output-channel blocks [b0, b1) of ``nimg`` images packed ``istride`` apart: into y directly (row
+ * mode, images ``ys`` apart) or into their flat planes (``fstride`` apart) */
 static inline void CS_F(cs_fwd_blocks)(CS_F(cs_fwd_fn) f, const T* xq, const T* wq, const long* toff,
-                                       const T* bias, T* y, T* yf, const cs_geom* g, long b0, long b1)
+                                       const T* bias, T* y, T* yf, const cs_geom* g, long b0, long b1, long nimg,
+                                       long istride, long ys, long fstride)
 {
     if (g->flat)
-        f(xq, wq, toff, g->K, bias, yf, g->OC, 1, g->Ho * g->Wq, 0, b0, b1);
+        f(xq, wq, toff, g->K, bias, yf, g->OC, 1, g->Ho * g->Wq, 0, b0, b1, nimg, istride, fstride);
     else
-        f(xq, wq, toff, g->K, bias, y, g->OC, g->Ho, g->Wo, g->sh * g->Wq, b0, b1);
+        f(xq, wq, toff, g->K, bias, y, g->OC, g->Ho, g->Wo, g->sh * g->Wq, b0, b1, nimg, istride, ys);
 }
 
 /* IN x (N, C, H, W), w (OC, C, kh, kw), bias (OC,) or NULL; OUT y (N, OC, Ho, Wo) */
@@ -136,7 +152,8 @@ static void CS_F(cs_forward)(const T* x, const T* w, const T* bias, T* y, const 
     p += cs_round64((size_t)K * sizeof(long));
     T* xq = (T*)p;
     nthreads = cs_threads(nthreads);
-    T* yf = xq + (CS_F(cs_fwd_per_image)(g, nthreads) ? nthreads : g->N) * istride;
+    const long B = CS_F(cs_fwd_batch)(g, nthreads);
+    T* yf = xq + (CS_F(cs_fwd_per_image)(g, nthreads) ? nthreads * B : g->N) * istride;
 
     for (long b = 0; b < nblk; b++) /* wq[b, t, j] = w[b*ocb + j, t] */
         for (long t = 0; t < K; t++)
@@ -154,14 +171,17 @@ static void CS_F(cs_forward)(const T* x, const T* w, const T* bias, T* y, const 
 #else
             const long tid = 0;
 #endif
-            T* buf = xq + tid * istride;
-            T* ybuf = yf + tid * fstride;
+            T* buf = xq + tid * B * istride;
+            T* ybuf = yf + tid * B * fstride;
 #pragma omp for schedule(dynamic, 1)
-            for (long n = 0; n < g->N; n++) {
-                CS_F(cs_pack_image)(x + n * xs, g, buf);
-                CS_F(cs_fwd_blocks)(f, buf, wq, toff, bias, y + n * ys, ybuf, g, 0, nblk);
+            for (long n0 = 0; n0 < g->N; n0 += B) {
+                const long nb = g->N - n0 < B ? g->N - n0 : B;
+                for (long b = 0; b < nb; b++)
+                    CS_F(cs_pack_image)(x + (n0 + b) * xs, g, buf + b * istride);
+                CS_F(cs_fwd_blocks)(f, buf, wq, toff, bias, y + n0 * ys, ybuf, g, 0, nblk, nb, istride, ys, fstride);
                 if (g->flat)
-                    CS_F(cs_unflatten)(ybuf, g, y + n * ys);
+                    for (long b = 0; b < nb; b++)
+                        CS_F(cs_unflatten)(ybuf + b * fstride, g, y + (n0 + b) * ys);
             }
         }
     } else {
@@ -171,7 +191,8 @@ static void CS_F(cs_forward)(const T* x, const T* w, const T* bias, T* y, const 
 #pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
         for (long task = 0; task < g->N * nblk; task++) {
             long n = task / nblk, b = task - n * nblk;
-            CS_F(cs_fwd_blocks)(f, xq + n * istride, wq, toff, bias, y + n * ys, yf + n * fstride, g, b, b + 1);
+            CS_F(cs_fwd_blocks)(f, xq + n * istride, wq, toff, bias, y + n * ys, yf + n * fstride, g, b, b + 1, 1,
+                                istride, ys, fstride);
         }
         if (g->flat)
 #pragma omp parallel for num_threads(nthreads) schedule(static)
@@ -195,7 +216,9 @@ static size_t CS_F(cs_wgrad_workspace)(const cs_geom* g, int nthreads)
     size_t gq = g->flat ? cs_round64((size_t)(g->N * g->OC * g->Pf) * sizeof(T))
                 : g->Wo % CS_LANES ? cs_round64((size_t)(g->N * g->OC * g->Ho * g->nxv * CS_LANES) * sizeof(T)) : 0;
     nthreads = cs_threads(nthreads);
+    const long npos = g->flat ? g->Pf / CS_LANES : g->Ho * g->nxv;
     return 64 + cs_round64((size_t)g->K * sizeof(long)) + (size_t)g->N * (size_t)CS_F(cs_img_stride)(g) * sizeof(T) +
+           2 * cs_round64((size_t)npos * sizeof(long)) +
            gq + (size_t)nthreads * cs_round64((size_t)(g->K * wocb * CS_LANES) * sizeof(T)) +
            cs_round64((size_t)(CS_F(cs_wgrad_segments)(g) * g->OC * g->K) * sizeof(T));
 }
@@ -221,6 +244,11 @@ static void CS_F(cs_wgrad)(const T* x, const T* gy, T* gw, const cs_geom* g, cha
         gq = (T*)p;
         p += cs_round64((size_t)(N * OC * Ho * nxv * L) * sizeof(T));
     }
+    const long npos = g->flat ? g->Pf / L : Ho * nxv;
+    long* xpos = (long*)p;
+    p += cs_round64((size_t)npos * sizeof(long));
+    long* gpos = (long*)p;
+    p += cs_round64((size_t)npos * sizeof(long));
     char* accs = p;
     nthreads = cs_threads(nthreads);
     p += (size_t)nthreads * (size_t)acc_stride;
@@ -249,6 +277,11 @@ static void CS_F(cs_wgrad)(const T* x, const T* gy, T* gw, const cs_geom* g, cha
     const long rows = g->flat ? 1 : Ho, rvec = g->flat ? g->Pf / L : nxv;
     const long grow = g->flat ? g->Pf : gq != 0 ? nxv * L : Wo, gch = rows * grow, gimg = OC * gch;
     const long nchunk = 128 / (rows * rvec) > 1 ? 128 / (rows * rvec) : 1;
+    for (long r = 0, q = 0; r < rows; r++) /* the output vectors of one image, in order */
+        for (long v = 0; v < rvec; v++, q++) {
+            xpos[q] = r * g->sh * g->Wq + v * L;
+            gpos[q] = r * grow + v * L;
+        }
 
 #pragma omp parallel num_threads(nthreads)
     {
@@ -261,8 +294,8 @@ static void CS_F(cs_wgrad)(const T* x, const T* gy, T* gw, const cs_geom* g, cha
         for (long task = 0; task < nblk * S; task++) {
             long b = task / S, s = task - b * S, oc0 = b * wocb;
             long ocn = OC - oc0 < wocb ? OC - oc0 : wocb;
-            f(xq, istride, gsrc, gimg, gch, grow, toff, K, oc0, ocn, s * N / S, (s + 1) * N / S, nchunk, rows, rvec,
-              g->sh * g->Wq, acc, part + (s * OC + oc0) * K);
+            f(xq, istride, gsrc, gimg, gch, xpos, gpos, npos, toff, K, oc0, ocn, s * N / S, (s + 1) * N / S, nchunk,
+              acc, part + (s * OC + oc0) * K);
         }
     }
     for (long i = 0; i < OC * K; i++) { /* the segments in order */

@@ -36,14 +36,16 @@ static inline FN(vec) FN(splat)(T s)
     return v + s;
 }
 
-/* y (OC, Ho, Wo) of one image from its packed input xq, output-channel blocks [blk0, blk1) only;
- * wq packed per block of OCB output channels as [block][tap][OCB]; toff[t] is tap t's offset
- * inside xq; row_step = sh * Wq. */
+/* y (OC, Ho, Wo) of ``nimg`` images from their packed inputs (``xq_img`` elements apart; outputs
+ * ``y_img`` apart), output-channel blocks [blk0, blk1) only; wq packed per block of OCB output
+ * channels as [block][tap][OCB]; toff[t] is tap t's offset inside a packed image; row_step =
+ * sh * Wq. The output vectors of all the images form one list cut into tiles of NV, so a small
+ * plane (ResNet's 8x8 stage: 5 vectors) does not leave most of its last tile empty. */
 static void FN(forward_image)(const T* restrict xq, const T* restrict wq, const long* restrict toff, long K,
                               const T* restrict bias, T* restrict y, long OC, long Ho, long Wo, long row_step,
-                              long blk0, long blk1)
+                              long blk0, long blk1, long nimg, long xq_img, long y_img)
 {
-    const long nxv = (Wo + L - 1) / L, P = Ho * nxv;
+    const long nxv = (Wo + L - 1) / L, Pi = Ho * nxv, P = nimg * Pi;
     for (long blk = blk0; blk < blk1; blk++) {
         const T* wb = wq + blk * K * OCB;
         const long oc0 = blk * OCB;
@@ -51,9 +53,10 @@ static void FN(forward_image)(const T* restrict xq, const T* restrict wq, const 
             long base[NV], yoff[NV], nval[NV];
             for (int v = 0; v < NV; v++) {
                 long p = p0 + v < P ? p0 + v : P - 1; /* a short last tile repeats its last strip */
-                long oy = p / nxv, xs = (p - oy * nxv) * L;
-                base[v] = oy * row_step + xs;
-                yoff[v] = oy * Wo + xs;
+                long b = p / Pi, r = p - b * Pi;
+                long oy = r / nxv, xs = (r - oy * nxv) * L;
+                base[v] = b * xq_img + oy * row_step + xs;
+                yoff[v] = b * y_img + oy * Wo + xs;
                 nval[v] = p0 + v < P ? (Wo - xs < L ? Wo - xs : L) : 0;
             }
             FN(vec) acc[OCB][NV];
@@ -101,13 +104,16 @@ static void FN(forward_image)(const T* restrict xq, const T* restrict wq, const 
 }
 
 /* Partial weight gradient of WOCB output channels (oc0 .. oc0+ocn-1) over images [n0, n1):
- * out[j*K + t] = sum over images, output pixels of gy[n, oc0+j, pixel] * xq[n][tap t at pixel].
- * gy is addressed with strides (image, channel, row) and has zeros past Wo in each row (so full
- * vectors are safe); acc is a scratch of K*WOCB vectors. Images are taken in chunks of ``nchunk``
- * so that the gradient rows and input planes of a chunk stay in cache across all tap groups. */
+ * out[j*K + t] = sum over images, output vectors of gy[n, oc0+j, vector] * xq[n][tap t at vector].
+ * The npos output vectors of an image are at xpos[p] in a packed image and gpos[p] in a gradient
+ * plane (one flat loop, whatever the row length); gy is addressed with strides (image, channel)
+ * and has zeros past Wo in each row (so full vectors are safe); accraw is a scratch of K*WOCB
+ * vectors. Images are taken in chunks of ``nchunk`` so that the gradient rows and input planes of
+ * a chunk stay in cache across all tap groups. */
 static void FN(wgrad_block)(const T* restrict xq, long xq_img, const T* restrict gy, long gy_img, long gy_ch,
-                            long gy_row, const long* restrict toff, long K, long oc0, long ocn, long n0,
-                            long n1, long nchunk, long Ho, long nxv, long row_step, void* accraw, T* restrict out)
+                            const long* restrict xpos, const long* restrict gpos, long npos,
+                            const long* restrict toff, long K, long oc0, long ocn, long n0, long n1, long nchunk,
+                            void* accraw, T* restrict out)
 {
     FN(vec)* restrict accbuf = (FN(vec)*)accraw; /* 64-byte aligned by the caller */
     const FN(vec) zero = FN(splat)(0);
@@ -129,21 +135,19 @@ static void FN(wgrad_block)(const T* restrict xq, long xq_img, const T* restrict
             for (long n = c0; n < c1; n++) {
                 const T* xn = xq + n * xq_img;
                 const T* gn = gy + n * gy_img + oc0 * gy_ch;
-                for (long oy = 0; oy < Ho; oy++) {
-                    const T* xr = xn + oy * row_step;
-                    const T* gr = gn + oy * gy_row;
-                    for (long xs = 0; xs < nxv * L; xs += L) {
-                        FN(vec) g[WOCB];
+                for (long p = 0; p < npos; p++) {
+                    const T* xr = xn + xpos[p];
+                    const T* gr = gn + gpos[p];
+                    FN(vec) g[WOCB];
+#pragma GCC unroll 16
+                    for (int j = 0; j < WOCB; j++)
+                        g[j] = j < ocn ? FN(loadu)(gr + j * gy_ch) : zero;
+#pragma GCC unroll 8
+                    for (int tt = 0; tt < WTT; tt++) {
+                        FN(vec) in = FN(loadu)(xr + to[tt]);
 #pragma GCC unroll 16
                         for (int j = 0; j < WOCB; j++)
-                            g[j] = j < ocn ? FN(loadu)(gr + j * gy_ch + xs) : zero;
-#pragma GCC unroll 8
-                        for (int tt = 0; tt < WTT; tt++) {
-                            FN(vec) in = FN(loadu)(xr + to[tt] + xs);
-#pragma GCC unroll 16
-                            for (int j = 0; j < WOCB; j++)
-                                acc[j][tt] += g[j] * in;
-                        }
+                            acc[j][tt] += g[j] * in;
                     }
                 }
             }
