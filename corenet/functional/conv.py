@@ -37,8 +37,29 @@ class Conv2dState(NamedTuple):
     y_shape: tuple[int, int, int, int]
 
 
+_GEOMETRY_CACHE: dict = {}
+_GEOMETRY_CACHE_SIZE = 4096
+
+
 def _geometry(op, x_shape, w_shape, stride, padding, dilation, groups):
-    """Validate shapes and arguments; return normalised ``(stride, pads4, dilation, groups, y_shape)``."""
+    """Validate shapes and arguments; return normalised ``(stride, pads4, dilation, groups, y_shape)``.
+
+    A network calls each layer with the same shapes and arguments at every step: valid
+    combinations are remembered (about 20 us of checks per call, ~0.4 ms of a ResNet-20 forward at
+    batch 1). The key is the arguments' ``repr``, which tells 1 from 1.0, True or np.int64(1), so a
+    cached call is one whose arguments passed the checks exactly; errors are never cached.
+    """
+    key = repr((tuple(x_shape), tuple(w_shape), stride, padding, dilation, groups))
+    hit = _GEOMETRY_CACHE.get(key)
+    if hit is None:
+        hit = _check_geometry(op, x_shape, w_shape, stride, padding, dilation, groups)
+        if len(_GEOMETRY_CACHE) >= _GEOMETRY_CACHE_SIZE:
+            _GEOMETRY_CACHE.clear()
+        _GEOMETRY_CACHE[key] = hit
+    return hit
+
+
+def _check_geometry(op, x_shape, w_shape, stride, padding, dilation, groups):
     received = f"Received: x.shape={tuple(x_shape)}, w.shape={tuple(w_shape)}"
     if len(x_shape) != 4:
         raise ValueError(f"{op}: x must be 4-D (N, C_in, H, W), received x.shape={tuple(x_shape)}")

@@ -146,7 +146,7 @@ def fold_batch_norm(w, b, gamma, beta, running_mean, running_var, eps=1e-5):
     (w', b') numpy arrays, or None for device arrays (the caller keeps the unfolded pair).
     """
     op = "fold_batch_norm"
-    if any(is_device(a) for a in (w, b, gamma, beta, running_mean, running_var)):
+    if is_device(w) or is_device(running_mean):
         return None
     w = as_float_array(op, "w", w)
     C = w.shape[0]
@@ -155,11 +155,11 @@ def fold_batch_norm(w, b, gamma, beta, running_mean, running_var, eps=1e-5):
         if v is not None and (not isinstance(v, np.ndarray) or v.shape != (C,)):
             raise ValueError(f"{op}: {name} must be a ({C},) array, received "
                              f"{getattr(v, 'shape', type(v).__name__)}")
-    s = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
-    if gamma is not None:
-        s = s * gamma
-    shift = (-running_mean.astype(np.float64) if b is None else b - running_mean.astype(np.float64)) * s
+    s = np.sqrt(running_var + eps, dtype=np.float64)
+    np.divide(1.0 if gamma is None else gamma, s, out=s)
+    shift = np.subtract(0.0 if b is None else b, running_mean, dtype=np.float64)
+    shift *= s
     if beta is not None:
-        shift = shift + beta
-    w2 = (w * s.reshape((C,) + (1,) * (w.ndim - 1))).astype(w.dtype)
+        shift += beta
+    w2 = np.multiply(w, s.reshape((C,) + (1,) * (w.ndim - 1)), dtype=np.float64).astype(w.dtype)
     return w2, shift.astype(w.dtype)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..._ext import conv as _conv
 from ..._ext import simd_conv as _simd
-from ...config import get_num_threads
+from ...config import get_num_threads, get_parallel_threshold
 from .. import _cpu_conv
 
 __all__ = [
@@ -52,11 +52,21 @@ def direct_backward_weight(x, gy, groups, sh, sw, pt, pl, dh, dw, gw):
     _conv.direct_backward_weight(x, gy, groups, sh, sw, pt, pl, dh, dw, gw, get_num_threads())
 
 
+# A direct convolution below 128 x the parallel threshold in multiply-adds (4 M by default, ~20 us
+# on one core) runs on one thread: waking a second one costs about as much (a ResNet-20 layer at
+# batch 1 is 2.4 M). ``config.set_parallel_threshold(0)`` forces the threads, as for every kernel.
+SIMD_MACS_PER_WORK = 128
+
+
+def _threads(y, w):
+    return get_num_threads() if y.size * w[0].size >= SIMD_MACS_PER_WORK * get_parallel_threshold() else 1
+
+
 def simd_forward(x, w, b, stride, padding4, dilation, y):
     """OUT y (N, C_out, ho, wo) = conv(x (N, C_in, H, W), w (C_out, C_in, kh, kw)) + b; groups = 1.
 
     The register-tiled direct convolution of ``corenet/_ext/simd_conv.h`` (no column matrix)."""
-    nt = get_num_threads()
+    nt = _threads(y, w)
     (sh, sw), (pt, _, pl, _), (dh, dw) = stride, padding4, dilation
     need = _simd.forward_workspace(x.shape, w.shape, sh, sw, dh, dw, y.shape[2], y.shape[3], x.itemsize, nt)
     _simd.forward(x, w, b, sh, sw, pt, pl, dh, dw, y, _cpu_conv.workspace(2, need, np.uint8), nt)
@@ -64,7 +74,7 @@ def simd_forward(x, w, b, stride, padding4, dilation, y):
 
 def simd_wgrad(x, gy, stride, padding4, dilation, gw):
     """OUT gw (C_out, C_in, kh, kw): the weight gradient of :func:`simd_forward` for upstream ``gy``."""
-    nt = get_num_threads()
+    nt = _threads(gy, gw)
     (sh, sw), (pt, _, pl, _), (dh, dw) = stride, padding4, dilation
     need = _simd.wgrad_workspace(x.shape, gw.shape, sh, sw, dh, dw, gy.shape[2], gy.shape[3], x.itemsize, nt)
     _simd.wgrad(x, gy, sh, sw, pt, pl, dh, dw, gw, _cpu_conv.workspace(2, need, np.uint8), nt)
@@ -72,7 +82,7 @@ def simd_wgrad(x, gy, stride, padding4, dilation, gw):
 
 def simd_dw_forward(x, w, b, stride, padding4, dilation, y):
     """OUT y (N, C, ho, wo): depthwise convolution, ``w (C, 1, kh, kw)``, one channel per group."""
-    nt = get_num_threads()
+    nt = _threads(y, w)
     (sh, sw), (pt, _, pl, _), (dh, dw) = stride, padding4, dilation
     need = _simd.dw_forward_workspace(x.shape, w.shape, sh, sw, dh, dw, y.shape[2], y.shape[3], x.itemsize, nt)
     _simd.dw_forward(x, w, b, sh, sw, pt, pl, dh, dw, y, _cpu_conv.workspace(2, need, np.uint8), nt)
@@ -80,7 +90,7 @@ def simd_dw_forward(x, w, b, stride, padding4, dilation, y):
 
 def simd_dw_wgrad(x, gy, stride, padding4, dilation, gw):
     """OUT gw (C, 1, kh, kw): the weight gradient of :func:`simd_dw_forward` for upstream ``gy``."""
-    nt = get_num_threads()
+    nt = _threads(gy, gw)
     (sh, sw), (pt, _, pl, _), (dh, dw) = stride, padding4, dilation
     need = _simd.dw_wgrad_workspace(x.shape, gw.shape, sh, sw, dh, dw, gy.shape[2], gy.shape[3], x.itemsize, nt)
     _simd.dw_wgrad(x, gy, sh, sw, pt, pl, dh, dw, gw, _cpu_conv.workspace(2, need, np.uint8), nt)
