@@ -217,8 +217,9 @@ static size_t CS_F(cs_wgrad_workspace)(const cs_geom* g, int nthreads)
                 : g->Wo % CS_LANES ? cs_round64((size_t)(g->N * g->OC * g->Ho * g->nxv * CS_LANES) * sizeof(T)) : 0;
     nthreads = cs_threads(nthreads);
     const long npos = g->flat ? g->Pf / CS_LANES : g->Ho * g->nxv;
+    const long nchunk = 128 / npos > 1 ? 128 / npos : 1;
     return 64 + cs_round64((size_t)g->K * sizeof(long)) + (size_t)g->N * (size_t)CS_F(cs_img_stride)(g) * sizeof(T) +
-           2 * cs_round64((size_t)npos * sizeof(long)) +
+           2 * cs_round64((size_t)(nchunk * npos) * sizeof(long)) +
            gq + (size_t)nthreads * cs_round64((size_t)(g->K * wocb * CS_LANES) * sizeof(T)) +
            cs_round64((size_t)(CS_F(cs_wgrad_segments)(g) * g->OC * g->K) * sizeof(T));
 }
@@ -245,10 +246,11 @@ static void CS_F(cs_wgrad)(const T* x, const T* gy, T* gw, const cs_geom* g, cha
         p += cs_round64((size_t)(N * OC * Ho * nxv * L) * sizeof(T));
     }
     const long npos = g->flat ? g->Pf / L : Ho * nxv;
+    const long nchunk = 128 / npos > 1 ? 128 / npos : 1; /* images whose vectors form one loop */
     long* xpos = (long*)p;
-    p += cs_round64((size_t)npos * sizeof(long));
+    p += cs_round64((size_t)(nchunk * npos) * sizeof(long));
     long* gpos = (long*)p;
-    p += cs_round64((size_t)npos * sizeof(long));
+    p += cs_round64((size_t)(nchunk * npos) * sizeof(long));
     char* accs = p;
     nthreads = cs_threads(nthreads);
     p += (size_t)nthreads * (size_t)acc_stride;
@@ -276,12 +278,12 @@ static void CS_F(cs_wgrad)(const T* x, const T* gy, T* gw, const cs_geom* g, cha
     /* flat mode: one row of Pf/L vectors per plane */
     const long rows = g->flat ? 1 : Ho, rvec = g->flat ? g->Pf / L : nxv;
     const long grow = g->flat ? g->Pf : gq != 0 ? nxv * L : Wo, gch = rows * grow, gimg = OC * gch;
-    const long nchunk = 128 / (rows * rvec) > 1 ? 128 / (rows * rvec) : 1;
-    for (long r = 0, q = 0; r < rows; r++) /* the output vectors of one image, in order */
-        for (long v = 0; v < rvec; v++, q++) {
-            xpos[q] = r * g->sh * g->Wq + v * L;
-            gpos[q] = r * grow + v * L;
-        }
+    for (long b = 0, q = 0; b < nchunk; b++) /* the output vectors of a chunk of images, in order */
+        for (long r = 0; r < rows; r++)
+            for (long v = 0; v < rvec; v++, q++) {
+                xpos[q] = b * istride + r * g->sh * g->Wq + v * L;
+                gpos[q] = b * gimg + r * grow + v * L;
+            }
 
 #pragma omp parallel num_threads(nthreads)
     {

@@ -105,11 +105,12 @@ static void FN(forward_image)(const T* restrict xq, const T* restrict wq, const 
 
 /* Partial weight gradient of WOCB output channels (oc0 .. oc0+ocn-1) over images [n0, n1):
  * out[j*K + t] = sum over images, output vectors of gy[n, oc0+j, vector] * xq[n][tap t at vector].
- * The npos output vectors of an image are at xpos[p] in a packed image and gpos[p] in a gradient
- * plane (one flat loop, whatever the row length); gy is addressed with strides (image, channel)
- * and has zeros past Wo in each row (so full vectors are safe); accraw is a scratch of K*WOCB
- * vectors. Images are taken in chunks of ``nchunk`` so that the gradient rows and input planes of
- * a chunk stay in cache across all tap groups. */
+ * Images are taken in chunks of ``nchunk``, so that the gradient rows and input planes of a chunk
+ * stay in cache across all tap groups; the output vectors of a whole chunk are one flat loop over
+ * the tables xpos (offsets in the chunk's packed images) and gpos (in its gradient planes, which
+ * are ``gy_img`` apart per image, ``gy_ch`` per channel, with zeros past Wo in each row so full
+ * vectors are safe), built by the caller for ``nchunk`` images of ``npos`` vectors: an 8x8 plane
+ * is 5 vectors, too few for a loop of its own. accraw is a scratch of K*WOCB vectors. */
 static void FN(wgrad_block)(const T* restrict xq, long xq_img, const T* restrict gy, long gy_img, long gy_ch,
                             const long* restrict xpos, const long* restrict gpos, long npos,
                             const long* restrict toff, long K, long oc0, long ocn, long n0, long n1, long nchunk,
@@ -120,7 +121,9 @@ static void FN(wgrad_block)(const T* restrict xq, long xq_img, const T* restrict
     for (long i = 0; i < K * WOCB; i++)
         accbuf[i] = zero;
     for (long c0 = n0; c0 < n1; c0 += nchunk) {
-        const long c1 = c0 + nchunk < n1 ? c0 + nchunk : n1;
+        const long count = (c0 + nchunk < n1 ? nchunk : n1 - c0) * npos;
+        const T* xb = xq + c0 * xq_img;
+        const T* gb = gy + c0 * gy_img + oc0 * gy_ch;
         for (long t0 = 0; t0 < K; t0 += WTT) {
             const long nt = K - t0 < WTT ? K - t0 : WTT;
             long to[WTT];
@@ -132,23 +135,21 @@ static void FN(wgrad_block)(const T* restrict xq, long xq_img, const T* restrict
 #pragma GCC unroll 8
                 for (int tt = 0; tt < WTT; tt++)
                     acc[j][tt] = accbuf[(t0 + tt < K ? t0 + tt : K - 1) * WOCB + j];
-            for (long n = c0; n < c1; n++) {
-                const T* xn = xq + n * xq_img;
-                const T* gn = gy + n * gy_img + oc0 * gy_ch;
-                for (long p = 0; p < npos; p++) {
-                    const T* xr = xn + xpos[p];
-                    const T* gr = gn + gpos[p];
-                    FN(vec) g[WOCB];
-#pragma GCC unroll 16
-                    for (int j = 0; j < WOCB; j++)
-                        g[j] = j < ocn ? FN(loadu)(gr + j * gy_ch) : zero;
+            for (long p = 0; p < count; p++) {
+                const T* xr = xb + xpos[p];
+                const T* gr = gb + gpos[p];
+                /* the WTT input vectors stay in registers; one gradient vector at a time is
+                 * loaded and multiplied into its row of accumulators (WOCB*WTT + WTT + 1 live) */
+                FN(vec) in[WTT];
 #pragma GCC unroll 8
-                    for (int tt = 0; tt < WTT; tt++) {
-                        FN(vec) in = FN(loadu)(xr + to[tt]);
+                for (int tt = 0; tt < WTT; tt++)
+                    in[tt] = FN(loadu)(xr + to[tt]);
 #pragma GCC unroll 16
-                        for (int j = 0; j < WOCB; j++)
-                            acc[j][tt] += g[j] * in;
-                    }
+                for (int j = 0; j < WOCB; j++) {
+                    FN(vec) gj = j < ocn ? FN(loadu)(gr + j * gy_ch) : zero;
+#pragma GCC unroll 8
+                    for (int tt = 0; tt < WTT; tt++)
+                        acc[j][tt] += gj * in[tt];
                 }
             }
 #pragma GCC unroll 16
