@@ -215,13 +215,10 @@ def strided_input_gradient(prims, w, gy, stride, padding4, dilation, gx):
             tw, fw, nw, ow, dw2 = pw
             # (C_in, C_out, len(th), len(tw)): sub-kernel, flipped, input/output channels swapped
             ws = np.ascontiguousarray(w[:, :, th][:, :, :, tw].transpose(1, 0, 2, 3))
-            # gy rows from max(oh, 0); a negative offset becomes top padding
-            top, left = max(-oh, 0), max(-ow, 0)
-            src = gy[:, :, max(oh, 0):, max(ow, 0):]
-            if src.shape[2] == 0 or src.shape[3] == 0:
-                continue
+            # output (a, b) reads gy[a + oh + u*dh2, b + ow + v*dw2]: a padding of -oh, -ow (the
+            # direct kernel's packing takes a negative padding as an offset into gy, no copy)
             out = np.empty((gy.shape[0], C_in, nh, nw), dtype=gy.dtype)
-            prims.simd_forward(np.ascontiguousarray(src), ws, None, (1, 1), (top, 0, left, 0), (dh2, dw2), out)
+            prims.simd_forward(gy, ws, None, (1, 1), (-oh, 0, -ow, 0), (dh2, dw2), out)
             gx[:, :, fh::sh, fw::sw] = out
 
 
