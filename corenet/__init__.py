@@ -20,6 +20,7 @@ from .config import (
 )
 from .graph import Input
 from .io import load, save
+from .io_onnx import export_onnx, import_onnx
 from .io_torch import load_torch_state_dict
 from .model import Model, Sequential
 from .warmup import warmup
@@ -42,6 +43,8 @@ __all__ = [
     "load",
     "save",
     "load_torch_state_dict",
+    "export_onnx",
+    "import_onnx",
     "backends",
     "backend_status",
     "get_backend",

@@ -1,0 +1,91 @@
+"""ONNX export and import: a corenet model as an ONNX graph (eval mode) and an ONNX graph as a corenet Model.
+
+>>> corenet.export_onnx(model, "resnet20.onnx", opset=17)     # doctest: +SKIP
+>>> model = corenet.import_onnx("resnet20.onnx")              # doctest: +SKIP
+
+The ``onnx`` package is needed only here, imported when one of these functions is called
+(``pip install 'corenet[onnx]'``); corenet itself never requires it. The layer-by-layer mapping,
+with what is refused and why, is in :mod:`corenet.io_onnx_export` and :mod:`corenet.io_onnx_import`.
+
+=====================  ===================================  ===================================
+corenet layer          ONNX (export, opsets 13-18)          import
+=====================  ===================================  ===================================
+Conv2d                 Conv (pads [t, l, b, r], group)      Conv (explicit pads, auto_pad)
+Linear                 Gemm transB=1                        Gemm (any transB, alpha, beta), MatMul
+Flatten / Reshape      Flatten axis 1 / Reshape [0, ...]    Flatten axis 1 / Reshape
+MaxPool2d, AvgPool2d   MaxPool / AveragePool (ceil_mode,    MaxPool / AveragePool
+                       count_include_pad always written)
+GlobalAvg/MaxPool2d    GlobalAveragePool / GlobalMaxPool    same
+AdaptiveAvgPool2d      a plain window or GlobalAveragePool  (comes back as AvgPool2d)
+BatchNorm2d/1d         BatchNormalization (running stats)   BatchNormalization (inference)
+LocalResponseNorm      LRN (odd sizes, across channels)     LRN (odd sizes)
+activations            Relu LeakyRelu Elu Selu Sigmoid      same, plus Gelu (opset 20)
+                       Tanh Softmax LogSoftmax; GELU as
+                       Erf/Tanh arithmetic
+Add, Multiply, Concat  Add/Sum, Mul, Concat                 Add/Sum, Mul, Concat (tensor inputs)
+ZeroPad2d              Pad (constant 0)                     Pad (constant 0, H and W only)
+Dropout                removed                              Dropout, Identity: removed
+=====================  ===================================  ===================================
+"""
+
+from __future__ import annotations
+
+__all__ = ["export_onnx", "import_onnx", "OPSETS"]
+
+OPSETS = range(13, 19)  # the opsets export writes; import reads any the onnx checker accepts
+
+
+def require_onnx(what: str):
+    """The ``onnx`` module, or an ImportError that says how to install it."""
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ImportError(f"{what} needs the 'onnx' package, which corenet does not install by default: "
+                          f"pip install 'corenet[onnx]' (or: pip install onnx)") from exc
+    return onnx
+
+
+def export_onnx(model, path, opset: int = 17) -> None:
+    """Write ``model`` to ``path`` as an ONNX graph in evaluation mode.
+
+    Parameters
+    ----------
+    model : corenet.Model
+        Any model made of the layers listed in this module's table. Batch norm uses its running
+        statistics, dropout is removed; the batch axis is dynamic (``"N"``), the other axes are the
+        model's per-sample shapes.
+    path : str or os.PathLike
+    opset : int, 13 to 18
+
+    Raises
+    ------
+    ValueError
+        A layer without an ONNX equivalent (its name and class and the reason), or an opset out of range.
+    ImportError
+        When the ``onnx`` package is not installed.
+    """
+    from .io_onnx_export import export
+
+    export(model, path, opset)
+
+
+def import_onnx(path):
+    """Read the ONNX model at ``path`` into a corenet :class:`~corenet.Model` (predict, fit, summary, save).
+
+    Weights become trainable parameters, batch norm statistics buffers. Layer names come from the
+    ONNX node names with every character outside ``[A-Za-z0-9_]`` replaced by ``_`` (corenet names
+    cannot contain ``.``), or ``<op type>_<index>`` for unnamed nodes; a repeated name gets ``_1``,
+    ``_2``... The file is treated as untrusted: it must pass ``onnx.checker``, and external data may
+    only live in the model file's folder.
+
+    Raises
+    ------
+    ValueError
+        The file is not a readable, valid ONNX model (naming the file), or nodes have no corenet
+        equivalent (every such node with its op type, at once).
+    ImportError
+        When the ``onnx`` package is not installed.
+    """
+    from .io_onnx_import import import_model
+
+    return import_model(path)
