@@ -1,4 +1,4 @@
-"""The ``corenet`` command: ``demo``, ``train``, ``summary``, ``evaluate``.
+"""The ``corenet`` command: ``demo``, ``train``, ``summary``, ``evaluate``, ``export``.
 
 Errors a user can fix (unknown model, missing data, bad arguments) print one line and exit
 with status 2; everything else is a bug and keeps its traceback.
@@ -175,6 +175,21 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    """Write a checkpoint's model as an ONNX graph (eval mode)."""
+    import corenet
+
+    if not os.path.exists(args.checkpoint):
+        raise UserError(f"no checkpoint at {args.checkpoint}")
+    try:
+        model = corenet.load(args.checkpoint, compile=False)
+        corenet.export_onnx(model, args.onnx, opset=args.opset)
+    except (ValueError, ImportError) as exc:
+        raise UserError(str(exc)) from None
+    print(f"wrote {args.onnx} (opset {args.opset}) from {args.checkpoint}")
+    return 0
+
+
 # ------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="corenet", description="A small, fast CNN training engine.")
@@ -220,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", default="bundled")
     e.add_argument("--data-dir")
     e.set_defaults(func=cmd_evaluate)
+
+    x = sub.add_parser("export", help="write a checkpoint's model as ONNX (needs the onnx extra)")
+    x.add_argument("--checkpoint", required=True)
+    x.add_argument("--onnx", required=True, help="path of the .onnx file to write")
+    x.add_argument("--opset", type=int, default=17, help="ONNX opset, 13 to 18 (default 17)")
+    x.set_defaults(func=cmd_export)
     return p
 
 

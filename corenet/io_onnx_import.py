@@ -30,7 +30,7 @@ _ACTS = {"Relu": L.ReLU, "Sigmoid": L.Sigmoid, "Tanh": L.Tanh, "Selu": L.SELU}
 _PASS = ("Dropout", "Identity")
 _OPS = {"Conv", "Gemm", "MatMul", "Flatten", "Reshape", "MaxPool", "AveragePool", "GlobalAveragePool",
         "GlobalMaxPool", "BatchNormalization", "LRN", "LeakyRelu", "Elu", "Softmax", "LogSoftmax", "Gelu",
-        "Add", "Sum", "Mul", "Concat", "Pad", "Constant", *_ACTS, *_PASS}
+        "Add", "Sum", "Mul", "Concat", "Pad", "Constant", "Unsqueeze", "Squeeze", *_ACTS, *_PASS}
 
 
 def import_model(path):
@@ -278,6 +278,25 @@ class _Importer:
         if shape[0] == -1 and -1 in per:
             raise self.err(node, f"shape {shape}: the batch axis and another axis are both -1")
         self._call(node, i, L.Reshape(tuple(per)), x)  # shape[0]: 0, -1 or the exporter's batch size
+
+    def _Unsqueeze(self, node, i, a):  # a Reshape per sample, as long as the batch axis stays first
+        x = self._x(node)
+        axes = list(a["axes"]) if "axes" in a else [int(v) for v in self._const(node, 1, "axes")]
+        full = [-1, *x.shape]
+        rank = len(full) + (len(axes) if node.op_type == "Unsqueeze" else -len(axes))
+        axes = sorted(ax + (rank if node.op_type == "Unsqueeze" else len(full)) if ax < 0 else ax for ax in axes)
+        if 0 in axes:
+            raise self.err(node, f"axes {axes} include the batch axis")
+        for ax in axes:
+            if node.op_type == "Unsqueeze":
+                full.insert(ax, 1)
+            elif full[ax] != 1:
+                raise self.err(node, f"axis {ax} has size {full[ax]}, not 1")
+        if node.op_type == "Squeeze":
+            full = [d for j, d in enumerate(full) if j not in axes]
+        self._call(node, i, L.Reshape(tuple(full[1:])), x)
+
+    _Squeeze = _Unsqueeze
 
     def _pool(self, node, i, a, cls, **kw):
         x = self._x(node)
