@@ -72,11 +72,13 @@ class _Exporter:
         model = self.model
         calls: dict[int, int] = {}
         inputs = []
+        for t in model.inputs:  # in the model's order, which is the order predict takes them in
+            layer = t.node.layer
+            self.names[id(t)] = layer.name
+            inputs.append(self.value_info(layer.name, layer.input_dtype, layer.shape))
         for gnode in model.graph.nodes:
             layer = gnode.layer
             if isinstance(layer, InputLayer):
-                self.names[id(gnode.output)] = layer.name
-                inputs.append(self.value_info(layer.name, layer.input_dtype, layer.shape))
                 continue
             k = calls[id(layer)] = calls.get(id(layer), -1) + 1
             out = layer.name if k == 0 else f"{layer.name}_call{k}"

@@ -168,6 +168,26 @@ def test_export_refuses_bad_opset(tmp_path):
         corenet.export_onnx(models.lenet5(), tmp_path / "x.onnx", opset=12)
 
 
+def test_missing_onnx_is_a_clear_import_error(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ImportError, match=r"corenet\.export_onnx needs the 'onnx' package.*corenet\[onnx\]"):
+        corenet.export_onnx(models.lenet5(), tmp_path / "x.onnx")
+    with pytest.raises(ImportError, match=r"corenet\.import_onnx needs the 'onnx' package"):
+        corenet.import_onnx(tmp_path / "x.onnx")
+
+
+def test_two_inputs_keep_their_order(tmp_path):
+    a, b = Input((3,), name="a"), Input((4,), name="b")
+    out = L.Concat()([L.Linear(2)(b), L.Tanh()(a)])
+    model = Model([a, b], out, seed=0)
+    xa = np.random.default_rng(7).standard_normal((2, 3)).astype(np.float32)
+    xb = np.random.default_rng(8).standard_normal((2, 4)).astype(np.float32)
+    back = check_round_trip(model, tmp_path / "two.onnx", 17, xa, xb)
+    assert back.input_names == ["a", "b"]
+
+
 def _write(path, nodes, inits=(), outputs=("y",)):
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 4, 4])],
                               [helper.make_tensor_value_info(o, TensorProto.FLOAT, ["N", 2, 4, 4]) for o in outputs],
@@ -234,3 +254,45 @@ def test_cli_export(tmp_path, capsys):
     assert onnx.load(str(out)).opset_import[0].version == 13
     assert cli.main(["export", "--checkpoint", str(ckpt), "--onnx", str(out), "--opset", "99"]) == 2
     assert "opset must be" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")  # torch's legacy exporter
+@pytest.mark.parametrize("training", ["EVAL", "PRESERVE"])
+def test_import_pytorch_export(tmp_path, training):
+    """PyTorch's exporter folds batch norm into the convolution in eval mode (EVAL) or keeps the
+    BatchNormalization nodes (PRESERVE); both import, match PyTorch and train."""
+    torch = pytest.importorskip("torch", reason="torch is the reference exporter (in the test extra)")
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.bn = nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+            self.pool = nn.MaxPool2d(3, 2, ceil_mode=True)
+            self.a, self.b = nn.Conv2d(8, 4, 1), nn.Conv2d(8, 4, 3, stride=1, padding=(1, 1), groups=4)
+            self.avg = nn.AvgPool2d(3, 1, 1, count_include_pad=False)
+            self.fc, self.drop = nn.Linear(8 * 6 * 6, 10), nn.Dropout()
+
+        def forward(self, x):
+            x = self.pool(torch.relu(self.bn(self.c1(x))))
+            x = torch.cat([self.a(x), self.avg(self.b(x))], 1)
+            return self.fc(self.drop(torch.flatten(x, 1)))
+
+    torch.manual_seed(0)
+    net = Net()
+    with torch.no_grad():
+        net.bn.running_mean.normal_(0, 0.5)
+        net.bn.running_var.uniform_(0.5, 2.0)
+    net.eval()
+    x = torch.randn(4, 3, 13, 13)
+    path = tmp_path / "torch.onnx"
+    torch.onnx.export(net, (x,), str(path), dynamo=False, opset_version=17, input_names=["x"],
+                      dynamic_axes={"x": {0: "N"}}, training=getattr(torch.onnx.TrainingMode, training))
+    model = corenet.import_onnx(path)
+    assert ("BatchNorm2d" in {type(layer).__name__ for layer in model.layers}) == (training == "PRESERVE")
+    with torch.no_grad():
+        close(model.predict(x.numpy()), net(x).numpy())
+    model.compile(optim.SGD(lr=0.05), "cross_entropy")
+    y = np.arange(4) % 10
+    losses = [model.train_on_batch(x.numpy(), y) for _ in range(5)]
+    assert losses[-1] < losses[0]
