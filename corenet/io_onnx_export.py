@@ -7,6 +7,11 @@ names back. Refused, with the reason in the error: LRN of even size (ONNX centre
 other way; onnxruntime refuses it) or within channel; dilated average pooling (ONNX has it from
 opset 19); average pooling with ``divisor_override``; MinPool2d and SumPool2d; adaptive pooling
 whose bins are not one plain window.
+
+Pooling with ``ceil_mode`` is written as ``ceil_mode=1``, as PyTorch's exporter does. onnxruntime and
+onnx's reference evaluator then compute PyTorch's (and corenet's) sizes, where the last window must
+start inside the input or the leading padding; ONNX shape inference below opset 22 omits that rule
+and may announce one more row or column (onnxruntime logs a warning, the values are right).
 """
 
 from __future__ import annotations
