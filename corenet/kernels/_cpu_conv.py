@@ -7,10 +7,11 @@ A backend supplies the primitives documented at the top of ``numba_cpu/conv.py``
 module turns them into a convolution with BLAS GEMMs through numpy ``matmul``. Four paths:
 
 - ``"simd"``: a backend whose primitives include ``simd_forward``/``simd_wgrad`` (the compiled
-  direct convolution of ``corenet/_ext/simd_conv.h``) takes every ungrouped convolution but the
-  1x1 GEMM case: register-tiled, no column matrix. The input gradient of a stride-1 layer is a
-  ``simd_forward`` of ``gy`` with the flipped, swapped kernel (``gx_forward_padding``); a strided
-  layer's input gradient goes through the GEMM and col2im.
+  direct convolution of ``corenet/_ext/simd_conv.h``) takes every ungrouped convolution, 1x1
+  included: register-tiled, no column matrix. The input gradient of a stride-1 layer is a
+  ``simd_forward`` of ``gy`` with the flipped, swapped kernel (``gx_forward_padding``); a layer
+  strided by up to 2 x 2 takes one per stride phase (``strided_input_gradient``), a larger
+  stride the GEMM and col2im.
 - ``"simd_dw"``: depthwise (one input and one output channel per group) on a backend with
   ``simd_dw_forward``/``simd_dw_wgrad``: the same packed input, vectors along the output rows,
   one channel plane at a time; a stride-1 input gradient is a ``simd_dw_forward`` of ``gy``
@@ -43,18 +44,31 @@ import numpy as np
 from .. import _blas, config
 from ..functional._args import out_size
 
+# A strided layer's input gradient goes through one direct convolution per stride phase up to
+# this many phases (2 x 2), through GEMM + col2im beyond (see choose_path).
+MAX_GX_PHASES = 4
+
 # A grouped convolution takes the direct kernel when a group has fewer input or output channels
 # than this: a GEMM with so few rows or so short an inner dimension runs far below BLAS speed.
 DIRECT_MAX_GROUP_CHANNELS = 16
 
 
 def choose_path(x_shape, w_shape, stride, padding4, groups, prims=None) -> str:
-    """``"simd"``, ``"1x1"``, ``"direct"`` or ``"gemm"`` (see the module docstring)."""
+    """``"simd"``, ``"simd_dw"``, ``"1x1"``, ``"direct"`` or ``"gemm"`` (see the module docstring).
+
+    Measured (``python benchmarks/bench_ops.py``-style loops, 2 threads, this session's machine,
+    ms for the forward / input gradient / weight gradient): the direct kernels beat the GEMM paths
+    on every ungrouped shape tried, the 1x1 ones included now that BLAS runs on one thread
+    (ResNet-50's 256->64 bottleneck at 16x16, batch 32: 1.0 / 1.5 / 3.4 against the 1x1 GEMM's
+    1.4 / 2.4 / 4.9), except the input gradient of a layer strided by more than 2 x 2: AlexNet's
+    11x11 stride-4 first layer has 16 phases of 3x3 or smaller sub-kernels (47 ms against 17 for
+    GEMM + col2im), so ``strided_input_gradient`` is used up to 4 phases (``MAX_GX_PHASES``).
+    """
     C_out, cg, kh, kw = w_shape
-    if groups == 1 and kh == 1 and kw == 1 and tuple(stride) == (1, 1) and tuple(padding4) == (0, 0, 0, 0):
-        return "1x1"
     if groups == 1 and getattr(prims, "simd_forward", None) is not None:
         return "simd"
+    if groups == 1 and kh == 1 and kw == 1 and tuple(stride) == (1, 1) and tuple(padding4) == (0, 0, 0, 0):
+        return "1x1"
     if groups > 1 and cg == 1 and C_out == groups and getattr(prims, "simd_dw_forward", None) is not None:
         return "simd_dw"
     if groups > 1 and min(cg, C_out // groups) < DIRECT_MAX_GROUP_CHANNELS:
@@ -256,12 +270,14 @@ def conv2d_backward(prims, x, w, gy, stride, padding4, dilation, groups, need_gx
             prims.simd_wgrad(x, gy, stride, padding4, dilation, gw)
         if not need_gx:
             return gx, gw, gb
-        gx = np.empty_like(x)
         if gx_pads is not None:
+            gx = np.empty_like(x)
             prims.simd_forward(gy, rotated_weights(w, groups), None, (1, 1), gx_pads, dilation, gx)
-        else:
-            strided_input_gradient(prims, w, gy, stride, padding4, dilation, gx)
-        return gx, gw, gb
+            return gx, gw, gb
+        if sh * sw <= MAX_GX_PHASES:
+            strided_input_gradient(prims, w, gy, stride, padding4, dilation, gx)  # gx allocated above
+            return gx, gw, gb
+        need_gw = False  # done; the input gradient continues on the GEMM path below
 
     if path == "simd_dw":
         if need_gw:
