@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from . import callbacks as _cb
-from . import io
+from . import distributed, io
 from .progress import EpochProgress, resolve_verbose
 from .training import _as_list, _check_lengths, _take
 
@@ -86,14 +86,19 @@ def _split(xs, y, validation_split):
     return [a[:at] for a in xs], _take(y, slice(0, at)), ([a[at:] for a in xs], _take(y, slice(at, None)))
 
 
-def _epoch_batches(xs, y, batch_size, shuffle, seed, epoch, drop_last, transform):
-    """Yield ``(inputs, targets)`` of one epoch, ordered and augmented as ``DataLoader`` does."""
+def _epoch_batches(xs, y, batch_size, shuffle, seed, epoch, drop_last, transform, sync=None):
+    """Yield ``(inputs, targets)`` of one epoch, ordered and augmented as ``DataLoader`` does.
+
+    With ``sync`` (MPI, ``distributed.FitSync``) each batch is this rank's share of the global batch."""
     n = len(xs[0])
     order = np.random.default_rng(np.random.SeedSequence([seed, epoch])).permutation(n) if shuffle else None
-    rng = np.random.default_rng(np.random.SeedSequence([seed, epoch, 1])) if transform is not None else None
+    ss = np.random.SeedSequence([seed, epoch, 1]) if sync is None else sync.seed_sequence(seed, epoch)
+    rng = np.random.default_rng(ss) if transform is not None else None
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
         idx = order[start:start + batch_size] if shuffle else slice(start, start + batch_size)
+        if sync is not None:
+            idx = sync.local(idx)
         xb = [a[idx] for a in xs]
         if transform is not None:
             xb[0] = transform(xb[0], rng)
@@ -129,7 +134,7 @@ def run_fit(model, x, y, *, batch_size, epochs, validation_data, validation_spli
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("fit: validation_data must be a pair (x_val, y_val)")
     verbose = resolve_verbose(verbose)
-    user_cbs = list(callbacks or [])
+    user_cbs = distributed.fit_callbacks(list(callbacks or []))  # MPI ranks > 0: no file writers
     history = _cb.History()
     # ModelCheckpoint runs last so the file it writes sees every other callback's end-of-epoch state.
     ordered = [cb for cb in user_cbs if not isinstance(cb, _cb.ModelCheckpoint)]
@@ -147,6 +152,10 @@ def run_fit(model, x, y, *, batch_size, epochs, validation_data, validation_spli
     elif seed is None:
         seed = _seed_from_os()
     seed = int(seed)
+    # MPI (size > 1): rank 0's seed, weights and optimizer state on every rank; None in one process
+    sync = distributed.FitSync.create(model, seed)
+    if sync is not None:
+        seed, verbose = sync.seed, verbose if sync.main else 0
     # per-batch hooks cost a dict per step: call only the callbacks that define them
     begin_cbs = [cb for cb in all_cbs if type(cb).on_batch_begin is not _cb.Callback.on_batch_begin]
     batch_cbs = [cb for cb in all_cbs if type(cb).on_batch_end is not _cb.Callback.on_batch_end]
@@ -162,9 +171,9 @@ def run_fit(model, x, y, *, batch_size, epochs, validation_data, validation_spli
             lr = float(model.optimizer.lr)
             if loader is not None:
                 loader.set_epoch(epoch)
-                batches = iter(loader)
+                batches = iter(loader) if sync is None else loader.iterate(epoch, sync.rank, sync.size)
             else:
-                batches = _epoch_batches(xs, y, batch_size, shuffle, seed, epoch, drop_last, transform)
+                batches = _epoch_batches(xs, y, batch_size, shuffle, seed, epoch, drop_last, transform, sync)
             progress = EpochProgress(epoch, epochs, steps, verbose)
             loss_sum, seen = 0.0, 0
             sums = [[0.0, 0] for _ in model._metric_fns]
@@ -172,11 +181,14 @@ def run_fit(model, x, y, *, batch_size, epochs, validation_data, validation_spli
                 for cb in begin_cbs:
                     cb.on_batch_begin(step, {})
                 xb = _as_list(xb)
-                loss, outputs, targets = model._train_step(xb, yb, nan_policy)
-                m = len(xb[0])
+                if sync is None:
+                    loss, outputs, targets = model._train_step(xb, yb, nan_policy)
+                    m = len(xb[0])
+                    model._accumulate(sums, outputs, targets)
+                else:  # this rank's share; one allreduce; global loss, batch size and metric sums
+                    loss, m = sync.train_step(model, xb, yb, nan_policy, sums)
                 loss_sum += loss * m
                 seen += m
-                model._accumulate(sums, outputs, targets)
                 if batch_cbs or verbose == 1:
                     logs = {"loss": loss_sum / seen, **model._metric_values(sums)}
                     for cb in batch_cbs:
@@ -195,7 +207,7 @@ def run_fit(model, x, y, *, batch_size, epochs, validation_data, validation_spli
             model._fit_ctx["epoch"] = epoch + 1
             for cb in all_cbs:
                 cb.on_epoch_end(epoch, logs)
-            if resume is not None:
+            if resume is not None and (sync is None or sync.main):
                 model.save(resume)
             if model.stop_training:
                 break

@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from . import distributed
 from . import metrics as _metrics
 
 __all__ = ["TrainingMixin"]
@@ -180,21 +181,29 @@ class TrainingMixin:
         ``x`` must hold float arrays (float32/float64, cast to the input's dtype); integer images
         (uint8) are refused with a TypeError saying how to convert them (``x.astype(np.float32) / 255``
         scales to [0, 1] as ``corenet.data.DataLoader`` does), as are complex, bool, object and string arrays.
+
+        Under MPI (``corenet.distributed.size() > 1``) this is collective: call it on every rank; each
+        rank computes a contiguous block and EVERY rank returns the full result.
         """
         batch_size = _check_batch_size("predict", batch_size)
         xs = _as_list(x)
         n = _check_data(self, xs, None, "predict")
-        chunks = None
-        for start in range(0, n, batch_size):
-            xb = [a[start:start + batch_size] for a in xs]
-            outs = _host(self.forward(xb if len(xb) > 1 else xb[0], training=False))
-            if chunks is None:
-                chunks = [[] for _ in outs]
-            for store, out in zip(chunks, outs):
-                store.append(np.array(out, copy=True))
-        if chunks is None:
+        if n == 0:
             raise ValueError("predict: received an empty input (0 samples)")
-        result = [np.concatenate(c) for c in chunks]
+
+        def predict_block(xs):
+            chunks = None
+            for start in range(0, len(xs[0]), batch_size):
+                xb = [a[start:start + batch_size] for a in xs]
+                outs = _host(self.forward(xb if len(xb) > 1 else xb[0], training=False))
+                if chunks is None:
+                    chunks = [[] for _ in outs]
+                for store, out in zip(chunks, outs):
+                    store.append(np.array(out, copy=True))
+            return [np.concatenate(c) for c in chunks]
+
+        # under MPI (size > 1) each rank predicts a block and every rank gets the whole result
+        result = distributed.predict_gather(predict_block, xs)
         return result if len(result) > 1 else result[0]
 
     def evaluate(self, x, y, batch_size: int = 32, verbose=0) -> dict:
@@ -202,15 +211,20 @@ class TrainingMixin:
 
         ``x`` as for :meth:`predict` (float arrays; uint8 images are refused with how to convert them);
         ``y`` real-valued or integer arrays (complex, object and string targets are refused).
+
+        Under MPI (``corenet.distributed.size() > 1``) this is collective: call it on every rank; rank
+        ``r`` evaluates the samples ``r::size`` and every rank returns the global loss and metrics.
         """
         self._require_compiled("evaluate")
         batch_size = _check_batch_size("evaluate", batch_size)
         xs = _as_list(x)
         n = _check_data(self, xs, y, "evaluate")
+        xs, y = distributed.eval_share(xs, y)  # under MPI (size > 1): this rank's samples rank::size
+        n_local = len(xs[0])
         loss_sum = 0.0
         sums = [[0.0, 0] for _ in self._metric_fns]
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
+        for start in range(0, n_local, batch_size):
+            stop = min(start + batch_size, n_local)
             xb = [a[start:stop] for a in xs]
             yb = _take(y, slice(start, stop))
             outputs = _host(self.forward(xb if len(xb) > 1 else xb[0], training=False))
@@ -218,6 +232,7 @@ class TrainingMixin:
             loss, _ = self._compute_loss(outputs, targets)
             loss_sum += loss * (stop - start)
             self._accumulate(sums, outputs, targets)
+        loss_sum, n, sums = distributed.eval_reduce(loss_sum, n_local, sums)  # sums over the ranks
         logs = {"loss": loss_sum / n}
         logs.update(self._metric_values(sums))
         if verbose:
@@ -283,6 +298,12 @@ class TrainingMixin:
 
         Logged keys: ``loss``, the metrics (``accuracy``), ``val_loss``, ``val_accuracy`` and ``lr``
         (the rate used during the epoch).
+
+        Under MPI (``mpiexec -n N python train.py``; see ``corenet.distributed``) ``batch_size`` is the
+        GLOBAL batch: every rank runs ``fit`` with the same arguments, takes its strided share of each
+        global batch of the same permutation, and the gradients are averaged (weighted by the shares'
+        sizes) before every step, so the run follows the one-process run (without batch norm, dropout or
+        augmentation, exactly up to float rounding). Logs are global; only rank 0 prints and writes files.
 
         Arrays must be float (float32/float64, cast to the input's dtype). Integer images (uint8) are
         refused with a TypeError that says how to convert them: ``x.astype(np.float32) / 255`` gives

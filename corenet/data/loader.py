@@ -102,17 +102,30 @@ class DataLoader:
         """Iterate over one epoch (the current ``epoch``, which then advances by one)."""
         epoch = self.epoch
         self.epoch += 1
-        batches = self._batches(epoch)
+        return self.iterate(epoch)
+
+    def iterate(self, epoch: int, rank: int = 0, size: int = 1):
+        """The batches of epoch ``epoch`` (``epoch`` itself is left alone).
+
+        With ``size > 1`` (data-parallel training, ``corenet.distributed``) each batch is rank
+        ``rank``'s strided share ``batch[rank::size]`` of the global batch (possibly empty), and the
+        transform draws from ``SeedSequence([seed, epoch, 1, rank])``.
+        """
+        batches = self._batches(epoch, int(rank), int(size))
         return _prefetch(batches) if self.prefetch else batches
 
-    def _batches(self, epoch):
+    def _batches(self, epoch, rank=0, size=1):
         order = self.order(epoch)
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, int(epoch), 1]))
+        key = [self.seed, int(epoch), 1] if size == 1 else [self.seed, int(epoch), 1, rank]
+        rng = np.random.default_rng(np.random.SeedSequence(key))
         n, bs = len(order), self.batch_size
         stop = n - n % bs if self.drop_last else n
         for start in range(0, stop, bs):
             idx = order[start:start + bs]
-            yield self._make_batch(idx if self.shuffle else slice(start, start + bs), rng)
+            if size > 1:
+                yield self._make_batch(idx[rank::size], rng)
+            else:
+                yield self._make_batch(idx if self.shuffle else slice(start, start + bs), rng)
 
     def _make_batch(self, idx, rng):
         xb = self.x[idx]

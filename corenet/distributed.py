@@ -1,0 +1,421 @@
+"""Data-parallel training over MPI (mpi4py), optional: ``pip install corenet[mpi]``.
+
+::
+
+    mpiexec -n 4 python train.py            # 4 processes ("ranks") on this machine
+
+    import corenet.distributed as dist
+    dist.init()                             # MPI world; a no-op world of size 1 without mpiexec
+    model.fit(x, y, batch_size=256, epochs=30, seed=0)   # batch_size is the GLOBAL batch
+    if dist.is_main(): model.save("final.npz")
+
+mpi4py is imported only by :func:`init`, and only when the process was started by an MPI launcher
+(``mpiexec``/``mpirun``/``srun`` set ``PMI_*``, ``OMPI_COMM_WORLD_*``, ``PMIX_RANK`` ...); otherwise,
+or when mpi4py is not installed, the world is a single process and every function here is a no-op.
+:func:`rank` and :func:`size` call :func:`init` on first use, so a script that never calls it still
+runs data-parallel under ``mpiexec``. The world is process-wide state (MPI is), kept in this module.
+
+What ``Model.fit`` does when ``size() > 1`` (the seam is :class:`FitSync`, called from ``fitting.py``):
+
+- the seed (``seed=None``: drawn on rank 0) is broadcast, and every rank draws the same epoch
+  permutation ``SeedSequence([seed, epoch])`` as a single process would; each global batch
+  ``order[i*B:(i+1)*B]`` is split by striding, rank ``r`` taking ``batch[r::size]``. So every step's
+  global batch is the same set of samples as in a one-process run, an uneven batch (the last one, or
+  any ``B`` not divisible by the ranks) gives some ranks one sample more, and a rank may get none.
+- rank 0's weights, buffers and optimizer state are broadcast at the start of ``fit``.
+- each step: local forward/backward on the rank's share, then ONE ``Allreduce`` of a flat buffer
+  holding every gradient multiplied by the rank's sample count ``m_r``, the loss times ``m_r``, ``m_r``
+  and the batch's metric sums; dividing by ``M = sum m_r`` gives exactly the gradient of the
+  mean-reduced loss over the global batch (up to float summation order), whatever the split.
+- loss and metrics are global; the progress bar, ``ModelCheckpoint``, ``CSVLogger`` and the
+  ``resume`` checkpoint run on rank 0 only (``resume`` files are read by every rank: a shared
+  file system, or a copy per host).
+- ``evaluate`` (and validation) shards the samples ``r::size`` and reduces the sums;
+  ``predict`` computes a contiguous block per rank and all-gathers it, so EVERY rank returns the
+  full result.
+- a transform/augmentation draws from ``SeedSequence([seed, epoch, 1, rank])`` on rank ``r``.
+
+Equality with a one-process run (same seed) holds for models without batch norm (its batch
+statistics are computed per shard, so the forward pass itself differs; the running statistics
+also stay per rank), without dropout (each rank holds the same layer generators, so masks are
+drawn per rank from the same stream; not the single-process masks) and without augmentation.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+__all__ = ["init", "rank", "size", "is_main", "barrier", "allreduce_mean_", "broadcast_params",
+           "broadcast_object", "allreduce_gradients", "shard", "FitSync"]
+
+# Environment variables set by MPI launchers (MPICH/Hydra, Open MPI, PMIx, MVAPICH, Intel MPI, Slurm).
+_LAUNCHER_ENV = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE",
+                 "MPI_LOCALNRANKS", "HYDI_CONTROL_FD", "SLURM_PROCID")
+
+_world: dict | None = None  # {"comm": mpi4py communicator or None, "rank": int, "size": int}
+
+
+def _launched_by_mpi() -> bool:
+    return any(k in os.environ for k in _LAUNCHER_ENV)
+
+
+def init(comm=None) -> dict:
+    """Join the MPI world (once; later calls return the same world).
+
+    Parameters
+    ----------
+    comm : mpi4py communicator, optional
+        Use this communicator instead of ``MPI.COMM_WORLD`` (e.g. a split of it). Passing one
+        re-initialises the world.
+
+    Returns
+    -------
+    dict with ``rank``, ``size`` and ``comm`` (``None`` in a world of size 1 without MPI).
+
+    Without an MPI launcher in the environment, or without mpi4py, this is a world of size 1 and
+    mpi4py is not imported. In a world of size > 1 it also sets corenet's kernel threads to the
+    host's cores divided by the ranks on the host (unless ``CORENET_NUM_THREADS`` or
+    ``set_num_threads`` chose already), and makes an uncaught exception on any rank abort the
+    whole job (``MPI.Abort`` after printing it) instead of leaving the others waiting.
+    """
+    global _world
+    if _world is not None and comm is None:
+        return _world
+    if comm is None and _launched_by_mpi():
+        try:
+            from mpi4py import MPI
+        except ImportError:
+            n = os.environ.get("PMI_SIZE") or os.environ.get("OMPI_COMM_WORLD_SIZE")
+            if n and int(n) > 1:
+                import warnings
+
+                warnings.warn(f"corenet.distributed: started by an MPI launcher with {n} processes but mpi4py is "
+                              "not installed (pip install corenet[mpi]); every process trains ALONE",
+                              RuntimeWarning, stacklevel=2)
+        else:
+            comm = MPI.COMM_WORLD
+    if comm is None:
+        _world = {"comm": None, "rank": 0, "size": 1}
+        return _world
+    _world = {"comm": comm, "rank": int(comm.Get_rank()), "size": int(comm.Get_size())}
+    if _world["size"] > 1:
+        _set_threads(comm)
+        _abort_on_error(comm)
+    return _world
+
+
+def _set_threads(comm) -> None:
+    from . import config
+
+    if os.environ.get("CORENET_NUM_THREADS") or config._state["num_threads"] is not None:
+        return
+    from mpi4py import MPI
+
+    local = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    per_host = local.Get_size()
+    local.Free()
+    config.set_num_threads(max(1, config._max_threads() // per_host))
+
+
+def _abort_on_error(comm) -> None:
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):
+        previous(kind, value, tb)
+        sys.stderr.flush()
+        comm.Abort(1)
+
+    sys.excepthook = hook
+
+
+def _comm():
+    return (_world or init())["comm"]
+
+
+def rank() -> int:
+    """This process's rank, 0 .. size()-1 (0 without MPI)."""
+    return (_world or init())["rank"]
+
+
+def size() -> int:
+    """Number of processes in the world (1 without MPI)."""
+    return (_world or init())["size"]
+
+
+def is_main() -> bool:
+    """True on rank 0, the one that prints, logs and writes files."""
+    return rank() == 0
+
+
+def barrier() -> None:
+    """Wait until every rank reaches this point (no-op in a world of size 1)."""
+    comm = _comm()
+    if comm is not None and size() > 1:
+        comm.Barrier()
+
+
+def broadcast_object(obj, root: int = 0):
+    """Rank ``root``'s ``obj`` (pickled) on every rank; ``obj`` as given in a world of size 1."""
+    comm = _comm()
+    if comm is None or size() == 1:
+        return obj
+    return comm.bcast(obj, root=root)
+
+
+def _flat_dtype(arrays):
+    return np.float64 if any(a.dtype == np.float64 for a in arrays) else np.float32
+
+
+def _check_host(arrays, op):
+    for a in arrays:
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{op}: only numpy (host) arrays are supported, received {type(a).__name__}")
+        if a.dtype.kind != "f":
+            raise TypeError(f"{op}: expected float arrays, received dtype {a.dtype}")
+
+
+def allreduce_mean_(arrays, weight: float | None = None) -> float:
+    """Average ``arrays`` over the ranks, in place, with ONE ``Allreduce`` of one flat buffer.
+
+    Parameters
+    ----------
+    arrays : sequence of float ndarrays (or a dict of them)
+        The same shapes and order on every rank. The buffer is float64 when any array is, else float32.
+    weight : float, optional
+        This rank's weight (e.g. its sample count): the result is ``sum_r w_r a_r / sum_r w_r``.
+        Default: 1 on every rank (a plain mean). A total weight of 0 leaves zeros.
+
+    Returns
+    -------
+    float: the total weight ``sum_r w_r`` (``size()`` for the plain mean).
+    """
+    if isinstance(arrays, dict):
+        arrays = list(arrays.values())
+    arrays = list(arrays)
+    _check_host(arrays, "allreduce_mean_")
+    w = 1.0 if weight is None else float(weight)
+    comm = _comm()
+    if comm is None or size() == 1:
+        return w
+    buf = _pack(arrays, [w], scale=w)
+    _allreduce(comm, buf)
+    total = float(buf[-1])
+    _unpack(buf, arrays, 1.0 / total if total else 0.0)
+    return total
+
+
+def _pack(arrays, extra, scale=1.0):
+    n = sum(a.size for a in arrays)
+    buf = np.empty(n + len(extra), _flat_dtype(arrays) if arrays else np.float64)
+    at = 0
+    for a in arrays:
+        np.multiply(a.reshape(-1), scale, out=buf[at:at + a.size], casting="unsafe")
+        at += a.size
+    buf[at:] = extra
+    return buf
+
+
+def _unpack(buf, arrays, scale):
+    at = 0
+    for a in arrays:
+        part = buf[at:at + a.size].reshape(a.shape)
+        np.multiply(part, scale, out=a, casting="unsafe")
+        at += a.size
+
+
+def _allreduce(comm, buf) -> None:
+    """Sum ``buf`` over the ranks in place (one ``MPI_Allreduce``).
+
+    Every rank then applies the same update to the same weights. MPI recommends, without requiring,
+    that every rank receive the same bits; MPICH does (checked up to 7 ranks by the tests' script),
+    and the test compares the ranks' weights bitwise."""
+    from mpi4py import MPI
+
+    comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+
+
+def allreduce_gradients(model, weight: float | None = None) -> float:
+    """Average ``model.gradients()`` over the ranks in place (for custom loops: after ``backward``,
+    before ``optimizer.step``); ``weight`` as in :func:`allreduce_mean_`."""
+    return allreduce_mean_(list(model.gradients().values()), weight)
+
+
+def broadcast_params(model, root: int = 0) -> None:
+    """Copy rank ``root``'s parameters and buffers (batch-norm statistics) to every rank, in place,
+    with one ``Bcast`` of one flat buffer."""
+    comm = _comm()
+    if comm is None or size() == 1:
+        return
+    arrays = list(model.state_dict().values())
+    _check_host(arrays, "broadcast_params")
+    buf = _pack(arrays, [])
+    comm.Bcast(buf, root=root)
+    _unpack(buf, arrays, 1.0)
+
+
+def _broadcast_optimizer(optimizer, root: int = 0) -> None:
+    """Rank ``root``'s optimizer state (iterations, hyper-parameters, slots) on every rank."""
+    if optimizer is None or size() == 1:
+        return
+    state = broadcast_object(optimizer.state_dict() if rank() == root else None, root)
+    if rank() != root:
+        optimizer.load_state_dict(state)
+
+
+def shard(n: int, seed: int | None = None, epoch: int = 0, *, rank: int | None = None,
+          size: int | None = None) -> np.ndarray:
+    """This rank's indices of epoch ``epoch``, as PyTorch's ``DistributedSampler``.
+
+    The epoch's order is the permutation of ``SeedSequence([seed, epoch])`` (the order ``fit`` and
+    ``DataLoader`` serve; ``seed=None``: ``0 .. n-1`` unshuffled). When ``n`` does not divide by the
+    ranks, the order is padded by repeating its first indices up to ``ceil(n / size) * size``, so
+    every rank gets the same count ``ceil(n / size)`` (a few samples are seen twice per epoch; with
+    ``n < size`` the order is repeated as often as needed). Rank ``r`` takes ``padded[r::size]``.
+
+    Parameters
+    ----------
+    n : int, number of samples (>= 1)
+    seed, epoch : the permutation's seed (None: no shuffling) and epoch
+    rank, size : override the world's (to compute another rank's share)
+
+    Returns
+    -------
+    int64 ndarray of length ``ceil(n / size)``.
+
+    Examples
+    --------
+    >>> shard(5, None, rank=1, size=2)
+    array([1, 3, 0])
+    """
+    r = _world_rank() if rank is None else int(rank)
+    p = _world_size() if size is None else int(size)
+    if n < 1 or p < 1 or not 0 <= r < p:
+        raise ValueError(f"shard: expected n >= 1 and 0 <= rank < size, received n={n}, rank={r}, size={p}")
+    order = (np.arange(n, dtype=np.int64) if seed is None
+             else np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch)])).permutation(n))
+    total = -(-n // p) * p
+    if total > n:
+        order = np.resize(order, total)  # repeats from the start: the first indices pad the end
+    return order[r::p]
+
+
+_world_rank, _world_size = rank, size  # shard's keywords shadow the module functions
+
+
+# ------------------------------------------------------------------------------ fit / evaluate hooks
+class FitSync:
+    """What ``fit`` does differently in a world of size > 1 (``fitting.py`` holds one or None).
+
+    Built at the start of ``fit``; broadcasts the seed, the weights and the optimizer state.
+    """
+
+    def __init__(self, model, seed):
+        self.rank, self.size = rank(), size()
+        self.main = self.rank == 0
+        self.seed = broadcast_object(seed)
+        broadcast_params(model)
+        _broadcast_optimizer(model.optimizer)
+
+    @staticmethod
+    def create(model, seed):
+        """A ``FitSync`` when ``size() > 1``, else None (the single-process path is untouched)."""
+        return FitSync(model, seed) if size() > 1 else None
+
+    def local(self, idx):
+        """This rank's share of a global batch's indices (or of a slice, as an index array)."""
+        if isinstance(idx, slice):
+            idx = np.arange(idx.start, idx.stop, dtype=np.int64)
+        return idx[self.rank::self.size]
+
+    def seed_sequence(self, seed, epoch):
+        """The augmentation generator's seed sequence of this rank."""
+        return np.random.SeedSequence([seed, epoch, 1, self.rank])
+
+    def train_step(self, model, xs, y, nan_policy, sums):
+        """One synchronous step on this rank's share ``(xs, y)`` (it may be empty).
+
+        Returns ``(loss, m)``: the mean loss over the global batch and its size ``M``; adds the
+        global batch's metric sums to ``sums``. Every rank calls this the same number of times.
+        """
+        m = len(xs[0])
+        model.zero_grad()
+        loss = 0.0
+        local = [[0.0, 0] for _ in sums]
+        if m:
+            outputs = model.forward(xs if len(xs) > 1 else xs[0], training=True)
+            outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+            targets = model._targets(y, len(outputs))
+            loss, grads = model._compute_loss(outputs, targets)
+            if np.isfinite(loss):
+                model.backward(grads if len(grads) > 1 else grads[0], need_input_grads=False)
+            model._accumulate(local, outputs, targets)
+        params, mult = model._step_args()
+        grads = model.gradients()  # once: on a rank without samples a second call would zero them again
+        gs = list(grads.values())
+        _check_host(gs, "fit")
+        stats = [loss * m, m] + [v for acc in local for v in acc]
+        buf = _pack(gs, stats, scale=m)
+        _allreduce(_comm(), buf)
+        k = len(stats)
+        tail = buf[-k:].astype(np.float64)
+        total = int(round(tail[1]))
+        loss = float(tail[0]) / total
+        for acc, i in zip(sums, range(2, k, 2)):
+            acc[0] += float(tail[i])
+            acc[1] += int(round(tail[i + 1]))
+        if not np.isfinite(loss):
+            if nan_policy == "raise":
+                raise FloatingPointError(
+                    f"train_on_batch: the loss is {loss} (over the {self.size} ranks); the step was not applied. "
+                    "Lower the learning rate, check the inputs for NaN/inf, or pass callbacks=[TerminateOnNaN()] "
+                    "to fit to stop cleanly")
+            return loss, total
+        _unpack(buf[:-k], gs, 1.0 / total)
+        model.optimizer.step(params, grads, lr_mult=mult)
+        return loss, total
+
+
+def fit_callbacks(cbs: list) -> list:
+    """``fit``'s callbacks on this rank: rank 0 keeps all; the others drop those that write files
+    (``ModelCheckpoint``, ``CSVLogger``)."""
+    if size() == 1 or is_main():
+        return cbs
+    from . import callbacks as _cb
+
+    return [cb for cb in cbs if not isinstance(cb, (_cb.ModelCheckpoint, _cb.CSVLogger))]
+
+
+def eval_share(xs: list, y):
+    """``evaluate``'s share of this rank: samples ``rank::size`` (everything in a world of size 1)."""
+    p = size()
+    if p == 1:
+        return xs, y
+    r = rank()
+    y = [a[r::p] for a in y] if isinstance(y, (list, tuple)) else y[r::p]
+    return [np.ascontiguousarray(a[r::p]) for a in xs], y
+
+
+def eval_reduce(loss_sum: float, n: int, sums: list):
+    """Sum ``evaluate``'s loss sum, sample count and metric sums over the ranks (one ``Allreduce``)."""
+    if size() == 1:
+        return loss_sum, n, sums
+    buf = np.array([loss_sum, n] + [v for acc in sums for v in acc], np.float64)
+    _allreduce(_comm(), buf)
+    return float(buf[0]), int(round(buf[1])), [[float(buf[i]), int(round(buf[i + 1]))]
+                                                 for i in range(2, len(buf), 2)]
+
+
+def predict_gather(predict_block, xs: list):
+    """Run ``predict_block(xs_block)`` (a list of output arrays) on this rank's contiguous block of
+    ``xs`` and all-gather the blocks in rank order: every rank returns the full list of outputs."""
+    p = size()
+    if p == 1:
+        return predict_block(xs)
+    r, n = rank(), len(xs[0])
+    lo, hi = n * r // p, n * (r + 1) // p
+    block = predict_block([a[lo:hi] for a in xs]) if hi > lo else None
+    parts = [b for b in _comm().allgather(block) if b is not None]
+    return [np.concatenate([b[i] for b in parts]) for i in range(len(parts[0]))]

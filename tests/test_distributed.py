@@ -1,0 +1,155 @@
+"""corenet.distributed: shard(), the world of size 1 without MPI, and 2-rank runs under ``mpiexec``.
+
+The MPI tests launch ``mpiexec -n 2 python tests/distributed_fit.py`` as a subprocess (timeout 120 s)
+and compare with the same script run as one process. That script's model has no batch norm and no
+dropout: batch norm normalises each rank's shard with the shard's own statistics and dropout draws
+its masks per rank, so with either a 2-rank run is legitimately not the 1-process run.
+"""
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import corenet.distributed as dist
+from corenet.data import DataLoader
+
+HERE = Path(__file__).resolve().parent
+SCRIPT = HERE / "distributed_fit.py"
+MPIEXEC = shutil.which("mpiexec")
+HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
+needs_mpi = pytest.mark.skipif(
+    MPIEXEC is None or not HAVE_MPI4PY,
+    reason="needs mpiexec and mpi4py (pip install corenet[mpi], i.e. mpi4py and the mpich wheel)")
+
+
+def _env():
+    env = {k: v for k, v in os.environ.items() if k not in dist._LAUNCHER_ENV}
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
+    env.setdefault("CORENET_NUM_THREADS", "1")
+    return env
+
+
+def _run(args, timeout=120):
+    proc = subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=timeout)
+    return proc
+
+
+@pytest.fixture
+def single_world(monkeypatch):
+    """A fresh world in a process not started by an MPI launcher."""
+    for k in dist._LAUNCHER_ENV:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setattr(dist, "_world", None)
+    yield
+    dist._world = None
+
+
+# ------------------------------------------------------------------------------------ shard
+@pytest.mark.parametrize("n,p", [(10, 2), (11, 2), (7, 3), (2, 4), (1, 1), (100, 7)])
+def test_shard_is_distributed_sampler(n, p):
+    shares = [dist.shard(n, 5, 3, rank=r, size=p) for r in range(p)]
+    per = -(-n // p)
+    assert all(len(s) == per and s.dtype == np.int64 for s in shares)  # same count on every rank
+    order = np.random.default_rng(np.random.SeedSequence([5, 3])).permutation(n)  # fit's epoch order
+    padded = np.resize(order, per * p)  # padded with the order's first indices
+    for r, s in enumerate(shares):
+        np.testing.assert_array_equal(s, padded[r::p])
+    assert set(np.concatenate(shares)) == set(range(n))
+
+
+def test_shard_unshuffled_and_epochs():
+    np.testing.assert_array_equal(dist.shard(5, None, rank=1, size=2), [1, 3, 0])
+    assert not np.array_equal(dist.shard(50, 1, 0, rank=0, size=2), dist.shard(50, 1, 1, rank=0, size=2))
+    with pytest.raises(ValueError, match="shard"):
+        dist.shard(5, 0, rank=2, size=2)
+    with pytest.raises(ValueError, match="shard"):
+        dist.shard(0, 0, rank=0, size=1)
+
+
+def test_loader_shares_cover_the_global_batches():
+    x, y = np.arange(11 * 2, dtype=np.float32).reshape(11, 2), np.arange(11)
+    loader = DataLoader(x, y, batch_size=5, seed=3)
+    whole = [yb for _, yb in loader.iterate(1)]
+    shares = [[yb for _, yb in loader.iterate(1, r, 3)] for r in range(3)]
+    for i, batch in enumerate(whole):
+        np.testing.assert_array_equal(np.sort(np.concatenate([s[i] for s in shares])), np.sort(batch))
+        np.testing.assert_array_equal(shares[1][i], batch[1::3])
+    assert len(shares[2][-1]) == 0  # the last batch (1 sample) leaves rank 2 nothing: it still steps
+
+
+# ------------------------------------------------------------------------ world of size 1
+def test_world_of_size_one_without_launcher(single_world):
+    world = dist.init()
+    assert world == {"comm": None, "rank": 0, "size": 1}
+    assert (dist.rank(), dist.size(), dist.is_main()) == (0, 1, True)
+    dist.barrier()
+    a = np.arange(6.0).reshape(2, 3)
+    assert dist.allreduce_mean_([a], weight=3) == 3.0
+    np.testing.assert_array_equal(a, np.arange(6.0).reshape(2, 3))
+    assert dist.broadcast_object({"x": 1}) == {"x": 1}
+    assert dist.fit_callbacks([1, 2]) == [1, 2]
+    assert dist.eval_reduce(2.0, 3, [[1.0, 3]]) == (2.0, 3, [[1.0, 3]])
+
+
+def test_rank_initialises_lazily(single_world):
+    assert dist._world is None
+    assert dist.size() == 1 and dist._world is not None
+
+
+def test_mpi4py_is_not_imported_without_launcher():
+    code = ("import sys, corenet, corenet.distributed as d; d.init(); "
+            "print(d.size(), 'mpi4py' in sys.modules)")
+    proc = _run([sys.executable, "-c", code], timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1", "False"]
+
+
+# ------------------------------------------------------------------------------ 2 ranks
+def _fit_once(tmp_path, name, mpi, *extra):
+    out = str(tmp_path / f"{name}.npz")
+    cmd = [sys.executable, str(SCRIPT), out, *extra]
+    if mpi:
+        cmd = [MPIEXEC, "-n", "2", *cmd]
+    proc = _run(cmd)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
+    with np.load(out) as f:
+        return {k: f[k] for k in f.files}
+
+
+@needs_mpi
+@pytest.mark.parametrize("mode,tol", [("float64", 1e-10), ("loader", 1e-5)])
+def test_two_ranks_equal_one_process(tmp_path, mode, tol):
+    """101 samples, global batch 16 (last batch 5: 3 + 2), two epochs, SGD with momentum, validation,
+    evaluate and predict: the 2-rank run ends with the 1-process run's weights, history and outputs.
+    The script also checks the ranks hold bitwise-equal weights and the full prediction."""
+    extra = ["--loader"] if mode == "loader" else []
+    one = _fit_once(tmp_path, "one", False, *extra)
+    two = _fit_once(tmp_path, "two", True, *extra)
+    assert int(one["size"]) == 1 and int(two["size"]) == 2
+    keys = sorted(k for k in one if k != "size")
+    assert keys == sorted(k for k in two if k != "size")
+    assert any(k.startswith("w/") for k in keys)
+    for k in keys:
+        if mode == "float64":
+            np.testing.assert_allclose(two[k], one[k], rtol=0, atol=tol, err_msg=k)
+        else:
+            np.testing.assert_allclose(two[k], one[k], rtol=tol, atol=tol, err_msg=k)
+    assert not np.array_equal(two["w/linear.weight"], one["w/linear.weight"] * 0)  # trained, not zero
+    assert (tmp_path / "two.npz.rank0.csv").exists()  # CSVLogger on rank 0 only
+    assert not (tmp_path / "two.npz.rank1.csv").exists()
+
+
+@needs_mpi
+def test_a_failing_rank_ends_the_job():
+    code = ("import corenet.distributed as d; d.init(); d.barrier()\n"
+            "if d.rank() == 1: raise RuntimeError('rank one fails')\n"
+            "d.barrier()")
+    proc = _run([MPIEXEC, "-n", "2", sys.executable, "-c", code], timeout=60)  # a hang would time out
+    assert proc.returncode != 0
+    assert "rank one fails" in proc.stderr + proc.stdout
