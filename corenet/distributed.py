@@ -27,6 +27,7 @@ What ``Model.fit`` does when ``size() > 1`` (the seam is :class:`FitSync`, calle
   holding every gradient multiplied by the rank's sample count ``m_r``, the loss times ``m_r``, ``m_r``
   and the batch's metric sums; dividing by ``M = sum m_r`` gives exactly the gradient of the
   mean-reduced loss over the global batch (up to float summation order), whatever the split.
+- after each epoch the batch-norm running statistics are averaged over the ranks (``average_buffers``).
 - loss and metrics are global; the progress bar, ``ModelCheckpoint``, ``CSVLogger`` and the
   ``resume`` checkpoint run on rank 0 only (``resume`` files are read by every rank: a shared
   file system, or a copy per host).
@@ -35,10 +36,14 @@ What ``Model.fit`` does when ``size() > 1`` (the seam is :class:`FitSync`, calle
   full result.
 - a transform/augmentation draws from ``SeedSequence([seed, epoch, 1, rank])`` on rank ``r``.
 
-Equality with a one-process run (same seed) holds for models without batch norm (its batch
-statistics are computed per shard, so the forward pass itself differs; the running statistics
-also stay per rank), without dropout (each rank holds the same layer generators, so masks are
-drawn per rank from the same stream; not the single-process masks) and without augmentation.
+Equality with a one-process run (same seed, up to float summation order) holds for models without
+batch norm (its batch statistics are computed over each rank's shard, not the global batch, so the
+forward pass itself differs; synchronised batch norm is not implemented), without dropout (every
+rank holds the same layer generators, so all ranks draw the same mask stream for different samples;
+not the one-process masks, and correlated across ranks) and without augmentation.
+
+Collectives: ``fit``, ``evaluate`` and ``predict`` must be called on every rank with the same
+arguments (``if dist.is_main(): model.evaluate(...)`` would wait forever). Host (numpy) models only.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ import sys
 import numpy as np
 
 __all__ = ["init", "rank", "size", "is_main", "barrier", "allreduce_mean_", "broadcast_params",
-           "broadcast_object", "allreduce_gradients", "shard", "FitSync"]
+           "broadcast_object", "allreduce_gradients", "average_buffers", "shard", "FitSync"]
 
 # Environment variables set by MPI launchers (MPICH/Hydra, Open MPI, PMIx, MVAPICH, Intel MPI, Slurm).
 _LAUNCHER_ENV = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE",
@@ -169,11 +174,11 @@ def _flat_dtype(arrays):
     return np.float64 if any(a.dtype == np.float64 for a in arrays) else np.float32
 
 
-def _check_host(arrays, op):
+def _check_host(arrays, op, floats_only=True):
     for a in arrays:
         if not isinstance(a, np.ndarray):
             raise TypeError(f"{op}: only numpy (host) arrays are supported, received {type(a).__name__}")
-        if a.dtype.kind != "f":
+        if floats_only and a.dtype.kind != "f":
             raise TypeError(f"{op}: expected float arrays, received dtype {a.dtype}")
 
 
@@ -244,16 +249,38 @@ def allreduce_gradients(model, weight: float | None = None) -> float:
 
 
 def broadcast_params(model, root: int = 0) -> None:
-    """Copy rank ``root``'s parameters and buffers (batch-norm statistics) to every rank, in place,
-    with one ``Bcast`` of one flat buffer."""
+    """Copy rank ``root``'s parameters and buffers (batch-norm statistics) to every rank, in place:
+    one ``Bcast`` of one flat buffer for the float arrays, one per integer buffer (``num_batches_tracked``)."""
+    _broadcast_arrays(list(model.state_dict().values()), root, "broadcast_params")
+
+
+def _broadcast_arrays(arrays, root, op):
     comm = _comm()
     if comm is None or size() == 1:
         return
-    arrays = list(model.state_dict().values())
-    _check_host(arrays, "broadcast_params")
-    buf = _pack(arrays, [])
-    comm.Bcast(buf, root=root)
-    _unpack(buf, arrays, 1.0)
+    _check_host(arrays, op, floats_only=False)
+    floats = [a for a in arrays if a.dtype.kind == "f"]
+    if floats:
+        buf = _pack(floats, [])
+        comm.Bcast(buf, root=root)
+        _unpack(buf, floats, 1.0)
+    for a in arrays:
+        if a.dtype.kind != "f":
+            comm.Bcast(a.reshape(-1), root=root)  # a view: C-contiguous layer arrays
+
+
+def average_buffers(model) -> None:
+    """Average the float buffers (batch-norm running mean and variance) over the ranks, in place, and
+    give every rank rank 0's integer ones (``num_batches_tracked``). ``fit`` calls it after each epoch,
+    so the statistics rank 0 saves (and every rank evaluates with) are the same on every rank."""
+    if size() == 1:
+        return
+    buffers = [b for layer in model.layers for b in layer.buffers.values()]
+    floats = [b for b in buffers if isinstance(b, np.ndarray) and b.dtype.kind == "f"]
+    if floats:
+        allreduce_mean_(floats)
+    _broadcast_arrays([b for b in buffers if not (isinstance(b, np.ndarray) and b.dtype.kind == "f")], 0,
+                      "average_buffers")
 
 
 def _broadcast_optimizer(optimizer, root: int = 0) -> None:

@@ -198,6 +198,8 @@ def run_fit(model, x, y, *, batch_size, epochs, validation_data, validation_spli
                     break
             if hasattr(batches, "close"):
                 batches.close()
+            if sync is not None:
+                distributed.average_buffers(model)  # batch-norm statistics: the same on every rank
             logs = {"loss": loss_sum / max(seen, 1), **model._metric_values(sums)}
             if validation_data is not None:
                 val = model.evaluate(validation_data[0], validation_data[1], batch_size=batch_size)

@@ -1,11 +1,12 @@
 """Helper for tests/test_distributed.py: one fit, run alone or under ``mpiexec -n 2``.
 
-Usage: ``python distributed_fit.py OUT.npz [--loader]``. Trains a small convnet WITHOUT batch norm or
+Usage: ``python distributed_fit.py OUT.npz [--loader] [--bn]``. Trains a small convnet WITHOUT batch norm or
 dropout (batch norm normalises with each shard's own statistics and dropout draws masks per rank, so
 with either the N-rank run is not the 1-process run) for two epochs at a fixed seed on 101 samples with
 global batch 16 (the last batch holds 5: 3 on rank 0, 2 on rank 1), with validation, then evaluates and
 predicts. Rank 0 writes the final weights, history, evaluation and prediction to OUT.npz. Without
 ``--loader`` it runs in float64 from arrays; with it, in float32 from a ``DataLoader`` (uint8 images).
+``--bn`` adds a BatchNorm2d (the run then differs from one process; the ranks must still agree).
 """
 
 import sys
@@ -19,15 +20,16 @@ from corenet.callbacks import CSVLogger
 from corenet.data import DataLoader
 
 
-def main(out, use_loader):
+def main(out, use_loader, bn):
     dist.init()
     dtype = np.float32 if use_loader else np.float64
     x = Input((2, 8, 8), dtype=dtype)
-    h = L.MaxPool2d(2)(L.ReLU()(L.Conv2d(4, 3, padding=1)(x)))
+    h = L.Conv2d(4, 3, padding=1)(x)
+    h = L.MaxPool2d(2)(L.ReLU()(L.BatchNorm2d(4)(h) if bn else h))
     model = Model(x, L.Linear(3)(L.Flatten()(L.Conv2d(6, 3, stride=2, padding=1)(h))), seed=3)
     if dist.rank() != 0:  # other ranks start from other weights: fit broadcasts rank 0's
-        for p in model.parameters().values():
-            p += 0.5
+        for p in model.state_dict().values():
+            p += 1
     model.compile(optim.SGD(lr=0.05, momentum=0.9), "cross_entropy")
     rng = np.random.default_rng(1)
     n = 101
@@ -45,19 +47,19 @@ def main(out, use_loader):
     ev = model.evaluate(xv, yv, batch_size=5)
     pred = model.predict(xv, batch_size=4)
     if dist.is_main():
-        arrays = {f"w/{k}": v for k, v in model.parameters().items()}
+        arrays = {f"w/{k}": v for k, v in model.state_dict().items()}
         arrays.update({f"h/{k}": np.array(v) for k, v in hist.history.items()})
         arrays.update({f"e/{k}": np.array(v) for k, v in ev.items()})
         np.savez(out, pred=pred, size=dist.size(), **arrays)
     else:  # every rank holds the same weights and the full prediction
         w0 = dist.broadcast_object(None)
         p0 = dist.broadcast_object(None)
-        assert all(np.array_equal(w0[k], v) for k, v in model.parameters().items()), "weights differ across ranks"
+        assert all(np.array_equal(w0[k], v) for k, v in model.state_dict().items()), "weights differ across ranks"
         assert np.array_equal(p0, pred), "predictions differ across ranks"
     if dist.is_main() and dist.size() > 1:
-        dist.broadcast_object(model.parameters())
+        dist.broadcast_object(model.state_dict())
         dist.broadcast_object(pred)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], "--loader" in sys.argv[2:])
+    main(sys.argv[1], "--loader" in sys.argv[2:], "--bn" in sys.argv[2:])

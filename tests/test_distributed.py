@@ -153,3 +153,16 @@ def test_a_failing_rank_ends_the_job():
     proc = _run([MPIEXEC, "-n", "2", sys.executable, "-c", code], timeout=60)  # a hang would time out
     assert proc.returncode != 0
     assert "rank one fails" in proc.stderr + proc.stdout
+
+
+@needs_mpi
+def test_two_ranks_with_batch_norm_agree(tmp_path):
+    """With batch norm each rank normalises its shard with the shard's statistics, so the run is close
+    to, not equal to, the 1-process run; the ranks still hold the same weights and (averaged after
+    every epoch) running statistics: the script asserts it bitwise."""
+    one = _fit_once(tmp_path, "one", False, "--bn")
+    two = _fit_once(tmp_path, "two", True, "--bn")
+    assert int(two["w/batch_norm2d.num_batches_tracked"]) == 14  # 2 epochs x 7 steps
+    assert not np.allclose(two["w/batch_norm2d.running_mean"], one["w/batch_norm2d.running_mean"], rtol=0,
+                           atol=1e-10)
+    np.testing.assert_allclose(two["h/loss"], one["h/loss"], atol=0.05)
