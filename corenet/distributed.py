@@ -29,8 +29,8 @@ What ``Model.fit`` does when ``size() > 1`` (the seam is :class:`FitSync`, calle
   mean-reduced loss over the global batch (up to float summation order), whatever the split.
 - after each epoch the batch-norm running statistics are averaged over the ranks (``average_buffers``).
 - loss and metrics are global; the progress bar, ``ModelCheckpoint``, ``CSVLogger`` and the
-  ``resume`` checkpoint run on rank 0 only (``resume`` files are read by every rank: a shared
-  file system, or a copy per host).
+  ``resume`` checkpoint run on rank 0 only; resuming, rank 0 reads the checkpoint and broadcasts
+  it (other hosts need no copy).
 - ``evaluate`` (and validation) shards the samples ``r::size`` and reduces the sums;
   ``predict`` computes a contiguous block per rank and all-gathers it, so EVERY rank returns the
   full result.
@@ -54,7 +54,7 @@ import sys
 import numpy as np
 
 __all__ = ["init", "rank", "size", "is_main", "barrier", "allreduce_mean_", "broadcast_params",
-           "broadcast_object", "allreduce_gradients", "average_buffers", "shard", "FitSync"]
+           "broadcast_object", "allreduce_gradients", "average_buffers", "read_on_main", "shard", "FitSync"]
 
 # Environment variables set by MPI launchers (MPICH/Hydra, Open MPI, PMIx, MVAPICH, Intel MPI, Slurm).
 _LAUNCHER_ENV = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE",
@@ -333,6 +333,32 @@ _world_rank, _world_size = rank, size  # shard's keywords shadow the module func
 
 
 # ------------------------------------------------------------------------------ fit / evaluate hooks
+def read_on_main(path, read):
+    """``read(path)`` on every rank, with RANK 0's file: ``None`` when rank 0 has no file at ``path``.
+
+    Rank 0 reads the file's bytes and broadcasts them; the other ranks read a private temporary copy,
+    so their hosts need no copy of the checkpoint (``fit(resume=...)``). In a world of size 1 this is
+    ``read(path) if os.path.exists(path) else None``.
+    """
+    if size() == 1:
+        return read(path) if os.path.exists(path) else None
+    exists = broadcast_object(os.path.exists(path) if is_main() else None)
+    if not exists:
+        return None
+    if is_main():
+        with open(path, "rb") as f:
+            broadcast_object(f.read())
+        return read(path)
+    import tempfile
+
+    data = broadcast_object(None)
+    with tempfile.TemporaryDirectory(prefix="corenet-resume-") as tmp:
+        copy = os.path.join(tmp, os.path.basename(os.fspath(path)))
+        with open(copy, "wb") as f:
+            f.write(data)
+        return read(copy)
+
+
 class FitSync:
     """What ``fit`` does differently in a world of size > 1 (``fitting.py`` holds one or None).
 

@@ -143,8 +143,9 @@ def run_fit(model, x, y, *, batch_size, epochs, validation_data, validation_spli
     for cb in all_cbs:
         cb.set_model(model)
     nan_policy = "stop" if any(isinstance(cb, _cb.TerminateOnNaN) for cb in user_cbs) else "raise"
-    if resume is not None and os.path.exists(resume):
-        state = restore_state(model, resume, all_cbs)
+    # under MPI rank 0's checkpoint, broadcast; in one process: the file if it exists
+    state = None if resume is None else distributed.read_on_main(resume, lambda p: restore_state(model, p, all_cbs))
+    if state is not None:
         if seed is not None and int(seed) != state["seed"]:
             raise ValueError(f"fit: resume={os.fspath(resume)!r} was trained with seed={state['seed']}, "
                              f"received seed={seed}; pass the same seed (or None) to continue it exactly")

@@ -1,12 +1,16 @@
 """Helper for tests/test_distributed.py: one fit, run alone or under ``mpiexec -n 2``.
 
-Usage: ``python distributed_fit.py OUT.npz [--loader] [--bn]``. Trains a small convnet WITHOUT batch norm or
-dropout (batch norm normalises with each shard's own statistics and dropout draws masks per rank, so
-with either the N-rank run is not the 1-process run) for two epochs at a fixed seed on 101 samples with
-global batch 16 (the last batch holds 5: 3 on rank 0, 2 on rank 1), with validation, then evaluates and
-predicts. Rank 0 writes the final weights, history, evaluation and prediction to OUT.npz. Without
-``--loader`` it runs in float64 from arrays; with it, in float32 from a ``DataLoader`` (uint8 images).
+Usage: ``python distributed_fit.py OUT.npz [--loader] [--bn] [--resume EPOCHS]``.
+
+Trains a small convnet WITHOUT batch norm or dropout (batch norm normalises with each shard's own
+statistics and dropout draws masks per rank, so with either the N-rank run is not the 1-process
+run) for two epochs at a fixed seed on 101 samples with global batch 16 (the last batch holds 5:
+3 on rank 0, 2 on rank 1), with validation, then evaluates and predicts. Rank 0 writes the final
+weights, history, evaluation and prediction to OUT.npz. Without ``--loader`` it runs in float64
+from arrays; with it, in float32 from a ``DataLoader`` (uint8 images).
 ``--bn`` adds a BatchNorm2d (the run then differs from one process; the ranks must still agree).
+``--resume EPOCHS`` fits up to EPOCHS epochs with ``resume=OUT.ckpt.npz`` on rank 0 and a path that does
+not exist on the other ranks (rank 0's checkpoint must reach them by broadcast).
 """
 
 import sys
@@ -20,7 +24,7 @@ from corenet.callbacks import CSVLogger
 from corenet.data import DataLoader
 
 
-def main(out, use_loader, bn):
+def main(out, use_loader, bn, resume_epochs=None):
     dist.init()
     dtype = np.float32 if use_loader else np.float64
     x = Input((2, 8, 8), dtype=dtype)
@@ -42,8 +46,11 @@ def main(out, use_loader, bn):
         hist = model.fit(data, epochs=2, validation_data=(xv, yv), verbose=0, callbacks=cbs)
     else:
         xs = images.astype(np.float64) / 255
-        hist = model.fit(xs, labels, batch_size=16, epochs=2, seed=7, validation_data=(xv, yv), verbose=0,
-                         callbacks=cbs)
+        resume = None
+        if resume_epochs is not None:
+            resume = out + ".ckpt.npz" if dist.is_main() else out + ".nowhere/ckpt.npz"
+        hist = model.fit(xs, labels, batch_size=16, epochs=resume_epochs or 2, seed=7, validation_data=(xv, yv),
+                         verbose=0, callbacks=cbs, resume=resume)
     ev = model.evaluate(xv, yv, batch_size=5)
     pred = model.predict(xv, batch_size=4)
     if dist.is_main():
@@ -62,4 +69,6 @@ def main(out, use_loader, bn):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], "--loader" in sys.argv[2:], "--bn" in sys.argv[2:])
+    args = sys.argv[2:]
+    main(sys.argv[1], "--loader" in args, "--bn" in args,
+         int(args[args.index("--resume") + 1]) if "--resume" in args else None)

@@ -166,3 +166,19 @@ def test_two_ranks_with_batch_norm_agree(tmp_path):
     assert not np.allclose(two["w/batch_norm2d.running_mean"], one["w/batch_norm2d.running_mean"], rtol=0,
                            atol=1e-10)
     np.testing.assert_allclose(two["h/loss"], one["h/loss"], atol=0.05)
+
+
+@needs_mpi
+def test_two_ranks_resume_exactly_from_rank_zero_checkpoint(tmp_path):
+    """1 epoch, stop, resume to 2 epochs (a new mpiexec job; rank 1 is given a path that does not
+    exist, so it resumes from rank 0's broadcast checkpoint) == 2 epochs in one job, bitwise."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    whole = _fit_once(tmp_path / "a", "run", True, "--resume", "2")
+    _fit_once(tmp_path / "b", "run", True, "--resume", "1")
+    assert (tmp_path / "b" / "run.npz.ckpt.npz").exists()
+    assert not (tmp_path / "b" / "run.npz.nowhere").exists()  # only rank 0 writes checkpoints
+    resumed = _fit_once(tmp_path / "b", "run", True, "--resume", "2")
+    for k in whole:
+        if k.startswith(("w/", "pred", "e/")):
+            np.testing.assert_array_equal(resumed[k], whole[k], err_msg=k)
