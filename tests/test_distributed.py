@@ -182,3 +182,18 @@ def test_two_ranks_resume_exactly_from_rank_zero_checkpoint(tmp_path):
     for k in whole:
         if k.startswith(("w/", "pred", "e/")):
             np.testing.assert_array_equal(resumed[k], whole[k], err_msg=k)
+
+
+@needs_mpi
+def test_allreduce_mean_weighted_two_ranks():
+    """Custom loops: allreduce_mean_ averages in place (float32 and float64 mixed: one float64 buffer)."""
+    code = ("import numpy as np, corenet.distributed as d; d.init(); r = d.rank()\n"
+            "a = np.full((2, 3), r + 1.0, np.float32); b = np.full(4, 10.0 * (r + 1))\n"
+            "total = d.allreduce_mean_([a, b], weight=r + 1)  # weights 1 and 2\n"
+            "assert total == 3.0 and a.dtype == np.float32, (total, a.dtype)\n"
+            "np.testing.assert_allclose(a, (1 * 1 + 2 * 2) / 3); np.testing.assert_allclose(b, (10 + 40) / 3)\n"
+            "c = np.full(2, float(r)); d.allreduce_mean_([c]); np.testing.assert_array_equal(c, 0.5)\n"
+            "print('ok', r)")
+    proc = _run([MPIEXEC, "-n", "2", sys.executable, "-c", code], timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(proc.stdout.split()) == ["0", "1", "ok", "ok"]
