@@ -39,11 +39,12 @@ def export(model, path, opset: int = 17) -> None:
     proto = onnx.helper.make_model(graph, producer_name="corenet",
                                    opset_imports=[onnx.helper.make_opsetid("", int(opset))])
     proto.ir_version = _IR_VERSION[int(opset)]
-    onnx.checker.check_model(proto)
+    data = proto.SerializeToString()  # once: the checker takes the bytes (VGG's are over 500 MB)
+    onnx.checker.check_model(data)
     tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
-            f.write(proto.SerializeToString())
+            f.write(data)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
