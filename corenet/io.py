@@ -39,6 +39,7 @@ import re
 import socket
 import struct
 import tempfile
+import tokenize
 import zipfile
 import zlib
 
@@ -231,9 +232,10 @@ def save_weights(model, path) -> None:
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header; the end record of an empty archive
 # what a damaged archive can raise from zipfile, zlib, numpy's .npy header parser or the allocator
+# (numpy parses a .npy header with Python's tokenizer: a damaged one can raise tokenize.TokenError)
 _ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, NotImplementedError,
                    RuntimeError, struct.error, UnicodeDecodeError, SyntaxError, TypeError, MemoryError,
-                   OverflowError)
+                   OverflowError, tokenize.TokenError)
 
 
 def read_checkpoint(path) -> dict:

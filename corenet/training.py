@@ -218,7 +218,7 @@ class TrainingMixin:
         self._require_compiled("evaluate")
         batch_size = _check_batch_size("evaluate", batch_size)
         xs = _as_list(x)
-        n = _check_data(self, xs, y, "evaluate")
+        n = _check_data(self, xs, y, "evaluate", targets_required=True)
         xs, y = distributed.eval_share(xs, y)  # under MPI (size > 1): this rank's samples rank::size
         n_local = len(xs[0])
         loss_sum = 0.0
@@ -317,7 +317,8 @@ class TrainingMixin:
             _check_batch_size("fit", batch_size)
             _check_data(self, _as_list(x), y, "fit", targets_required=True)
             if validation_data is not None and isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
-                _check_data(self, _as_list(validation_data[0]), validation_data[1], "fit: validation_data")
+                _check_data(self, _as_list(validation_data[0]), validation_data[1], "fit: validation_data",
+                            targets_required=True)
         for name, v in (("epochs", epochs), ("initial_epoch", initial_epoch)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 raise TypeError(f"fit: {name} must be an int, received {v!r}")

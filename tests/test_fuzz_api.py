@@ -180,7 +180,7 @@ def functional_calls(draw):
         return op, lambda: fn(x, *args, training=training, return_state=True)
     elif op == "linear":
         fin = x.shape[-1] if isinstance(x, np.ndarray) and x.ndim else 2
-        if isinstance(x, np.ndarray) and x.ndim == 4 and draw(st.booleans()):
+        if isinstance(x, np.ndarray) and x.ndim == 4 and x.size > 0 and draw(st.booleans()):
             x = x.reshape(x.shape[0], -1)
             fin = x.shape[1]
         fout = draw(st.integers(1, 4))
@@ -227,7 +227,7 @@ def functional_calls(draw):
         def vec(dt=dtype):
             pick = draw(st.integers(0, 5))
             return None if pick == 0 else (draw(arrays()) if pick == 1 else float_array(draw, (C,), dt))
-        if isinstance(x, np.ndarray) and x.ndim == 4 and draw(st.booleans()):
+        if isinstance(x, np.ndarray) and x.ndim == 4 and x.size > 0 and draw(st.booleans()):
             x = x.reshape(x.shape[0], -1)
             C = x.shape[1]
         rm, rv = vec(np.float32), vec(np.float32)

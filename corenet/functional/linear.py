@@ -52,7 +52,7 @@ def linear(x, w, b=None, return_state=False):
     if b is not None and b.shape != (w.shape[0],):
         raise ValueError(f"{op}: b must have shape ({w.shape[0]},), received b.shape={b.shape}")
     check_elements(op, shape[:-1] + (w.shape[0],))
-    x2 = x.reshape(-1, w.shape[1])  # (M, in)
+    x2 = x.reshape(int(np.prod(shape[:-1])), w.shape[1])  # (M, in); -1 is ambiguous when in == 0
     if isinstance(x2, np.ndarray):
         y = _blas.matmul(x2, w.T, threads=get_num_threads())  # (M, out)
         if b is not None:
@@ -78,7 +78,7 @@ def linear_backward(gy, state, need_gx=True, need_gw=True, need_gb=True):
     if tuple(gy.shape) != expected:
         raise ValueError(f"{op}: gy must have the forward output's shape {expected}, received gy.shape={gy.shape}")
     same_dtype(op, gy=gy, x=x2)
-    gy2 = gy.reshape(-1, w.shape[0])  # (M, out)
+    gy2 = gy.reshape(x2.shape[0], w.shape[0])  # (M, out); -1 is ambiguous when out == 0
     if not isinstance(gy2, np.ndarray):
         gx, gw, gb = cuda_module("ops").linear_backward(x2, w, gy2, bool(need_gx), bool(need_gw),
                                                         bool(need_gb and has_b))
