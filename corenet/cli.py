@@ -73,11 +73,28 @@ def _load_dataset(name: str, data_dir: str | None):
     return (train, test), note
 
 
+def _say(*args, **kwargs) -> None:
+    """``print`` on one process only: rank 0 under ``mpiexec`` (corenet.distributed), else always."""
+    from corenet import distributed
+
+    if distributed.is_main():
+        print(*args, **kwargs)
+
+
+def _save(model, path: str) -> None:
+    """Save from rank 0 only (every rank holds the same weights after a distributed fit)."""
+    from corenet import distributed
+
+    if distributed.is_main():
+        model.save(path)
+        print(f"saved checkpoint to {path}")
+
+
 def _report(model, x_test, y_test, seconds: float, n_images: int) -> float:
-    result = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
+    result = model.evaluate(x_test, y_test, batch_size=256, verbose=0)  # every rank: sharded, reduced
     acc = result.get("accuracy", float("nan"))
-    print(f"test accuracy {acc:.2%}  test loss {result['loss']:.4f}  "
-          f"training time {seconds:.1f} s  ({n_images / seconds:,.0f} images/s)")
+    _say(f"test accuracy {acc:.2%}  test loss {result['loss']:.4f}  "
+         f"training time {seconds:.1f} s  ({n_images / seconds:,.0f} images/s)")
     return acc
 
 
@@ -92,8 +109,8 @@ def cmd_demo(args) -> int:
     (x_train, y_train), (x_test, y_test) = corenet.data.load_bundled(normalize=True)
     if args.smoke:
         x_train, y_train, x_test, y_test = x_train[:512], y_train[:512], x_test[:256], y_test[:256]
-    print(f"corenet {corenet.__version__} demo: LeNet-5 on {len(x_train):,} bundled MNIST digits "
-          f"(backend {corenet.get_backend()}, {corenet.get_num_threads()} threads)")
+    _say(f"corenet {corenet.__version__} demo: LeNet-5 on {len(x_train):,} bundled MNIST digits "
+         f"(backend {corenet.get_backend()}, {corenet.get_num_threads()} threads)")
     model = models.lenet5(seed=args.seed)
     model.compile(optim.Adam(lr=args.lr), "cross_entropy", metrics=["accuracy"])
     t0 = time.perf_counter()
@@ -104,8 +121,7 @@ def cmd_demo(args) -> int:
               verbose=1 if sys.stdout.isatty() else 2)
     seconds = time.perf_counter() - t0
     _report(model, x_test, y_test, seconds, args.epochs * len(x_train))
-    model.save(args.checkpoint)
-    print(f"saved checkpoint to {args.checkpoint}")
+    _save(model, args.checkpoint)
     return 0
 
 
@@ -135,15 +151,14 @@ def cmd_train(args) -> int:
 
         transform = A.Compose([A.RandomShift(2)] if x_train.shape[1] == 1
                               else [A.RandomHorizontalFlip(), A.RandomCrop(4)])
-    print(f"training {args.model} on {note}: {len(x_train):,} train / {len(test[0]):,} test")
+    _say(f"training {args.model} on {note}: {len(x_train):,} train / {len(test[0]):,} test")
     t0 = time.perf_counter()
     model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, seed=args.seed,
               validation_data=test, transform=transform, resume=args.resume,
               verbose=1 if sys.stdout.isatty() else 2)
     _report(model, *test, time.perf_counter() - t0, args.epochs * len(x_train))
     if args.checkpoint:
-        model.save(args.checkpoint)
-        print(f"saved checkpoint to {args.checkpoint}")
+        _save(model, args.checkpoint)
     return 0
 
 
@@ -196,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def runtime(sp):
-        sp.add_argument("--backend", help="numba or cython (default: CORENET_BACKEND or numba)")
+        sp.add_argument("--backend", help="auto, numba or cython (default: CORENET_BACKEND or auto)")
         sp.add_argument("--threads", type=int, help="threads for kernels and BLAS (default: all cores)")
         sp.add_argument("--seed", type=int, default=0)
 

@@ -197,3 +197,18 @@ def test_allreduce_mean_weighted_two_ranks():
     proc = _run([MPIEXEC, "-n", "2", sys.executable, "-c", code], timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert sorted(proc.stdout.split()) == ["0", "1", "ok", "ok"]
+
+
+@needs_mpi
+def test_command_line_training_under_mpiexec(tmp_path):
+    """``mpiexec -n 2 corenet train ...``: one report and one checkpoint (rank 0), a model that loads."""
+    ckpt = tmp_path / "lenet.npz"
+    proc = _run([MPIEXEC, "-n", "2", sys.executable, "-m", "corenet", "train", "--model", "lenet5", "--data", "bundled",
+                 "--epochs", "1", "--batch-size", "128", "--checkpoint", str(ckpt)])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("test accuracy") == 1
+    assert proc.stdout.count("saved checkpoint") == 1
+    import corenet
+
+    model = corenet.load(str(ckpt))
+    assert model.predict(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 10)
