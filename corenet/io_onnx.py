@@ -5,7 +5,8 @@
 
 The ``onnx`` package is needed only here, imported when one of these functions is called
 (``pip install 'corenet[onnx]'``); corenet itself never requires it. The layer-by-layer mapping,
-with what is refused and why, is in :mod:`corenet.io_onnx_export` and :mod:`corenet.io_onnx_import`.
+with what is refused and why, is in :mod:`corenet.io_onnx_export` and :mod:`corenet.io_onnx_import`
+(PyTorch's decomposed LRN and constant folding: :mod:`corenet.io_onnx_patterns`).
 
 =====================  ===================================  ===================================
 corenet layer          ONNX (export, opsets 13-18)          import
@@ -18,13 +19,16 @@ MaxPool2d, AvgPool2d   MaxPool / AveragePool (ceil_mode,    MaxPool / AveragePoo
 GlobalAvg/MaxPool2d    GlobalAveragePool / GlobalMaxPool    same
 AdaptiveAvgPool2d      a plain window or GlobalAveragePool  (comes back as AvgPool2d)
 BatchNorm2d/1d         BatchNormalization (running stats)   BatchNormalization (inference)
-LocalResponseNorm      LRN (odd sizes, across channels)     LRN (odd sizes)
+LocalResponseNorm      LRN (odd sizes, across channels)     LRN (odd sizes); PyTorch's ~50-node
+                                                            decomposition (any size), matched
 activations            Relu LeakyRelu Elu Selu Sigmoid      same, plus Gelu (opset 20)
                        Tanh Softmax LogSoftmax; GELU as
                        Erf/Tanh arithmetic
 Add, Multiply, Concat  Add/Sum, Mul, Concat                 Add/Sum, Mul, Concat (tensor inputs)
 ZeroPad2d              Pad (constant 0)                     Pad (constant 0, H and W only)
 Dropout                removed                              Dropout, Identity: removed
+(constant subgraphs)   -                                    folded (ConstantOfShape, Slice, Cast,
+                                                            Transpose...: PyTorch's F.pad pads)
 =====================  ===================================  ===================================
 """
 

@@ -3,7 +3,8 @@
 The file is untrusted: it is parsed without following external-data references, refused when one
 points outside its folder, checked by ``onnx.checker``, and every node is checked before any layer
 is built, so that all unsupported nodes are reported at once. Weights must be initializers (or
-Constant nodes); a node that computes a weight at run time is refused.
+Constant nodes, or folded from them); a node that computes a weight at run time is refused. PyTorch's
+decomposed LocalResponseNorm is matched whole (corenet.io_onnx_patterns).
 
 Refused, with the reason: LRN of even size (ONNX's window is centred one channel higher than
 corenet's), Pad other than constant zeros on height/width (or on channels, the CIFAR ResNet's
@@ -21,6 +22,7 @@ import numpy as np
 from . import layers as L
 from .graph import Input
 from .io_onnx import require_onnx
+from .io_onnx_patterns import constant_nodes, find_lrn, fold, verify_lrn
 from .layers.base import get_layer_class
 from .model import Model
 
@@ -105,8 +107,13 @@ class _Importer:
         return ValueError(f"{self.where}: node {node.name!r} ({node.op_type}): {msg}")
 
     def run(self):
+        self.lrn = {m.indices[-1]: m for m in find_lrn(self.onnx, self.g, self.where)}  # PyTorch's decomposed LRN
+        self.skip = {j for m in self.lrn.values() for n, j in zip(m.nodes, m.indices) if n.op_type != "Constant"}
+        self.skip -= set(self.lrn)
+        self.folded = constant_nodes(self.g, self.consts) - self.skip  # e.g. the pads PyTorch computes for F.pad
         bad = [f"{n.name or '#' + str(i)!r} ({n.op_type}{'' if n.domain in ('', 'ai.onnx') else ' in ' + n.domain})"
-               for i, n in enumerate(self.g.node) if n.op_type not in _OPS or n.domain not in ("", "ai.onnx")]
+               for i, n in enumerate(self.g.node) if i not in self.skip | self.folded and i not in self.lrn
+               and (n.op_type not in _OPS or n.domain not in ("", "ai.onnx"))]
         if bad:
             raise ValueError(f"{self.where}: {len(bad)} node(s) have no corenet equivalent: {', '.join(bad)}; "
                              f"supported op types: {', '.join(sorted(_OPS))}")
@@ -196,6 +203,15 @@ class _Importer:
 
     # ------------------------------------------------------------------ nodes
     def _node(self, node, i):
+        if i in self.skip:
+            return
+        if i in self.folded:
+            return self.consts.update(fold(self.onnx, node, self.consts, self.opset))
+        if i in self.lrn:
+            m = self.lrn[i]
+            verify_lrn(self.onnx, self.g, m, self._x(node).shape, self.opset, self.where)
+            node = type(node)(name=m.name, op_type="LRN", output=node.output)  # names the layer after the module
+            return self._call(node, i, L.LocalResponseNorm(m.size, m.alpha, m.beta, m.k), self.tensors[m.x])
         op, a = node.op_type, self._attrs(node, self.onnx)
         if op == "Constant":
             if "value" not in a:
