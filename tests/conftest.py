@@ -8,6 +8,12 @@ from hypothesis import HealthCheck, settings
 
 import corenet
 
+# Child processes the tests start (python -c ..., python -m corenet, mpiexec) must import the
+# corenet under test, the installed one, as this process does: without this, Python puts the
+# working directory first on their path, and from the repository root that is the source tree,
+# which a regular (non-editable) install leaves without its compiled extension.
+os.environ.setdefault("PYTHONSAFEPATH", "1")
+
 # Kernels compile on first use (seconds), so no per-example deadline. The CI profile keeps the
 # suite within its time budget on 2 cores; CORENET_HYPOTHESIS=thorough for a deeper local run.
 settings.register_profile(
