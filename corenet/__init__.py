@@ -2,7 +2,7 @@
 
 >>> import corenet
 >>> corenet.backends()  # doctest: +SKIP
-['numba', 'cython']
+['auto', 'numba', 'cython']
 """
 
 __version__ = "0.1.0"
