@@ -28,6 +28,9 @@ What ``Model.fit`` does when ``size() > 1`` (the seam is :class:`FitSync`, calle
   and the batch's metric sums; dividing by ``M = sum m_r`` gives exactly the gradient of the
   mean-reduced loss over the global batch (up to float summation order), whatever the split.
 - after each epoch the batch-norm running statistics are averaged over the ranks (``average_buffers``).
+- synchronised batch norm (``BatchNorm2d(..., sync=True)``, or :func:`convert_sync_batchnorm`) takes
+  the training statistics over the global batch (see :func:`batch_norm_reducer`); ``fit`` then
+  requires every rank to have samples in every step (a global batch of at least ``size()``).
 - loss and metrics are global; the progress bar, ``ModelCheckpoint``, ``CSVLogger`` and the
   ``resume`` checkpoint run on rank 0 only; resuming, rank 0 reads the checkpoint and broadcasts
   it (other hosts need no copy).
@@ -37,8 +40,8 @@ What ``Model.fit`` does when ``size() > 1`` (the seam is :class:`FitSync`, calle
 - a transform/augmentation draws from ``SeedSequence([seed, epoch, 1, rank])`` on rank ``r``.
 
 Equality with a one-process run (same seed, up to float summation order) holds for models without
-batch norm (its batch statistics are computed over each rank's shard, not the global batch, so the
-forward pass itself differs; synchronised batch norm is not implemented), without dropout (every
+batch norm or with synchronised batch norm (plain batch norm computes its statistics over each
+rank's shard, not the global batch, so the forward pass itself differs), without dropout (every
 rank holds the same layer generators, so all ranks draw the same mask stream for different samples;
 not the one-process masks, and correlated across ranks) and without augmentation.
 
@@ -54,7 +57,8 @@ import sys
 import numpy as np
 
 __all__ = ["init", "rank", "size", "is_main", "barrier", "allreduce_mean_", "broadcast_params",
-           "broadcast_object", "allreduce_gradients", "average_buffers", "read_on_main", "shard", "FitSync"]
+           "broadcast_object", "allreduce_gradients", "average_buffers", "read_on_main", "shard", "FitSync",
+           "convert_sync_batchnorm", "batch_norm_reducer"]
 
 # Environment variables set by MPI launchers (MPICH/Hydra, Open MPI, PMIx, MVAPICH, Intel MPI, Slurm).
 _LAUNCHER_ENV = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE",
@@ -231,6 +235,12 @@ def _unpack(buf, arrays, scale):
         at += a.size
 
 
+def _mpi_min():
+    from mpi4py import MPI
+
+    return MPI.MIN
+
+
 def _allreduce(comm, buf) -> None:
     """Sum ``buf`` over the ranks in place (one ``MPI_Allreduce``).
 
@@ -246,6 +256,101 @@ def allreduce_gradients(model, weight: float | None = None) -> float:
     """Average ``model.gradients()`` over the ranks in place (for custom loops: after ``backward``,
     before ``optimizer.step``); ``weight`` as in :func:`allreduce_mean_`."""
     return allreduce_mean_(list(model.gradients().values()), weight)
+
+
+# ------------------------------------------------------------------------ synchronised batch norm
+def convert_sync_batchnorm(model):
+    """Set ``sync=True`` on every batch-norm layer of ``model`` (``BatchNorm1d``/``BatchNorm2d``, also
+    inside nested models), in place; returns ``model``. Weights and running statistics are kept, and
+    the flag is saved with the model's config. Harmless in a world of size 1 (plain batch norm)."""
+    from .layers.norm import _BatchNorm
+
+    seen = set()
+
+    def visit(layers):
+        for layer in layers:
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            if isinstance(layer, _BatchNorm):
+                layer.sync = True
+            inner = getattr(layer, "layers", None)
+            if isinstance(inner, (list, tuple)):
+                visit(inner)
+
+    visit(model.layers)
+    return model
+
+
+class _BatchNormReducer:
+    """Merges a batch-norm layer's per-channel statistics and gradient sums over the ranks.
+
+    Forward, ONE ``Allgather`` of ``(n_r, mean_r, var_r)`` (float64, ``2C + 1`` values per rank), merged
+    on every rank in rank order with Chan et al.'s parallel formula (no sum-of-squares cancellation;
+    the same bits on every rank)::
+
+        N = sum n_r,  mean = sum n_r mean_r / N,  var = (sum n_r var_r + sum n_r (mean_r - mean)^2) / N
+
+    Backward, ONE ``Allreduce`` of ``n_r * (sum gy, sum gy*(x - mean))`` divided by ``n_r`` afterwards
+    (``n_r``: this rank's samples). ``fit`` scales rank ``r``'s gradients by ``n_r / N`` when it averages
+    them, so weighting the sums by ``n_r`` makes the input gradient exactly the one-process gradient of
+    the mean loss over the global batch, also for unequal shares; with equal shares it is the plain
+    sum (PyTorch's ``SyncBatchNorm``). ``gamma``/``beta`` gradients stay per rank (the gradient
+    allreduce combines them). A custom loop that averages gradients unweighted should give every rank
+    the same number of samples.
+    """
+
+    def __init__(self, comm, p):
+        self.comm, self.p = comm, p
+
+    def stats(self, M, mean, var):
+        C = mean.shape[0]
+        send = np.empty(2 * C + 1, np.float64)
+        send[0], send[1:C + 1], send[C + 1:] = M, mean, var
+        recv = np.empty((self.p, 2 * C + 1), np.float64)
+        self.comm.Allgather(send, recv)
+        n = recv[:, :1]
+        means, vars_ = recv[:, 1:C + 1], recv[:, C + 1:]
+        total = float(n.sum())
+        gmean = (n * means).sum(axis=0) / total
+        gvar = ((n * vars_).sum(axis=0) + (n * (means - gmean) ** 2).sum(axis=0)) / total
+        return int(round(total)), gmean, gvar
+
+    def sums(self, n, sums):
+        sg, sgx = sums
+        C = sg.shape[0]
+        buf = np.empty(2 * C, np.float64)
+        buf[:C], buf[C:] = sg, sgx
+        buf *= n
+        _allreduce(self.comm, buf)
+        buf /= n
+        return buf[:C], buf[C:]
+
+
+def batch_norm_reducer():
+    """The reducer a ``sync=True`` batch-norm layer uses in a training step: a :class:`_BatchNormReducer`
+    over the world, or None in a world of size 1 (plain batch norm)."""
+    comm = _comm()
+    if comm is None or size() == 1:
+        return None
+    return _BatchNormReducer(comm, size())
+
+
+def _has_sync_batchnorm(model) -> bool:
+    from .layers.norm import _BatchNorm
+
+    stack, seen = list(model.layers), set()
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if isinstance(layer, _BatchNorm) and layer.sync and layer.trainable:
+            return True
+        inner = getattr(layer, "layers", None)
+        if isinstance(inner, (list, tuple)):
+            stack.extend(inner)
+    return False
 
 
 def broadcast_params(model, root: int = 0) -> None:
@@ -369,6 +474,7 @@ class FitSync:
         self.rank, self.size = rank(), size()
         self.main = self.rank == 0
         self.seed = broadcast_object(seed)
+        self.sync_bn = _has_sync_batchnorm(model)
         broadcast_params(model)
         _broadcast_optimizer(model.optimizer)
 
@@ -378,9 +484,10 @@ class FitSync:
         return FitSync(model, seed) if size() > 1 else None
 
     def local(self, idx):
-        """This rank's share of a global batch's indices (or of a slice, as an index array)."""
+        """This rank's share of a global batch's indices (of a slice ``start:stop``, ``shuffle=False``: the
+        strided slice ``start+rank:stop:size``, which stops at the data's end as the slice does)."""
         if isinstance(idx, slice):
-            idx = np.arange(idx.start, idx.stop, dtype=np.int64)
+            return slice(idx.start + self.rank, idx.stop, self.size)
         return idx[self.rank::self.size]
 
     def seed_sequence(self, seed, epoch):
@@ -394,6 +501,13 @@ class FitSync:
         global batch's metric sums to ``sums``. Every rank calls this the same number of times.
         """
         m = len(xs[0])
+        if self.sync_bn:  # a rank without samples would not join the batch norms' collectives: a hang
+            fewest = _comm().allreduce(m, op=_mpi_min())
+            if fewest == 0:
+                raise ValueError(
+                    f"fit: synchronised batch norm needs samples on every one of the {self.size} ranks in each "
+                    "step, but a global batch left a rank none; use a batch_size (and a data set, or "
+                    "drop_last=True) giving at least one sample per rank")
         model.zero_grad()
         loss = 0.0
         local = [[0.0, 0] for _ in sums]
@@ -402,7 +516,7 @@ class FitSync:
             outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
             targets = model._targets(y, len(outputs))
             loss, grads = model._compute_loss(outputs, targets)
-            if np.isfinite(loss):
+            if np.isfinite(loss) or self.sync_bn:  # synchronised batch norm: every rank joins its backward
                 model.backward(grads if len(grads) > 1 else grads[0], need_input_grads=False)
             model._accumulate(local, outputs, targets)
         params, mult = model._step_args()

@@ -1,6 +1,6 @@
 """Helper for tests/test_distributed.py: one fit, run alone or under ``mpiexec -n 2``.
 
-Usage: ``python distributed_fit.py OUT.npz [--loader] [--bn] [--resume EPOCHS]``.
+Usage: ``python distributed_fit.py OUT.npz [--loader] [--bn] [--syncbn] [--resume EPOCHS]``.
 
 Trains a small convnet WITHOUT batch norm or dropout (batch norm normalises with each shard's own
 statistics and dropout draws masks per rank, so with either the N-rank run is not the 1-process
@@ -9,6 +9,9 @@ run) for two epochs at a fixed seed on 101 samples with global batch 16 (the las
 weights, history, evaluation and prediction to OUT.npz. Without ``--loader`` it runs in float64
 from arrays; with it, in float32 from a ``DataLoader`` (uint8 images).
 ``--bn`` adds a BatchNorm2d (the run then differs from one process; the ranks must still agree).
+``--syncbn`` adds a BatchNorm2d (followed by a ReLU: the fused path) and a BatchNorm1d, made synchronised
+with ``convert_sync_batchnorm`` when there is more than one rank: the run must equal the 1-process run
+with plain batch norm.
 ``--resume EPOCHS`` fits up to EPOCHS epochs with ``resume=OUT.ckpt.npz`` on rank 0 and a path that does
 not exist on the other ranks (rank 0's checkpoint must reach them by broadcast).
 """
@@ -24,13 +27,19 @@ from corenet.callbacks import CSVLogger
 from corenet.data import DataLoader
 
 
-def main(out, use_loader, bn, resume_epochs=None):
+def main(out, use_loader, bn, resume_epochs=None, syncbn=False):
     dist.init()
     dtype = np.float32 if use_loader else np.float64
     x = Input((2, 8, 8), dtype=dtype)
     h = L.Conv2d(4, 3, padding=1)(x)
-    h = L.MaxPool2d(2)(L.ReLU()(L.BatchNorm2d(4)(h) if bn else h))
-    model = Model(x, L.Linear(3)(L.Flatten()(L.Conv2d(6, 3, stride=2, padding=1)(h))), seed=3)
+    h = L.MaxPool2d(2)(L.ReLU()(L.BatchNorm2d(4)(h) if bn or syncbn else h))
+    h = L.Flatten()(L.Conv2d(6, 3, stride=2, padding=1)(h))
+    if syncbn:
+        h = L.BatchNorm1d(momentum=0.3)(h)
+    model = Model(x, L.Linear(3)(h), seed=3)
+    if syncbn and dist.size() > 1:
+        assert dist.convert_sync_batchnorm(model) is model
+        assert [getattr(layer, "sync", None) for layer in model.layers if "batch_norm" in layer.name] == [True, True]
     if dist.rank() != 0:  # other ranks start from other weights: fit broadcasts rank 0's
         for p in model.state_dict().values():
             p += 1
@@ -71,4 +80,4 @@ def main(out, use_loader, bn, resume_epochs=None):
 if __name__ == "__main__":
     args = sys.argv[2:]
     main(sys.argv[1], "--loader" in args, "--bn" in args,
-         int(args[args.index("--resume") + 1]) if "--resume" in args else None)
+         int(args[args.index("--resume") + 1]) if "--resume" in args else None, "--syncbn" in args)

@@ -3,7 +3,8 @@
 The MPI tests launch ``mpiexec -n 2 python tests/distributed_fit.py`` as a subprocess (timeout 120 s)
 and compare with the same script run as one process. That script's model has no batch norm and no
 dropout: batch norm normalises each rank's shard with the shard's own statistics and dropout draws
-its masks per rank, so with either a 2-rank run is legitimately not the 1-process run.
+its masks per rank, so with either a 2-rank run is legitimately not the 1-process run; with
+synchronised batch norm (``--syncbn``) it is the 1-process run again.
 """
 
 import importlib.util
@@ -170,6 +171,38 @@ def test_two_ranks_with_batch_norm_agree(tmp_path):
 
 
 @needs_mpi
+def test_two_ranks_with_sync_batch_norm_equal_one_process(tmp_path):
+    """SyncBatchNorm (BatchNorm2d before a ReLU: the fused path, and a BatchNorm1d) over 2 ranks, global
+    batch 16 with an uneven last batch (3 + 2), float64: the weights, running statistics, history,
+    evaluation and prediction of one process with plain batch norm."""
+    one = _fit_once(tmp_path, "one", False, "--syncbn")
+    two = _fit_once(tmp_path, "two", True, "--syncbn")
+    keys = sorted(k for k in one if k != "size")
+    assert keys == sorted(k for k in two if k != "size")
+    assert "w/batch_norm1d.running_var" in keys and "w/batch_norm2d.weight" in keys
+    for k in keys:
+        np.testing.assert_allclose(two[k], one[k], rtol=0, atol=1e-10, err_msg=k)
+    assert int(two["w/batch_norm2d.num_batches_tracked"]) == 14
+    assert not np.allclose(two["w/batch_norm2d.running_mean"], 0)
+
+
+@needs_mpi
+def test_sync_batch_norm_refuses_a_rank_without_samples():
+    """5 samples, global batch 4: the last batch (1 sample) leaves rank 1 none; with sync batch norm that
+    rank would skip the collectives, so fit stops every rank with a message instead of hanging."""
+    code = ("import numpy as np, corenet.distributed as d\n"
+            "from corenet import Input, Model, layers as L, optim\n"
+            "d.init(); x = Input((3,), dtype=np.float64)\n"
+            "m = Model(x, L.Linear(2)(L.BatchNorm1d(sync=True)(L.Linear(4)(x))), seed=0)\n"
+            "m.compile(optim.SGD(lr=0.1), 'cross_entropy')\n"
+            "m.fit(np.ones((5, 3)) * np.arange(5)[:, None], np.arange(5) % 2, batch_size=4, epochs=1, "
+            "shuffle=False, verbose=0)")
+    proc = _run([MPIEXEC, "-n", "2", sys.executable, "-c", code], timeout=60)
+    assert proc.returncode != 0
+    assert "synchronised batch norm needs samples on every one of the 2 ranks" in proc.stderr + proc.stdout
+
+
+@needs_mpi
 def test_two_ranks_resume_exactly_from_rank_zero_checkpoint(tmp_path):
     """1 epoch, stop, resume to 2 epochs (a new mpiexec job; rank 1 is given a path that does not
     exist, so it resumes from rank 0's broadcast checkpoint) == 2 epochs in one job, bitwise."""
@@ -214,3 +247,56 @@ def test_command_line_training_under_mpiexec(tmp_path):
 
     model = corenet.load(str(ckpt))
     assert model.predict(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 10)
+
+
+# ------------------------------------------------------------------ synchronised batch norm, 1 process
+def _bn_net(sync, seed=4):
+    from corenet import Input, Model
+    from corenet import layers as L
+
+    x = Input((3, 5, 5), dtype=np.float64)
+    h = L.ReLU()(L.BatchNorm2d(sync=sync)(L.Conv2d(4, 3, padding=1)(x)))  # BN -> ReLU: the fused path
+    h = L.BatchNorm2d(sync=sync, affine=False)(L.Conv2d(4, 3)(h))  # BN alone: the plain path
+    h = L.BatchNorm1d(sync=sync)(L.Flatten()(h))
+    return Model(x, L.Linear(2)(h), seed=seed)
+
+
+def test_sync_batch_norm_in_one_process_is_plain_batch_norm(single_world):
+    from corenet import optim
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((21, 3, 5, 5)) * 3 + 2, rng.integers(0, 2, 21)
+    runs = []
+    for sync in (False, True):
+        model = _bn_net(sync)
+        model.compile(optim.SGD(lr=0.1, momentum=0.9), "cross_entropy")
+        hist = model.fit(x, y, batch_size=8, epochs=2, seed=1, verbose=0)
+        runs.append((model.state_dict(), hist.history["loss"], model.predict(x)))
+    (w0, l0, p0), (w1, l1, p1) = runs
+    assert w0.keys() == w1.keys()
+    for k in w0:
+        np.testing.assert_array_equal(w1[k], w0[k], err_msg=k)  # bit for bit
+    assert l0 == l1
+    np.testing.assert_array_equal(p1, p0)
+
+
+def test_sync_flag_in_config_and_convert_sync_batchnorm(single_world, tmp_path):
+    import corenet
+    from corenet import layers as L
+
+    assert "sync" not in L.BatchNorm2d(4).get_config()  # plain batch norm's config is unchanged
+    layer = L.BatchNorm1d(3, sync=True)
+    assert layer.get_config()["sync"] is True
+    assert L.BatchNorm1d.from_config(layer.get_config()).sync is True
+    with pytest.raises((TypeError, ValueError), match="sync"):
+        L.BatchNorm2d(sync="yes")
+    model = _bn_net(False)
+    assert dist.convert_sync_batchnorm(model) is model
+    bns = [la for la in model.layers if isinstance(la, (L.BatchNorm1d, L.BatchNorm2d))]
+    assert len(bns) == 3 and all(la.sync for la in bns)
+    path = str(tmp_path / "m.npz")
+    model.save(path)
+    loaded = corenet.load(path)
+    assert [la.sync for la in loaded.layers if isinstance(la, (L.BatchNorm1d, L.BatchNorm2d))] == [True] * 3
+    x = np.random.default_rng(1).standard_normal((4, 3, 5, 5))
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))

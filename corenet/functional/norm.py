@@ -6,6 +6,8 @@ Covariate Shift" (2015), with PyTorch's conventions for the running statistics.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from typing import NamedTuple
 
 import numpy as np
@@ -18,7 +20,8 @@ __all__ = ["batch_norm", "batch_norm_backward", "BatchNormState"]
 
 class BatchNormState(NamedTuple):
     """What :func:`batch_norm_backward` needs: x as ``(N, C, L)``, its shape, the float64 statistics used,
-    gamma, whether there is a beta and whether batch (True) or running (False) statistics were used."""
+    gamma, whether there is a beta and whether batch (True) or running (False) statistics were used;
+    for synchronised batch norm (:func:`stats_reduce`) the reducer and the global count per channel."""
 
     x: np.ndarray
     shape: tuple
@@ -27,6 +30,26 @@ class BatchNormState(NamedTuple):
     gamma: np.ndarray | None
     has_beta: bool
     batch_stats: bool
+    reduce: object = None
+    count: int = 0
+
+
+# Synchronised batch norm (corenet.distributed): a reducer active around one forward call. It has
+# ``stats(n, mean, var) -> (N, mean, var)``, merging this process's per-channel count, mean and biased
+# variance (float64 (C,)) into the global batch's, and ``sums(n, sums) -> sums``, reducing the backward's
+# per-channel ``(sum gy, sum gy*(x - mean))`` over the processes. The forward records it in the state,
+# so the backward (plain or fused with ReLU) reduces too. Host arrays only.
+_REDUCE = contextvars.ContextVar("corenet_batch_norm_reduce", default=None)
+
+
+@contextlib.contextmanager
+def stats_reduce(reducer):
+    """Within the block, training-mode batch statistics are merged by ``reducer`` (None: not at all)."""
+    token = _REDUCE.set(reducer)
+    try:
+        yield
+    finally:
+        _REDUCE.reset(token)
 
 
 def _check_vector(op: str, name: str, v, C: int, dtype, inplace: bool = False):
@@ -80,6 +103,9 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
     op = "batch_norm"
     training = flag(op, "training", training)
     if is_device(x):
+        if _REDUCE.get() is not None and training:
+            raise NotImplementedError(f"{op}: synchronised batch norm (sync=True under MPI) supports host (numpy) "
+                                      "arrays only")
         return _batch_norm_device(x, gamma, beta, running_mean, running_var, training, momentum, eps, return_state)
     state, mean_dt, scale, shift = _forward_coefficients(op, x, gamma, beta, running_mean, running_var, training,
                                                          momentum, eps)
@@ -121,10 +147,14 @@ def _forward_coefficients(op, x, gamma, beta, running_mean, running_var, trainin
     x3 = x.reshape(x.shape[0], C, -1)  # (N, C, L)
     M = x3.shape[0] * x3.shape[2]
     use_batch = bool(training) or running_mean is None
+    reducer = _REDUCE.get() if use_batch else None
     if use_batch:
-        if M < 2 and training:
-            raise ValueError(f"{op}: expected more than 1 value per channel when training, received x.shape={x.shape}")
         mean, var = k.bn_stats(x3)  # float64 (C,), biased variance
+        if reducer is not None:  # synchronised: the global batch's statistics
+            M, mean, var = reducer.stats(M, mean, var)
+        if M < 2 and training:
+            raise ValueError(f"{op}: expected more than 1 value per channel when training, received x.shape={x.shape}"
+                             + (f" ({M} over the processes)" if reducer is not None else ""))
         if training and running_mean is not None:
             running_mean *= 1.0 - momentum
             running_mean += momentum * mean
@@ -137,7 +167,7 @@ def _forward_coefficients(op, x, gamma, beta, running_mean, running_var, trainin
     g64 = gamma.astype(np.float64) if gamma is not None else np.ones(C)
     scale = g64 * invstd
     shift = beta if beta is not None else np.zeros(C, x.dtype)
-    state = BatchNormState(x3, x.shape, mean, invstd, gamma, beta is not None, use_batch)
+    state = BatchNormState(x3, x.shape, mean, invstd, gamma, beta is not None, use_batch, reducer, M)
     return state, mean.astype(x.dtype), scale.astype(x.dtype), np.ascontiguousarray(shift, x.dtype)
 
 
@@ -192,7 +222,10 @@ def _want_params(state, need_gparams):
 def _backward_coefficients(state, sums, need_gparams):
     """From ``sums = (sum gy, sum gy*(x - mean))`` (float64, or None when not needed): ``(a, b, d)``
     of ``gx = a*gy + b*(x - mean) + d`` in x's dtype (b, d None for running statistics) and the
-    parameter gradients ``(ggamma, gbeta)``."""
+    parameter gradients ``(ggamma, gbeta)``.
+
+    Synchronised (``state.reduce``): ``b`` and ``d`` come from the sums reduced over the processes and
+    the global count; ``ggamma``/``gbeta`` stay this process's own (the gradient allreduce sums them)."""
     dt = state.x.dtype
     C = state.x.shape[1]
     M = state.x.shape[0] * state.x.shape[2]
@@ -205,8 +238,12 @@ def _backward_coefficients(state, sums, need_gparams):
         sg, sgx = sums
         sgx = sgx * invstd  # = sum(gy * xhat)
         if state.batch_stats:
-            b = (-a * invstd * sgx / M).astype(dt)
-            d = (-a * sg / M).astype(dt)
+            bsg, bsgx = sg, sgx
+            if state.reduce is not None:
+                bsg, bsgx = state.reduce.sums(state.x.shape[0], (sg, sgx))
+                M = state.count
+            b = (-a * invstd * bsgx / M).astype(dt)
+            d = (-a * bsg / M).astype(dt)
         if _want_params(state, need_gparams):
             ggamma = sgx.astype(dt) if gamma is not None else None
             gbeta = sg.astype(dt) if state.has_beta else None

@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import functional as F
 from ..functional._args import flag, positive_float, positive_int
+from ..functional.norm import stats_reduce
 from .base import Layer
 
 __all__ = ["BatchNorm2d", "BatchNorm1d"]
@@ -19,11 +20,19 @@ class _BatchNorm(Layer):
     ``momentum=0.1`` is the weight of the new batch; the stored variance is the unbiased one.
     A frozen layer (``trainable=False``) always uses and keeps its running statistics, also
     inside ``fit`` (the fine-tuning convention of Keras).
+
+    ``sync=True`` (PyTorch's ``SyncBatchNorm``): under MPI (``corenet.distributed``, world size > 1)
+    the training-mode statistics are those of the global batch, every rank's shard together (one
+    allgather of per-channel count, mean and variance in forward, merged exactly; one allreduce of the
+    two per-channel gradient sums in backward). In a world of size 1 it is plain batch norm, bit for
+    bit. Every rank must run the layer at each training step (``fit`` checks that each rank has
+    samples); host (numpy) arrays only. ``corenet.distributed.convert_sync_batchnorm(model)`` sets it
+    on every batch-norm layer of a model.
     """
 
     expected_ndim = 3
 
-    def __init__(self, num_features=None, eps=1e-5, momentum=0.1, affine=True, **kwargs):
+    def __init__(self, num_features=None, eps=1e-5, momentum=0.1, affine=True, sync=False, **kwargs):
         super().__init__(**kwargs)
         op = type(self).__name__
         self.num_features = None if num_features is None else positive_int(op, "num_features", num_features)
@@ -32,6 +41,7 @@ class _BatchNorm(Layer):
         if self.momentum > 1:
             raise ValueError(f"{op}: momentum must be in [0, 1], received {momentum!r}")
         self.affine = flag(op, "affine", affine)
+        self.sync = flag(op, "sync", sync)
 
     def _build(self, input_shape):
         if len(input_shape) != self.expected_ndim:
@@ -66,8 +76,14 @@ class _BatchNorm(Layer):
     def _forward(self, op, x, training, retain):
         p, b = self.params, self.buffers
         training = bool(training) and self.trainable
-        out = op(x, p.get("weight"), p.get("bias"), b["running_mean"], b["running_var"], training,
-                 self.momentum, self.eps, return_state=retain)
+        reducer = None
+        if self.sync and training:
+            from .. import distributed
+
+            reducer = distributed.batch_norm_reducer()
+        with stats_reduce(reducer):
+            out = op(x, p.get("weight"), p.get("bias"), b["running_mean"], b["running_var"], training,
+                     self.momentum, self.eps, return_state=retain)
         if training:
             b["num_batches_tracked"] += 1
         if retain:
@@ -84,7 +100,10 @@ class _BatchNorm(Layer):
         return gx
 
     def _config(self):
-        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum, "affine": self.affine}
+        cfg = {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum, "affine": self.affine}
+        if self.sync:  # only when set: configs (and checkpoints) of plain batch norm are unchanged
+            cfg["sync"] = True
+        return cfg
 
 
 class BatchNorm2d(_BatchNorm):
