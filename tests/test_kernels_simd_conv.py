@@ -40,7 +40,8 @@ def close(actual, expected, dtype):
 @st.composite
 def cases(draw):
     """Ungrouped convolutions whose tiles end part-way: output channels around the block sizes (4, 8),
-    output rows around the vector lengths (4 to 16 lanes), strides and dilations per axis, uneven pads."""
+    output rows around the vector lengths (4 to 16 lanes), strides and dilations per axis, uneven pads;
+    16 and 32 output channels on small planes take the channel-vectorised tile (forward_ocvec)."""
     k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
     stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
@@ -50,7 +51,7 @@ def cases(draw):
     assume(dilation[0] * (k[0] - 1) < hw[0] + pads[0] + pads[1])
     assume(dilation[1] * (k[1] - 1) < hw[1] + pads[2] + pads[3])
     return dict(x_shape=(draw(st.integers(1, 5)), draw(st.integers(1, 3)), *hw),
-                w_shape=(draw(st.sampled_from([1, 3, 4, 5, 8, 9, 17])), 0, *k),
+                w_shape=(draw(st.sampled_from([1, 3, 4, 5, 8, 9, 16, 17, 32])), 0, *k),
                 stride=stride, pads=pads, dilation=dilation, seed=draw(st.integers(0, 2**31)))
 
 
@@ -278,3 +279,31 @@ def test_depthwise_outputs_leave_a_guard_region_untouched(isa):
     simd.dw_wgrad(x, gy, 1, 1, 1, 1, 1, 1, gw, ws, nt)
     assert (gwbuf[-50:] == 3.5).all()
     close(gw, naive.conv2d_backward(x, w, gy, pads=(1, 1, 1, 1), groups=5)[1], np.float32)
+
+
+@pytest.mark.parametrize("n_images", [1, 5])  # the small-batch split and the per-image one
+def test_channel_vectorised_tile_threads_and_guard(isa, n_images):
+    """A 7x7 plane with 32 output channels takes forward_ocvec on every instruction set: against the
+    oracle, 1 vs 2 forced threads bitwise, and nothing written past y."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((n_images, 5, 7, 7)).astype(np.float32)
+    w = rng.standard_normal((32, 5, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    guard = 41
+    previous = corenet.get_num_threads(), config.get_parallel_threshold()
+    config.set_parallel_threshold(0)
+    outs = []
+    try:
+        for nt in (1, 2, 2, 2):
+            corenet.set_num_threads(nt)
+            ybuf = np.full(n_images * 32 * 49 + guard, 77.0, np.float32)
+            y = ybuf[:-guard].reshape(n_images, 32, 7, 7)
+            cconv.simd_forward(x, w, b, (1, 1), (1, 1, 1, 1), (1, 1), y)
+            assert (ybuf[-guard:] == 77.0).all()
+            outs.append(y.copy())
+    finally:
+        corenet.set_num_threads(previous[0])
+        config.set_parallel_threshold(previous[1])
+    close(outs[0], naive.conv2d(x, w, b, pads=(1, 1, 1, 1)), np.float32)
+    for other in outs[1:]:
+        np.testing.assert_array_equal(other, outs[0])

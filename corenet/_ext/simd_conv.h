@@ -139,6 +139,7 @@
 static const long cs_ocb[3] = {4, 6, 8};
 static const long cs_wocb[3] = {4, 4, 4};
 static const long cs_nv[3] = {2, 2, 3};
+#define CS_OCVEC_V 2 /* output-channel vectors of a forward_ocvec tile (its OCV) */
 static const long cs_lanes_f32[3] = {8, 8, 16};
 static const long cs_lanes_f64[3] = {4, 4, 8};
 
