@@ -283,16 +283,17 @@ def test_depthwise_outputs_leave_a_guard_region_untouched(isa):
 
 @pytest.mark.parametrize("n_images", [1, 5])  # the small-batch split and the per-image one
 def test_channel_vectorised_tile_threads_and_guard(isa, n_images):
-    """A 7x7 plane with 32 output channels takes forward_ocvec on every instruction set: against the
-    oracle, 1 vs 2 forced threads bitwise, and nothing written past y."""
+    """A 7x7 plane with 32 output channels takes forward_ocvec and wgrad_ocvec on every instruction
+    set: against the oracle, 1 vs 2 forced threads bitwise, and nothing written past y or gw."""
     rng = np.random.default_rng(8)
     x = rng.standard_normal((n_images, 5, 7, 7)).astype(np.float32)
     w = rng.standard_normal((32, 5, 3, 3)).astype(np.float32)
     b = rng.standard_normal(32).astype(np.float32)
+    gy = rng.standard_normal((n_images, 32, 7, 7)).astype(np.float32)
     guard = 41
     previous = corenet.get_num_threads(), config.get_parallel_threshold()
     config.set_parallel_threshold(0)
-    outs = []
+    outs, grads = [], []
     try:
         for nt in (1, 2, 2, 2):
             corenet.set_num_threads(nt)
@@ -301,9 +302,17 @@ def test_channel_vectorised_tile_threads_and_guard(isa, n_images):
             cconv.simd_forward(x, w, b, (1, 1), (1, 1, 1, 1), (1, 1), y)
             assert (ybuf[-guard:] == 77.0).all()
             outs.append(y.copy())
+            gbuf = np.full(w.size + guard, -5.0, np.float32)
+            gw = gbuf[:-guard].reshape(w.shape)
+            cconv.simd_wgrad(x, gy, (1, 1), (1, 1, 1, 1), (1, 1), gw)
+            assert (gbuf[-guard:] == -5.0).all()
+            grads.append(gw.copy())
     finally:
         corenet.set_num_threads(previous[0])
         config.set_parallel_threshold(previous[1])
     close(outs[0], naive.conv2d(x, w, b, pads=(1, 1, 1, 1)), np.float32)
+    close(grads[0], naive.conv2d_backward(x, w, gy, pads=(1, 1, 1, 1))[1], np.float32)
     for other in outs[1:]:
         np.testing.assert_array_equal(other, outs[0])
+    for other in grads[1:]:
+        np.testing.assert_array_equal(other, grads[0])

@@ -16,6 +16,8 @@ typedef void (*CS_F(cs_fwd_fn))(const T*, const T*, const long*, long, const T*,
                                 long, long, long, long);
 typedef void (*CS_F(cs_ocvec_fn))(const T*, const T*, const long*, long, const T*, T*, const long*, long, long,
                                   long);
+typedef void (*CS_F(cs_wgrad_ocvec_fn))(const T*, long, const T*, long, long, const long*, long, const long*, long,
+                                        long, long, long, T*);
 typedef void (*CS_F(cs_wgrad_fn))(const T*, long, const T*, long, long, const long*, const long*, long,
                                   const long*, long, long, long, long, long, long, void*, T*);
 
@@ -52,6 +54,18 @@ static int CS_F(cs_use_ocvec)(const cs_geom* g)
         return 0;
     const long lanes = g->flat ? g->Pf : g->Ho * g->nxv * L;
     return (double)(g->Ho * g->Wo) < 0.85 * (double)lanes;
+}
+
+static CS_F(cs_wgrad_ocvec_fn) CS_F(cs_wgrad_ocvec_kernel)(int isa)
+{
+#if CS_X86
+    if (isa == CS_AVX512)
+        return CS_F(wgrad_ocvec_avx512);
+    if (isa == CS_AVX2)
+        return CS_F(wgrad_ocvec_avx2);
+#endif
+    (void)isa;
+    return CS_F(wgrad_ocvec_generic);
 }
 
 static CS_F(cs_wgrad_fn) CS_F(cs_wgrad_kernel)(int isa)
@@ -167,55 +181,8 @@ static inline void CS_F(cs_fwd_blocks)(CS_F(cs_fwd_fn) f, const T* xq, const T* 
         f(xq, wq, toff, g->K, bias, y, g->OC, g->Ho, g->Wo, g->sh * g->Wq, b0, b1, nimg, istride, ys);
 }
 
-/* the channel-vectorised forward (see cs_use_ocvec): same packing, one image per task */
-static void CS_F(cs_forward_ocvec)(const T* x, const T* w, const T* bias, T* y, const cs_geom* g, char* ws,
-                                   int nthreads)
-{
-    const long bo = CS_OCVEC_V * CS_LANES, nblk = g->OC / bo, K = g->K, P = g->Ho * g->Wo;
-    const long istride = CS_F(cs_img_stride)(g), xs = g->C * g->H * g->W, ys = g->OC * P;
-    const CS_F(cs_ocvec_fn) f = CS_F(cs_ocvec_kernel)(cs_get_isa());
-    char* p = cs_align64(ws);
-    T* wq = (T*)p;
-    p += cs_round64((size_t)(g->OC * K) * sizeof(T));
-    long* toff = (long*)p;
-    p += cs_round64((size_t)K * sizeof(long));
-    long* pofs = (long*)p;
-    p += cs_round64((size_t)P * sizeof(long));
-    T* xq = (T*)p;
-    nthreads = cs_threads(nthreads);
-    for (long b = 0; b < nblk; b++) /* wq[b, t, j] = w[b*bo + j, t] */
-        for (long t = 0; t < K; t++)
-            for (long j = 0; j < bo; j++)
-                wq[(b * K + t) * bo + j] = w[(b * bo + j) * K + t];
-    cs_tap_offsets(g, toff);
-    for (long oy = 0, q = 0; oy < g->Ho; oy++) /* output pixel -> its tap (0, 0) in the packed image */
-        for (long ox = 0; ox < g->Wo; ox++, q++)
-            pofs[q] = oy * g->sh * g->Wq + ox;
-    if (CS_F(cs_fwd_per_image)(g, nthreads)) {
-#pragma omp parallel num_threads(nthreads)
-        {
-#ifdef _OPENMP
-            T* buf = xq + (long)omp_get_thread_num() * istride;
-#else
-            T* buf = xq;
-#endif
-#pragma omp for schedule(dynamic, 1)
-            for (long n = 0; n < g->N; n++) {
-                CS_F(cs_pack_image)(x + n * xs, g, buf);
-                f(buf, wq, toff, K, bias, y + n * ys, pofs, P, 0, nblk);
-            }
-        }
-    } else {
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-        for (long n = 0; n < g->N; n++)
-            CS_F(cs_pack_image)(x + n * xs, g, xq + n * istride);
-#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
-        for (long task = 0; task < g->N * nblk; task++) {
-            long n = task / nblk, b = task - n * nblk;
-            f(xq + n * istride, wq, toff, K, bias, y + n * ys, pofs, P, b, b + 1);
-        }
-    }
-}
+/* the channel-vectorised drivers for small planes, with the same macros */
+#include "simd_conv_ocvec_driver.h"
 
 /* IN x (N, C, H, W), w (OC, C, kh, kw), bias (OC,) or NULL; OUT y (N, OC, Ho, Wo) */
 static void CS_F(cs_forward)(const T* x, const T* w, const T* bias, T* y, const cs_geom* g, char* ws, int nthreads)
@@ -296,6 +263,11 @@ static long CS_F(cs_wgrad_segments)(const cs_geom* g)
 
 static size_t CS_F(cs_wgrad_workspace)(const cs_geom* g, int nthreads)
 {
+    if (CS_F(cs_use_ocvec)(g)) /* tap offsets, pixel table, packed images, gy transposed, partial sums */
+        return 64 + cs_round64((size_t)g->K * sizeof(long)) + cs_round64((size_t)(g->Ho * g->Wo) * sizeof(long)) +
+               (size_t)g->N * (size_t)CS_F(cs_img_stride)(g) * sizeof(T) +
+               cs_round64((size_t)(g->N * g->Ho * g->Wo * g->OC) * sizeof(T)) +
+               cs_round64((size_t)(CS_F(cs_wgrad_ocvec_segments)(g) * g->OC * g->K) * sizeof(T));
     const long wocb = cs_wocb[cs_get_isa()];
     size_t gq = g->flat ? cs_round64((size_t)(g->N * g->OC * g->Pf) * sizeof(T))
                 : g->Wo % CS_LANES ? cs_round64((size_t)(g->N * g->OC * g->Ho * g->nxv * CS_LANES) * sizeof(T)) : 0;
@@ -311,6 +283,10 @@ static size_t CS_F(cs_wgrad_workspace)(const cs_geom* g, int nthreads)
 /* IN x (N, C, H, W), gy (N, OC, Ho, Wo); OUT gw (OC, C, kh, kw) */
 static void CS_F(cs_wgrad)(const T* x, const T* gy, T* gw, const cs_geom* g, char* ws, int nthreads)
 {
+    if (CS_F(cs_use_ocvec)(g)) {
+        CS_F(cs_wgrad_ocvec)(x, gy, gw, g, ws, nthreads);
+        return;
+    }
     const int isa = cs_get_isa();
     const long L = CS_LANES, wocb = cs_wocb[isa], nblk = (g->OC + wocb - 1) / wocb, K = g->K, S = CS_F(cs_wgrad_segments)(g);
     const long istride = CS_F(cs_img_stride)(g), xs = g->C * g->H * g->W, N = g->N, OC = g->OC;

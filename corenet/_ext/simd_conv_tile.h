@@ -165,6 +165,55 @@ static void FN(forward_ocvec)(const T* restrict xq, const T* restrict wq, const 
 #undef PT
 #undef OCV
 
+/* Weight gradient for small planes, vectorised over output channels (the companion of
+ * forward_ocvec): out[t*OCB2 + j] = sum over images [n0, n1) and output pixels p of
+ * gyT[n][p][oc0 + j] * xq[n][pofs[p] + toff[t]], for the OCB2 = OCV*L channels oc0.. of one block;
+ * gyT is gy transposed per image to (pixel, channel), ``gy_img`` elements per image, ``OC`` per
+ * pixel. A tile is WT taps x OCV channel vectors of accumulators, each pixel costing OCV loads
+ * and WT broadcasts; the sum over pixels is in a fixed order, lane by lane (no horizontal sums). */
+#define WT 12
+#define OCV 2
+static void FN(wgrad_ocvec)(const T* restrict xq, long xq_img, const T* restrict gyT, long gy_img, long OC,
+                            const long* restrict pofs, long P, const long* restrict toff, long K, long oc0,
+                            long n0, long n1, T* restrict out)
+{
+    for (long t0 = 0; t0 < K; t0 += WT) {
+        const long nt = K - t0 < WT ? K - t0 : WT;
+        long to[WT];
+        for (int tt = 0; tt < WT; tt++)
+            to[tt] = toff[t0 + (tt < nt ? tt : nt - 1)];
+        FN(vec) acc[WT][OCV];
+#pragma GCC unroll 16
+        for (int tt = 0; tt < WT; tt++)
+#pragma GCC unroll 4
+            for (int v = 0; v < OCV; v++)
+                acc[tt][v] = FN(splat)(0);
+        for (long n = n0; n < n1; n++) {
+            const T* xn = xq + n * xq_img;
+            const T* gn = gyT + n * gy_img + oc0;
+            for (long p = 0; p < P; p++) {
+                const T* xp = xn + pofs[p];
+                FN(vec) g[OCV];
+#pragma GCC unroll 4
+                for (int v = 0; v < OCV; v++)
+                    g[v] = FN(loadu)(gn + p * OC + v * L);
+#pragma GCC unroll 16
+                for (int tt = 0; tt < WT; tt++) {
+                    FN(vec) xv = FN(splat)(xp[to[tt]]);
+#pragma GCC unroll 4
+                    for (int v = 0; v < OCV; v++)
+                        acc[tt][v] += g[v] * xv;
+                }
+            }
+        }
+        for (long tt = 0; tt < nt; tt++)
+            for (int v = 0; v < OCV; v++)
+                FN(storeu)(out + (t0 + tt) * (OCV * L) + v * L, acc[tt][v]);
+    }
+}
+#undef WT
+#undef OCV
+
 /* Partial weight gradient of WOCB output channels (oc0 .. oc0+ocn-1) over images [n0, n1):
  * out[j*K + t] = sum over images, output vectors of gy[n, oc0+j, vector] * xq[n][tap t at vector].
  * Images are taken in chunks of ``nchunk``, so that the gradient rows and input planes of a chunk
