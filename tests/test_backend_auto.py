@@ -54,3 +54,20 @@ def test_auto_matches_numba_on_a_small_network():
     finally:
         corenet.set_backend(previous)
     np.testing.assert_allclose(outs["auto"], outs["numba"], rtol=1e-4, atol=1e-5)
+
+
+def test_cpu_backends_share_every_contract_name_and_signature():
+    """The kernel contract: every name of a family on one CPU backend exists on the others with the
+    same signature, except the compiled direct-convolution primitives (``simd_*``) that only the
+    Cython backend has and ``_cpu_conv`` looks up with getattr."""
+    names = [b for b in corenet.backends() if b in ("numba", "cython")]
+    for family in kernels.FAMILIES:
+        modules = {b: getattr(kernels.require(b), family) for b in names}
+        union = sorted({n for m in modules.values() for n in m.__all__})
+        for name in union:
+            present = {b: getattr(m, name) for b, m in modules.items() if hasattr(m, name)}
+            if len(present) < len(modules):
+                assert name.startswith("simd_"), f"{family}.{name} is missing on {set(modules) - set(present)}"
+                continue
+            sigs = {b: inspect.signature(fn) for b, fn in present.items()}
+            assert len(set(map(str, sigs.values()))) == 1, f"{family}.{name}: {sigs}"
