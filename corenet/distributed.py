@@ -23,10 +23,14 @@ What ``Model.fit`` does when ``size() > 1`` (the seam is :class:`FitSync`, calle
   global batch is the same set of samples as in a one-process run, an uneven batch (the last one, or
   any ``B`` not divisible by the ranks) gives some ranks one sample more, and a rank may get none.
 - rank 0's weights, buffers and optimizer state are broadcast at the start of ``fit``.
-- each step: local forward/backward on the rank's share, then ONE ``Allreduce`` of a flat buffer
-  holding every gradient multiplied by the rank's sample count ``m_r``, the loss times ``m_r``, ``m_r``
-  and the batch's metric sums; dividing by ``M = sum m_r`` gives exactly the gradient of the
-  mean-reduced loss over the global batch (up to float summation order), whatever the split.
+- each step: local forward/backward on the rank's share; every gradient, multiplied by the rank's
+  sample count ``m_r``, is summed over the ranks in flat buckets (:class:`GradBuckets`, about
+  ``CORENET_BUCKET_MB`` = 25 MiB each, filled in the order backward completes the layers): a bucket's
+  non-blocking ``Iallreduce`` starts as soon as its last gradient is stored, so communication overlaps
+  the rest of backward; then one small ``Iallreduce`` of the loss times ``m_r``, ``m_r`` and the metric
+  sums, and one ``Waitall``. Dividing by ``M = sum m_r`` gives exactly the gradient of the mean-reduced
+  loss over the global batch (up to float summation order), whatever the split. The sums are
+  element-wise, so the bucket size changes no result.
 - after each epoch the batch-norm running statistics are averaged over the ranks (``average_buffers``).
 - synchronised batch norm (``BatchNorm2d(..., sync=True)``, or :func:`convert_sync_batchnorm`) takes
   the training statistics over the global batch (see :func:`batch_norm_reducer`); ``fit`` then
@@ -56,14 +60,17 @@ import sys
 
 import numpy as np
 
+from .layers import base as _base
+
 __all__ = ["init", "rank", "size", "is_main", "barrier", "allreduce_mean_", "broadcast_params",
            "broadcast_object", "allreduce_gradients", "average_buffers", "read_on_main", "shard", "FitSync",
-           "convert_sync_batchnorm", "batch_norm_reducer"]
+           "GradBuckets", "bucket_bytes", "convert_sync_batchnorm", "batch_norm_reducer"]
 
 # Environment variables set by MPI launchers (MPICH/Hydra, Open MPI, PMIx, MVAPICH, Intel MPI, Slurm).
 _LAUNCHER_ENV = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE",
                  "MPI_LOCALNRANKS", "HYDI_CONTROL_FD", "SLURM_PROCID")
 
+last_buckets = None  # the GradBuckets of the latest data-parallel fit (bucket count, early starts, wait)
 _world: dict | None = None  # {"comm": mpi4py communicator or None, "rank": int, "size": int}
 
 
@@ -464,6 +471,125 @@ def read_on_main(path, read):
         return read(copy)
 
 
+def bucket_bytes() -> int:
+    """The gradient bucket size in bytes: ``CORENET_BUCKET_MB`` MiB (default 25; read when ``fit`` starts)."""
+    raw = os.environ.get("CORENET_BUCKET_MB", "").strip()
+    try:
+        mb = float(raw) if raw else 25.0
+    except ValueError:
+        mb = float("nan")
+    if not mb > 0 or mb == float("inf"):
+        raise ValueError(f"CORENET_BUCKET_MB must be a positive number of MiB, received {raw!r}")
+    return max(1, int(mb * 2 ** 20))
+
+
+class GradBuckets:
+    """Sums a model's gradients over the ranks in flat buckets, started during backward.
+
+    The trainable layers' gradient arrays, taken in the REVERSE order of ``model.gradients()`` (about
+    the order backward completes them), are laid out in flat buffers of ``limit`` bytes or a little
+    more (an array is never split; the buffers are float64 when any gradient is, else float32). In a
+    step, :meth:`ready` (installed as ``corenet.layers.base.grad_ready`` around ``backward``) copies a
+    layer's gradients times ``m`` into their buckets as soon as the layer stores them; a bucket whose
+    gradients are all in, and whose predecessors have started, starts its ``Iallreduce`` at once.
+    :meth:`finish` packs what backward did not report (layers without a gradient this step, layers
+    called more than once, a rank without samples), starts the remaining buckets and the statistics in
+    bucket order (the same on every rank: the layout depends only on the model) and waits for all.
+    """
+
+    def __init__(self, model, comm, limit: int):
+        self.comm = comm
+        entries = [(layer, g) for layer in model.layers if layer.trainable for g in layer.gradients().values()]
+        arrays = [g for _, g in entries]
+        _check_host(arrays, "fit")
+        self.key = tuple(map(id, arrays))
+        self.dtype = _flat_dtype(arrays) if arrays else np.float64
+        item = np.dtype(self.dtype).itemsize
+        sizes, cur = [], 0
+        self.slots = []  # per array of entries, reversed: (bucket, offset, array)
+        for _, g in reversed(entries):
+            self.slots.append((len(sizes), cur, g))
+            cur += g.size
+            if cur * item >= limit:
+                sizes.append(cur)
+                cur = 0
+        if cur:
+            sizes.append(cur)
+        self.bufs = [np.empty(n, self.dtype) for n in sizes]
+        self.counts = [0] * len(sizes)
+        for b, _, _ in self.slots:
+            self.counts[b] += 1
+        by_layer: dict = {}
+        for (layer, _), slot in zip(reversed(entries), self.slots):
+            by_layer.setdefault(id(layer), (layer, []))[1].append(slot)
+        self.layers = list(by_layer.values())  # [(layer, [slots])]
+        # only a layer called once in any graph stores its gradient once per backward: report those early
+        self.index = {id(layer): i for i, (layer, _) in enumerate(self.layers) if len(layer._nodes) == 1}
+        self.early = 0  # buckets started before finish() in the last step
+        self.wait_s = 0.0  # seconds finish() spent waiting in the last step
+
+    def start(self, m: int) -> None:
+        """A new step on ``m`` local samples."""
+        self.m, self.next, self.reqs, self.early = m, 0, [], 0
+        self.pending = list(self.counts)
+        self.done = [False] * len(self.layers)
+
+    def _pack_layer(self, i: int) -> None:
+        for b, lo, g in self.layers[i][1]:
+            if b < self.next:
+                raise RuntimeError(f"fit: {self.layers[i][0].label()} stored its gradient again after its bucket "
+                                   "was sent; a layer called twice must not be reported early")
+            np.multiply(g.reshape(-1), self.m, out=self.bufs[b][lo:lo + g.size], casting="unsafe")
+            if not self.done[i]:
+                self.pending[b] -= 1
+        self.done[i] = True
+
+    def _launch(self, everything: bool = False) -> None:
+        from mpi4py import MPI
+
+        while self.next < len(self.bufs) and (everything or self.pending[self.next] == 0):
+            self.reqs.append(self.comm.Iallreduce(MPI.IN_PLACE, self.bufs[self.next], op=MPI.SUM))
+            self.next += 1
+
+    def ready(self, layer) -> None:
+        """``grad_ready`` hook: ``layer`` has stored its gradients."""
+        i = self.index.get(id(layer))
+        if i is None:
+            return
+        self._pack_layer(i)
+        before = self.next
+        self._launch()
+        self.early += self.next - before
+        if self.reqs and before == self.next:
+            from mpi4py import MPI
+
+            MPI.Request.Testall(self.reqs)  # lets MPI progress the buckets in flight
+
+    def finish(self, stats: list) -> np.ndarray:
+        """Pack the rest, start the remaining buckets and ``stats``, wait; returns the summed ``stats``."""
+        import time
+
+        from mpi4py import MPI
+
+        for i, (layer, _) in enumerate(self.layers):
+            if not self.done[i]:
+                layer.gradients()  # zeros for a layer without a gradient this step
+                self._pack_layer(i)
+        self._launch(everything=True)
+        tail = np.array(stats, self.dtype)
+        self.reqs.append(self.comm.Iallreduce(MPI.IN_PLACE, tail, op=MPI.SUM))
+        t = time.perf_counter()
+        MPI.Request.Waitall(self.reqs)
+        self.wait_s = time.perf_counter() - t
+        self.reqs = []
+        return tail
+
+    def unpack(self, scale: float) -> None:
+        """Every gradient := its summed bucket entries times ``scale``."""
+        for b, lo, g in self.slots:
+            np.multiply(self.bufs[b][lo:lo + g.size].reshape(g.shape), scale, out=g, casting="unsafe")
+
+
 class FitSync:
     """What ``fit`` does differently in a world of size > 1 (``fitting.py`` holds one or None).
 
@@ -475,6 +601,8 @@ class FitSync:
         self.main = self.rank == 0
         self.seed = broadcast_object(seed)
         self.sync_bn = _has_sync_batchnorm(model)
+        self.limit = bucket_bytes()
+        self.buckets = None  # GradBuckets, built in the first step (rebuilt if the gradient arrays change)
         broadcast_params(model)
         _broadcast_optimizer(model.optimizer)
 
@@ -508,6 +636,14 @@ class FitSync:
                     f"fit: synchronised batch norm needs samples on every one of the {self.size} ranks in each "
                     "step, but a global batch left a rank none; use a batch_size (and a data set, or "
                     "drop_last=True) giving at least one sample per rank")
+        params, mult = model._step_args()
+        grads = model.gradients()
+        if self.buckets is None or self.buckets.key != tuple(map(id, grads.values())):
+            self.buckets = GradBuckets(model, _comm(), self.limit)
+            global last_buckets
+            last_buckets = self.buckets
+        buckets = self.buckets
+        buckets.start(m)
         model.zero_grad()
         loss = 0.0
         local = [[0.0, 0] for _ in sums]
@@ -515,19 +651,16 @@ class FitSync:
             outputs = model.forward(xs if len(xs) > 1 else xs[0], training=True)
             outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
             targets = model._targets(y, len(outputs))
-            loss, grads = model._compute_loss(outputs, targets)
+            loss, gys = model._compute_loss(outputs, targets)
             if np.isfinite(loss) or self.sync_bn:  # synchronised batch norm: every rank joins its backward
-                model.backward(grads if len(grads) > 1 else grads[0], need_input_grads=False)
+                _base.grad_ready = buckets.ready  # each layer's gradients go to their bucket as they come
+                try:
+                    model.backward(gys if len(gys) > 1 else gys[0], need_input_grads=False)
+                finally:
+                    _base.grad_ready = None
             model._accumulate(local, outputs, targets)
-        params, mult = model._step_args()
-        grads = model.gradients()  # once: on a rank without samples a second call would zero them again
-        gs = list(grads.values())
-        _check_host(gs, "fit")
-        stats = [loss * m, m] + [v for acc in local for v in acc]
-        buf = _pack(gs, stats, scale=m)
-        _allreduce(_comm(), buf)
-        k = len(stats)
-        tail = buf[-k:].astype(np.float64)
+        tail = buckets.finish([loss * m, m] + [v for acc in local for v in acc]).astype(np.float64)
+        k = len(tail)
         total = int(round(tail[1]))
         loss = float(tail[0]) / total
         for acc, i in zip(sums, range(2, k, 2)):
@@ -540,7 +673,7 @@ class FitSync:
                     "Lower the learning rate, check the inputs for NaN/inf, or pass callbacks=[TerminateOnNaN()] "
                     "to fit to stop cleanly")
             return loss, total
-        _unpack(buf[:-k], gs, 1.0 / total)
+        buckets.unpack(1.0 / total)
         model.optimizer.step(params, grads, lr_mult=mult)
         return loss, total
 

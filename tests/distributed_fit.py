@@ -12,6 +12,7 @@ from arrays; with it, in float32 from a ``DataLoader`` (uint8 images).
 ``--syncbn`` adds a BatchNorm2d (followed by a ReLU: the fused path) and a BatchNorm1d, made synchronised
 with ``convert_sync_batchnorm`` when there is more than one rank: the run must equal the 1-process run
 with plain batch norm.
+Under MPI, rank 0 prints ``buckets N started-during-backward K`` for the last step (see ``GradBuckets``).
 ``--resume EPOCHS`` fits up to EPOCHS epochs with ``resume=OUT.ckpt.npz`` on rank 0 and a path that does
 not exist on the other ranks (rank 0's checkpoint must reach them by broadcast).
 """
@@ -75,6 +76,8 @@ def main(out, use_loader, bn, resume_epochs=None, syncbn=False):
     if dist.is_main() and dist.size() > 1:
         dist.broadcast_object(model.state_dict())
         dist.broadcast_object(pred)
+        b = dist.last_buckets  # the gradient buckets of the last step (CORENET_BUCKET_MB sets their size)
+        print(f"buckets {len(b.bufs)} started-during-backward {b.early}", flush=True)
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ def _env():
     return env
 
 
-def _run(args, timeout=120):
-    proc = subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=timeout)
+def _run(args, timeout=120, **env):
+    proc = subprocess.run(args, env={**_env(), **env}, capture_output=True, text=True, timeout=timeout)
     return proc
 
 
@@ -145,6 +145,41 @@ def test_two_ranks_equal_one_process(tmp_path, mode, tol):
     assert not np.array_equal(two["w/linear.weight"], one["w/linear.weight"] * 0)  # trained, not zero
     assert (tmp_path / "two.npz.rank0.csv").exists()  # CSVLogger on rank 0 only
     assert not (tmp_path / "two.npz.rank1.csv").exists()
+
+
+@needs_mpi
+@pytest.mark.parametrize("extra", [[], ["--syncbn"]])
+def test_two_ranks_with_small_buckets_equal_one_process(tmp_path, extra):
+    """CORENET_BUCKET_MB=0.0005 (524 bytes: 3 buckets of float64 gradients, the batch norms' sharing
+    theirs with the convolutions'): every bucket's Iallreduce starts during backward, and the result
+    is still the 1-process run's, in float64."""
+    one = _fit_once(tmp_path, "one", False, *extra)
+    out = str(tmp_path / "two.npz")
+    cmd = [MPIEXEC, "-n", "2", sys.executable, str(SCRIPT), out, *extra]
+    proc = _run(cmd, CORENET_BUCKET_MB="0.0005")
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
+    found = re.search(r"buckets (\d+) started-during-backward (\d+)", proc.stdout)
+    assert found, proc.stdout
+    n, early = int(found[1]), int(found[2])
+    assert n == 3 and early == n  # several buckets, all started before backward ended
+    with np.load(out) as f:
+        two = {k: f[k] for k in f.files}
+    keys = sorted(k for k in one if k != "size")
+    assert keys == sorted(k for k in two if k != "size") and int(two["size"]) == 2
+    for k in keys:
+        np.testing.assert_allclose(two[k], one[k], rtol=0, atol=1e-10, err_msg=k)
+
+
+@needs_mpi
+def test_bucket_size_setting(monkeypatch):
+    monkeypatch.delenv("CORENET_BUCKET_MB", raising=False)
+    assert dist.bucket_bytes() == 25 * 2 ** 20
+    monkeypatch.setenv("CORENET_BUCKET_MB", "0.5")
+    assert dist.bucket_bytes() == 2 ** 19
+    for bad in ("0", "-1", "x", "inf"):
+        monkeypatch.setenv("CORENET_BUCKET_MB", bad)
+        with pytest.raises(ValueError, match="CORENET_BUCKET_MB"):
+            dist.bucket_bytes()
 
 
 @needs_mpi

@@ -35,6 +35,7 @@ from ..functional._args import FLOAT_DTYPES, check_elements, flag, is_device, po
 __all__ = ["Layer", "get_layer_class", "fmt_shape"]
 
 _CLASSES: dict[str, type] = {}
+grad_ready = None  # set by corenet.distributed during a data-parallel backward: called with each layer storing grads
 
 
 def get_layer_class(name: str) -> type:
@@ -222,6 +223,8 @@ class Layer:
                         own[k] += g
                     else:
                         _ops().accumulate(own[k], g)
+        if grad_ready is not None:
+            grad_ready(self)
 
     def zero_grad(self) -> None:
         """Start a new gradient accumulation (lazy: no memory is touched)."""
