@@ -41,13 +41,18 @@ What ``Model.fit`` does when ``size() > 1`` (the seam is :class:`FitSync`, calle
 - ``evaluate`` (and validation) shards the samples ``r::size`` and reduces the sums;
   ``predict`` computes a contiguous block per rank and all-gathers it, so EVERY rank returns the
   full result.
-- a transform/augmentation draws from ``SeedSequence([seed, epoch, 1, rank])`` on rank ``r``.
+- a transform/augmentation draws from ``SeedSequence([seed, epoch, 1, rank])`` on rank ``r``;
+- every layer with a generator of its own (``Dropout``: ``layer.rng``) draws, during epoch
+  ``epoch``, from ``SeedSequence([seed, epoch, 2, i, rank])`` (``i``: its index in
+  ``model.layers``), set at each epoch's start (``reseed_layers``): ranks draw independent masks
+  for their different samples, and a run resumed at an epoch boundary draws what the uninterrupted
+  run drew.
 
 Equality with a one-process run (same seed, up to float summation order) holds for models without
 batch norm or with synchronised batch norm (plain batch norm computes its statistics over each
-rank's shard, not the global batch, so the forward pass itself differs), without dropout (every
-rank holds the same layer generators, so all ranks draw the same mask stream for different samples;
-not the one-process masks, and correlated across ranks) and without augmentation.
+rank's shard, not the global batch, so the forward pass itself differs), without dropout (the
+masks come from the per-rank streams above, not from the one-process stream) and without
+augmentation.
 
 Collectives: ``fit``, ``evaluate`` and ``predict`` must be called on every rank with the same
 arguments (``if dist.is_main(): model.evaluate(...)`` would wait forever). Host (numpy) models only.
@@ -590,6 +595,18 @@ class GradBuckets:
             np.multiply(self.bufs[b][lo:lo + g.size].reshape(g.shape), scale, out=g, casting="unsafe")
 
 
+def reseed_layers(model, seed: int, epoch: int, rank_: int) -> int:
+    """Give every layer that owns a generator (``layer.rng``: dropout) the stream
+    ``SeedSequence([seed, epoch, 2, i, rank])``, ``i`` its index in ``model.layers``; returns how
+    many were set. ``fit`` calls it at each epoch's start when more than one rank trains."""
+    count = 0
+    for i, layer in enumerate(model.layers):
+        if isinstance(getattr(layer, "rng", None), np.random.Generator):
+            layer.rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), 2, i, int(rank_)]))
+            count += 1
+    return count
+
+
 class FitSync:
     """What ``fit`` does differently in a world of size > 1 (``fitting.py`` holds one or None).
 
@@ -617,6 +634,10 @@ class FitSync:
         if isinstance(idx, slice):
             return slice(idx.start + self.rank, idx.stop, self.size)
         return idx[self.rank::self.size]
+
+    def begin_epoch(self, model, epoch):
+        """Per-rank generators of the model's layers for ``epoch`` (see the module docstring)."""
+        reseed_layers(model, self.seed, epoch, self.rank)
 
     def seed_sequence(self, seed, epoch):
         """The augmentation generator's seed sequence of this rank."""

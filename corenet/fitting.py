@@ -170,6 +170,8 @@ def run_fit(model, x, y, *, batch_size, epochs, validation_data, validation_spli
             for cb in all_cbs:
                 cb.on_epoch_begin(epoch, {})
             lr = float(model.optimizer.lr)
+            if sync is not None:  # per-rank dropout streams for this epoch
+                sync.begin_epoch(model, epoch)
             if loader is not None:
                 loader.set_epoch(epoch)
                 batches = iter(loader) if sync is None else loader.iterate(epoch, sync.rank, sync.size)

@@ -13,6 +13,8 @@ from arrays; with it, in float32 from a ``DataLoader`` (uint8 images).
 with ``convert_sync_batchnorm`` when there is more than one rank: the run must equal the 1-process run
 with plain batch norm.
 Under MPI, rank 0 prints ``buckets N started-during-backward K`` for the last step (see ``GradBuckets``).
+``--dropout`` adds a Dropout layer (per-rank mask streams: the ranks must agree on the weights, and
+each rank prints its stream's state).
 ``--resume EPOCHS`` fits up to EPOCHS epochs with ``resume=OUT.ckpt.npz`` on rank 0 and a path that does
 not exist on the other ranks (rank 0's checkpoint must reach them by broadcast).
 """
@@ -28,13 +30,15 @@ from corenet.callbacks import CSVLogger
 from corenet.data import DataLoader
 
 
-def main(out, use_loader, bn, resume_epochs=None, syncbn=False):
+def main(out, use_loader, bn, resume_epochs=None, syncbn=False, dropout=False):
     dist.init()
     dtype = np.float32 if use_loader else np.float64
     x = Input((2, 8, 8), dtype=dtype)
     h = L.Conv2d(4, 3, padding=1)(x)
     h = L.MaxPool2d(2)(L.ReLU()(L.BatchNorm2d(4)(h) if bn or syncbn else h))
     h = L.Flatten()(L.Conv2d(6, 3, stride=2, padding=1)(h))
+    if dropout:
+        h = L.Dropout(0.3, seed=5)(h)
     if syncbn:
         h = L.BatchNorm1d(momentum=0.3)(h)
     model = Model(x, L.Linear(3)(h), seed=3)
@@ -78,9 +82,13 @@ def main(out, use_loader, bn, resume_epochs=None, syncbn=False):
         dist.broadcast_object(pred)
         b = dist.last_buckets  # the gradient buckets of the last step (CORENET_BUCKET_MB sets their size)
         print(f"buckets {len(b.bufs)} started-during-backward {b.early}", flush=True)
+    if dropout:  # each rank's dropout stream after the last epoch: different ranks, different streams
+        layer = next(la for la in model.layers if isinstance(la, L.Dropout))
+        print(f"<dropout {dist.rank()} {layer.rng.bit_generator.state['state']['state']}>", flush=True)
 
 
 if __name__ == "__main__":
     args = sys.argv[2:]
     main(sys.argv[1], "--loader" in args, "--bn" in args,
-         int(args[args.index("--resume") + 1]) if "--resume" in args else None, "--syncbn" in args)
+         int(args[args.index("--resume") + 1]) if "--resume" in args else None, "--syncbn" in args,
+         "--dropout" in args)

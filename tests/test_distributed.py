@@ -238,16 +238,18 @@ def test_sync_batch_norm_refuses_a_rank_without_samples():
 
 
 @needs_mpi
-def test_two_ranks_resume_exactly_from_rank_zero_checkpoint(tmp_path):
+@pytest.mark.parametrize("extra", [(), ("--dropout",)], ids=["plain", "dropout"])
+def test_two_ranks_resume_exactly_from_rank_zero_checkpoint(tmp_path, extra):
     """1 epoch, stop, resume to 2 epochs (a new mpiexec job; rank 1 is given a path that does not
-    exist, so it resumes from rank 0's broadcast checkpoint) == 2 epochs in one job, bitwise."""
+    exist, so it resumes from rank 0's broadcast checkpoint) == 2 epochs in one job, bitwise; with
+    dropout too (each rank's mask stream is derived from (seed, epoch, layer, rank))."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    whole = _fit_once(tmp_path / "a", "run", True, "--resume", "2")
-    _fit_once(tmp_path / "b", "run", True, "--resume", "1")
+    whole = _fit_once(tmp_path / "a", "run", True, "--resume", "2", *extra)
+    _fit_once(tmp_path / "b", "run", True, "--resume", "1", *extra)
     assert (tmp_path / "b" / "run.npz.ckpt.npz").exists()
     assert not (tmp_path / "b" / "run.npz.nowhere").exists()  # only rank 0 writes checkpoints
-    resumed = _fit_once(tmp_path / "b", "run", True, "--resume", "2")
+    resumed = _fit_once(tmp_path / "b", "run", True, "--resume", "2", *extra)
     for k in whole:
         if k.startswith(("w/", "pred", "e/")):
             np.testing.assert_array_equal(resumed[k], whole[k], err_msg=k)
@@ -335,3 +337,27 @@ def test_sync_flag_in_config_and_convert_sync_batchnorm(single_world, tmp_path):
     assert [la.sync for la in loaded.layers if isinstance(la, (L.BatchNorm1d, L.BatchNorm2d))] == [True] * 3
     x = np.random.default_rng(1).standard_normal((4, 3, 5, 5))
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+@needs_mpi
+def test_ranks_draw_their_own_dropout_masks(tmp_path):
+    """Dropout under 2 ranks: each rank's layer generator is its own stream (derived from the seed,
+    the epoch, the layer and the rank), and the ranks still end with the same weights."""
+    proc = _run([MPIEXEC, "-n", "2", sys.executable, str(SCRIPT),
+                 str(tmp_path / "d.npz"), "--dropout"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    states = dict(re.findall(r"<dropout (\d) (\d+)>", proc.stdout))
+    assert set(states) == {"0", "1"} and states["0"] != states["1"], proc.stdout
+
+
+def test_reseed_layers_is_a_function_of_seed_epoch_layer_and_rank():
+    from corenet import models
+
+    model = models.alexnet(num_classes=10)  # two dropout layers
+    assert dist.reseed_layers(model, 7, 1, 0) == 2
+    a = [la.rng.random() for la in model.layers if hasattr(la, "rng") and la.rng is not None]
+    dist.reseed_layers(model, 7, 1, 0)
+    assert [la.rng.random() for la in model.layers if hasattr(la, "rng") and la.rng is not None] == a
+    dist.reseed_layers(model, 7, 1, 1)
+    b = [la.rng.random() for la in model.layers if hasattr(la, "rng") and la.rng is not None]
+    assert len(set(a) | set(b)) == 4  # other rank, other streams; the two layers differ too
