@@ -361,3 +361,21 @@ def test_reseed_layers_is_a_function_of_seed_epoch_layer_and_rank():
     dist.reseed_layers(model, 7, 1, 1)
     b = [la.rng.random() for la in model.layers if hasattr(la, "rng") and la.rng is not None]
     assert len(set(a) | set(b)) == 4  # other rank, other streams; the two layers differ too
+
+
+@needs_mpi
+@pytest.mark.parametrize("extra", [(), ("--syncbn",)], ids=["no-bn", "sync-bn"])
+def test_mnist_two_ranks_equal_one_process(tmp_path, extra):
+    """The issue's check: 1,024 real digits, global batch 64, two epochs, float64: 2 ranks end with
+    one process's weights (below 1e-10), without batch norm and with synchronised batch norm."""
+    script = str(HERE / "distributed_mnist.py")
+    outs = {}
+    for name, cmd in (("one", [sys.executable, script]), ("two", [MPIEXEC, "-n", "2", sys.executable, script])):
+        out = str(tmp_path / f"{name}.npz")
+        proc = _run([*cmd, out, *extra])
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        with np.load(out) as f:
+            outs[name] = {k: f[k] for k in f.files}
+    assert outs["one"].keys() == outs["two"].keys()
+    for k, v in outs["one"].items():
+        np.testing.assert_allclose(outs["two"][k], v, rtol=0, atol=1e-10, err_msg=k)
