@@ -5,11 +5,16 @@ Design
 Every backend is a package with one module per op family, and every module defines the same
 function names with the same signatures::
 
-    corenet/kernels/numba_cpu/{conv,pool,lrn,norm,act}.py    Numba, @njit(parallel=True, cache=True)
-    corenet/kernels/cython_cpu/{conv,pool,lrn,norm,act}.py   thin wrappers over corenet/_ext/*.pyx
-    corenet/kernels/cuda/{conv,pool,lrn,norm,act}.py         numba.cuda (optional)
-    corenet/kernels/auto/{conv,pool,lrn,norm,act}.py         the default: per family, the fastest CPU one
+    corenet/kernels/numba_cpu/{conv,pool,lrn,norm,act,fused}.py   Numba, @njit(parallel=True, cache=True)
+    corenet/kernels/cython_cpu/{conv,pool,lrn,norm,act,fused}.py  wrappers over corenet/_ext/*.pyx and the
+                                                                  direct SIMD convolution (simd_conv*.h)
+    corenet/kernels/cuda/{conv,pool,lrn,norm,act}.py               numba.cuda (optional; device arrays take
+                                                                  the unfused ops, so it has no fused family)
+    corenet/kernels/auto/{conv,pool,lrn,norm,act,fused}.py        the default: per family, the fastest CPU one
 
+A backend may add primitives of its own beside the contract names (the Cython backend's
+``simd_*`` convolution kernels, which ``_cpu_conv`` looks up with ``getattr``);
+``tests/test_backend_auto.py`` checks that every shared name has one signature everywhere.
 ``corenet.functional`` validates arguments once and then calls ``kernels.active().conv.<name>``;
 it never branches on the backend. Kernels trust their inputs: C-contiguous float32/float64 NCHW
 arrays, already-normalised integer tuples, output shapes already computed.
