@@ -10,6 +10,10 @@ Readers: :func:`load_mnist`, :func:`load_fashion_mnist`, :func:`load_kmnist` (ID
 ``download=True`` missing files are fetched (md5-checked, atomically) into ``root`` or the cache
 directory (``$CORENET_CACHE``, default ``~/.cache/corenet``). Nothing here reads files outside the
 package or the directories you name.
+
+Your own images: :func:`load_image_folder` reads one sub-folder per class (via Pillow, the ``images``
+extra) into float32 [0, 1] or uint8 arrays, cached in the same cache directory, and
+:func:`train_val_split` holds out a shuffled, stratified validation set.
 """
 
 from . import augment
@@ -32,6 +36,7 @@ from .bundled import load_bundled
 from .cifar import load_cifar10, load_cifar100
 from .download import default_cache_dir, download_file
 from .idx import read_idx, write_idx
+from .images import load_image_folder, train_val_split
 from .loader import DataLoader
 from .mnist import load_fashion_mnist, load_kmnist, load_mnist
 
@@ -43,6 +48,8 @@ __all__ = [
     "load_cifar10",
     "load_cifar100",
     "load_bundled",
+    "load_image_folder",
+    "train_val_split",
     "read_idx",
     "write_idx",
     "default_cache_dir",
