@@ -75,15 +75,40 @@ def restore_state(model, path, callbacks: list) -> dict:
     return state
 
 
-def _split(xs, y, validation_split):
+def _split_sizes(n, validation_split):
     if not 0.0 <= validation_split < 1.0:
         raise ValueError(f"fit: validation_split must be in [0, 1), received {validation_split}")
-    n = len(xs[0])
     at = int(math.ceil(n * (1.0 - validation_split)))
     if at == n or at == 0:
         raise ValueError(f"fit: validation_split={validation_split} leaves {n - at} validation and {at} training "
                          f"samples out of {n}")
-    return [a[:at] for a in xs], _take(y, slice(0, at)), ([a[at:] for a in xs], _take(y, slice(at, None)))
+    return n - at
+
+
+def _split(xs, y, n_val, seed):
+    """Hold out ``n_val`` samples chosen by ``SeedSequence([seed, 0, 2])``: stratified when ``y`` is (N,) integer
+    labels (each class gives its proportional share, within one sample), else uniformly. Both sets keep the
+    original relative order."""
+    n = len(xs[0])
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0, 2]))
+    labels = np.asarray(y) if not isinstance(y, (list, tuple)) else None
+    if labels is not None and labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer):
+        # rank of each sample within its class (random), as a fraction of the class size: the lowest keys
+        # over all classes take every class's share in turn
+        perm = rng.permutation(n)
+        _, inverse, counts = np.unique(labels[perm], return_inverse=True, return_counts=True)
+        rank = np.empty(n)
+        order = np.argsort(inverse, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        rank[order] = np.arange(n) - np.repeat(starts, counts)
+        key = (rank + 0.5) / counts[inverse]
+        val = perm[np.argsort(key, kind="stable")[:n_val]]
+    else:
+        val = rng.permutation(n)[:n_val]
+    is_val = np.zeros(n, dtype=bool)
+    is_val[val] = True
+    tr, va = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    return [a[tr] for a in xs], _take(y, tr), ([a[va] for a in xs], _take(y, va))
 
 
 def _epoch_batches(xs, y, batch_size, shuffle, seed, epoch, drop_last, transform, sync=None):
@@ -109,6 +134,7 @@ def run_fit(model, x, y, *, batch_size, epochs, validation_data, validation_spli
             verbose, transform, initial_epoch, resume, drop_last):
     model._require_compiled("fit")
     loader = x if hasattr(x, "set_epoch") and hasattr(x, "order") else None
+    n_val = 0  # samples held out by validation_split
     if loader is not None:
         if y is not None:
             raise ValueError("fit: y must be None when x is a DataLoader (the loader holds the targets)")
@@ -123,8 +149,8 @@ def run_fit(model, x, y, *, batch_size, epochs, validation_data, validation_spli
             raise ValueError("fit: targets y are required")
         _check_lengths(xs, y)
         if validation_split and validation_data is None:
-            xs, y, validation_data = _split(xs, y, validation_split)
-        n = len(xs[0])
+            n_val = _split_sizes(len(xs[0]), validation_split)
+        n = len(xs[0]) - n_val  # the split itself needs the resolved seed, below
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"fit: batch_size must be a positive int, received {batch_size!r}")
         steps = n // batch_size if drop_last else math.ceil(n / batch_size)
@@ -157,6 +183,8 @@ def run_fit(model, x, y, *, batch_size, epochs, validation_data, validation_spli
     sync = distributed.FitSync.create(model, seed)
     if sync is not None:
         seed, verbose = sync.seed, verbose if sync.main else 0
+    if n_val:  # a function of the fit seed: the same on every rank and after a resume
+        xs, y, validation_data = _split(xs, y, n_val, seed)
     # per-batch hooks cost a dict per step: call only the callbacks that define them
     begin_cbs = [cb for cb in all_cbs if type(cb).on_batch_begin is not _cb.Callback.on_batch_begin]
     batch_cbs = [cb for cb in all_cbs if type(cb).on_batch_end is not _cb.Callback.on_batch_end]

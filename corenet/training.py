@@ -284,7 +284,10 @@ class TrainingMixin:
         y : ndarray (N, ...) or list of them (one per output; one array is shared by every output).
         validation_data : ``(x_val, y_val)``, optional; wins over ``validation_split``.
         validation_split : float in [0, 1)
-            Fraction of the samples, taken from the end before shuffling, held out for validation.
+            Fraction of the samples held out for validation (``n - ceil(n * (1 - split))`` of them), drawn
+            at random from the fit seed (``SeedSequence([seed, 0, 2])``; the same after a resume) and
+            stratified when ``y`` is one (N,) integer label array (every class gives its share, within one
+            sample). Not the last samples: data read from class folders comes sorted by class.
         shuffle, seed : the order of epoch ``e`` is the permutation drawn from ``SeedSequence([seed, e])``
             (as ``DataLoader``); ``seed=None`` draws one from the OS (stored in checkpoints).
         callbacks : list of ``corenet.callbacks.Callback``

@@ -209,3 +209,37 @@ def test_train_val_split_errors():
         train_val_split(x, y, seed=1.5)
     with pytest.raises(ValueError, match="empty validation set"):
         train_val_split(x[:3], np.arange(3))
+
+
+def test_fit_validation_split_is_shuffled_and_stratified():
+    from corenet import Input, Model
+    from corenet import layers as L
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(2), 50).astype(np.int64)  # sorted by class, as load_image_folder returns it
+    x = (rng.normal(size=(100, 4)) + y[:, None] * 2.0).astype(np.float32)
+    seen = {}
+
+    class Spy(Model):
+        def evaluate(self, xv, yv, **kwargs):
+            seen.setdefault("y", np.array(yv))
+            seen.setdefault("x", np.array(xv[0] if isinstance(xv, (list, tuple)) else xv))
+            return super().evaluate(xv, yv, **kwargs)
+
+    inp = Input((4,))
+    model = Spy(inp, L.Linear(2, name="fc")(inp), seed=0)
+    model.compile("sgd", "cross_entropy")
+    h = model.fit(x, y, batch_size=16, epochs=1, validation_split=0.2, seed=7, verbose=0).history
+    assert "val_loss" in h
+    assert np.bincount(seen["y"], minlength=2).tolist() == [10, 10]  # not the last 20 (all class 1)
+    rows = {tuple(r) for r in x.tolist()}
+    assert all(tuple(r) in rows for r in seen["x"].tolist()) and len(seen["x"]) == 20
+    assert not np.array_equal(seen["x"], x[80:])
+
+    def held_out(seed):
+        seen.clear()
+        model.fit(x, y, batch_size=16, epochs=1, validation_split=0.2, seed=seed, verbose=0)
+        return seen["x"]
+
+    np.testing.assert_array_equal(held_out(7), held_out(7))  # a function of the fit seed
+    assert not np.array_equal(held_out(7), held_out(8))
