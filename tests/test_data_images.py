@@ -243,3 +243,21 @@ def test_fit_validation_split_is_shuffled_and_stratified():
 
     np.testing.assert_array_equal(held_out(7), held_out(7))  # a function of the fit seed
     assert not np.array_equal(held_out(7), held_out(8))
+
+
+def test_cmyk_webp_and_progress_line(tmp_path, monkeypatch, capsys):
+    from corenet.data import images
+
+    root = tmp_path / "data"
+    (root / "m").mkdir(parents=True)
+    Image.new("CMYK", (6, 6), (0, 255, 255, 0)).save(root / "m" / "cmyk.jpg", quality=95)  # red in CMYK
+    _solid((6, 6), (0, 0, 255)).save(root / "m" / "blue.webp", lossless=True)
+    monkeypatch.setattr(images, "_PROGRESS_MIN", 2)
+    x, y, classes = load_image_folder(root, image_size=(3, 3), cache=False)
+    assert classes == ["m"] and y.tolist() == [0, 0]
+    np.testing.assert_allclose(x[0].mean(axis=(1, 2)), [0, 0, 1], atol=1e-6)  # blue.webp sorts first
+    assert x[1, 0].mean() > 0.9 and x[1, 1:].mean() < 0.1
+    assert "decoded 2/2 images (100%)" in capsys.readouterr().err
+    monkeypatch.setattr(images, "_PROGRESS_MIN", 1000)
+    load_image_folder(root, image_size=(3, 3), cache=False)
+    assert capsys.readouterr().err == ""
