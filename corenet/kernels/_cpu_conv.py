@@ -216,15 +216,16 @@ def strided_input_gradient(prims, w, gy, stride, padding4, dilation, gx):
     C_in = gx.shape[1]
     (sh, sw), (pt, _, pl, _), (dh, dw) = stride, padding4, dilation
     H, W = gx.shape[2:]
-    gx[...] = 0
     for qh in range(sh):
         ph = _phase_taps(H, kh, sh, dh, pt, qh)
-        if ph is None:
+        if ph is None:  # no tap reaches these rows (or there are none): their gradient is 0
+            gx[:, :, (qh - pt) % sh :: sh, :] = 0
             continue
         th, fh, nh, oh, dh2 = ph
         for qw in range(sw):
             pw = _phase_taps(W, kw, sw, dw, pl, qw)
             if pw is None:
+                gx[:, :, fh::sh, (qw - pl) % sw :: sw] = 0
                 continue
             tw, fw, nw, ow, dw2 = pw
             # (C_in, C_out, len(th), len(tw)): sub-kernel, flipped, input/output channels swapped
