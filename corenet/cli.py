@@ -7,6 +7,7 @@ with status 2; everything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 import time
@@ -35,13 +36,15 @@ def _build_model(name: str, input_shape, num_classes: int):
     if name not in models.available_models():
         raise UserError(f"unknown model {name!r}; available: {', '.join(models.available_models())}")
     kw = {"num_classes": num_classes, "in_channels": input_shape[0]}
+    if "input_size" in inspect.signature(models._REGISTRY[name]).parameters:  # the zoo's keyword: (H, W)
+        kw["input_size"] = tuple(input_shape[1:])
     try:
-        return models.get_model(name, input_shape=tuple(input_shape), **kw)
-    except TypeError:
         return models.get_model(name, **kw)
+    except (ValueError, TypeError) as exc:  # e.g. an input too small for the architecture
+        raise UserError(f"{name} cannot be built for input {tuple(input_shape)}: {exc}") from None
 
 
-def _load_dataset(name: str, data_dir: str | None):
+def _load_dataset(name: str, data_dir: str | None, image_size=None, color="rgb"):
     """((x_train, y_train), (x_test, y_test)) as float32 NCHW, plus a note on where it came from."""
     from corenet import data
 
@@ -52,8 +55,10 @@ def _load_dataset(name: str, data_dir: str | None):
     }
     if name == "bundled":
         return data.load_bundled(normalize=True), "the MNIST subset bundled with corenet"
+    if name == "folder":
+        return _load_folder(data_dir, image_size, color)
     if name not in loaders:
-        raise UserError(f"unknown data set {name!r}; expected one of bundled, {', '.join(loaders)}")
+        raise UserError(f"unknown data set {name!r}; expected one of bundled, folder, {', '.join(loaders)}")
     root = data_dir or os.path.join(data.default_cache_dir(), name)
     load = loaders[name]
     try:
@@ -71,6 +76,39 @@ def _load_dataset(name: str, data_dir: str | None):
         train, test = (x[:-k], y[:-k]), (x[-k:], y[-k:])
         note = f"{name} from {root} (no test split found: the last {k} training images are held out)"
     return (train, test), note
+
+
+def _load_folder(root: str | None, image_size, color: str):
+    """``--data folder``: ROOT/train and ROOT/test holding class folders, or ROOT holding class folders
+    (then a stratified 10% is held out as the test set, seed 0)."""
+    from corenet import data
+
+    if not root:
+        raise UserError("--data folder needs --data-dir ROOT (class sub-folders, or train/ and test/ holding them)")
+    if image_size is None:
+        raise UserError("--data folder needs --image-size H,W")
+    try:
+        if os.path.isdir(os.path.join(root, "train")) and os.path.isdir(os.path.join(root, "test")):
+            x, y, names = data.load_image_folder(os.path.join(root, "train"), image_size, color=color)
+            x_test, y_test, test_names = data.load_image_folder(os.path.join(root, "test"), image_size, color=color)
+            if test_names != names:
+                raise UserError(f"{root}: train/ and test/ hold different classes: {names} vs {test_names}")
+            return ((x, y), (x_test, y_test)), f"image folders {root}/train and {root}/test ({len(names)} classes)"
+        x, y, names = data.load_image_folder(root, image_size, color=color)
+        train, test = data.train_val_split(x, y, val_fraction=0.1, seed=0)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        raise UserError(str(exc)) from None
+    return (train, test), f"image folder {root} ({len(names)} classes, a stratified 10% held out as test)"
+
+
+def _image_size(text: str):
+    try:
+        h, w = (int(v) for v in text.split(","))
+        if h > 0 and w > 0:
+            return h, w
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected H,W (two positive ints), got {text!r}")
 
 
 def _say(*args, **kwargs) -> None:
@@ -130,7 +168,7 @@ def cmd_train(args) -> int:
     from corenet import optim
 
     _configure(args)
-    (train, test), note = _load_dataset(args.data, args.data_dir)
+    (train, test), note = _load_dataset(args.data, args.data_dir, args.image_size, args.color)
     x_train, y_train = train
     num_classes = int(max(y_train.max(), test[1].max())) + 1
     if args.resume:
@@ -227,8 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a zoo model on a data set")
     runtime(t)
     t.add_argument("--model", default="lenet5")
-    t.add_argument("--data", default="bundled", help="bundled, mnist, fashion-mnist or cifar10")
-    t.add_argument("--data-dir", help="directory with the data set's official files")
+    t.add_argument("--data", default="bundled", help="bundled, mnist, fashion-mnist, cifar10 or folder")
+    t.add_argument("--data-dir", help="directory with the data set's official files (folder: class sub-folders, "
+                   "or train/ and test/ holding them)")
+    t.add_argument("--image-size", type=_image_size, help="H,W: --data folder resizes every image to this")
+    t.add_argument("--color", choices=("rgb", "gray"), default="rgb", help="--data folder: 3 or 1 channels")
     t.add_argument("--epochs", type=int, default=5)
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--optimizer", default="adam", help="sgd (momentum 0.9, Nesterov), adam, rmsprop, adagrad")

@@ -261,3 +261,22 @@ def test_cmyk_webp_and_progress_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(images, "_PROGRESS_MIN", 1000)
     load_image_folder(root, image_size=(3, 3), cache=False)
     assert capsys.readouterr().err == ""
+
+
+def test_cli_trains_on_an_image_folder(tmp_path, capsys):
+    from corenet import cli
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "shapes"
+    for name, value in (("dark", 30), ("light", 220)):
+        (root / name).mkdir(parents=True)
+        for i in range(10):
+            px = np.clip(value + rng.normal(0, 10, (20, 24)), 0, 255).astype(np.uint8)
+            Image.fromarray(px, "L").save(root / name / f"{i}.png")
+    ckpt = tmp_path / "m.npz"
+    assert cli.main(["train", "--data", "folder", "--data-dir", str(root), "--image-size", "16,16", "--color", "gray",
+                     "--epochs", "1", "--batch-size", "8", "--checkpoint", str(ckpt)]) == 0
+    out = capsys.readouterr().out
+    assert "image folder" in out and "18 train / 2 test" in out and ckpt.exists()
+    assert cli.main(["train", "--data", "folder", "--data-dir", str(root)]) == 2
+    assert "--image-size" in capsys.readouterr().err
