@@ -1,4 +1,4 @@
-"""The ``corenet`` command: ``demo``, ``train``, ``summary``, ``evaluate``, ``export``.
+"""The ``corenet`` command: ``demo``, ``train``, ``summary``, ``evaluate``, ``export``, ``predict``.
 
 Errors a user can fix (unknown model, missing data, bad arguments) print one line and exit
 with status 2; everything else is a bug and keeps its traceback.
@@ -45,7 +45,8 @@ def _build_model(name: str, input_shape, num_classes: int):
 
 
 def _load_dataset(name: str, data_dir: str | None, image_size=None, color="rgb"):
-    """((x_train, y_train), (x_test, y_test)) as float32 NCHW, plus a note on where it came from."""
+    """((x_train, y_train), (x_test, y_test)) as float32 NCHW, a note on where it came from, and the
+    input pipeline to store in the checkpoint (``model.preprocess``; None for the built-in data sets)."""
     from corenet import data
 
     loaders = {
@@ -54,7 +55,7 @@ def _load_dataset(name: str, data_dir: str | None, image_size=None, color="rgb")
         "cifar10": data.load_cifar10,
     }
     if name == "bundled":
-        return data.load_bundled(normalize=True), "the MNIST subset bundled with corenet"
+        return data.load_bundled(normalize=True), "the MNIST subset bundled with corenet", None
     if name == "folder":
         return _load_folder(data_dir, image_size, color)
     if name not in loaders:
@@ -75,12 +76,13 @@ def _load_dataset(name: str, data_dir: str | None, image_size=None, color="rgb")
         (x, y), k = train, 1000
         train, test = (x[:-k], y[:-k]), (x[-k:], y[-k:])
         note = f"{name} from {root} (no test split found: the last {k} training images are held out)"
-    return (train, test), note
+    return (train, test), note, None
 
 
 def _load_folder(root: str | None, image_size, color: str):
     """``--data folder``: ROOT/train and ROOT/test holding class folders, or ROOT holding class folders
-    (then a stratified 10% is held out as the test set, seed 0)."""
+    (then a stratified 10% is held out as the test set, seed 0). Images are centre-cropped ("crop") and
+    normalised to [0, 1]; the returned pipeline says so, with the class names."""
     from corenet import data
 
     if not root:
@@ -93,12 +95,20 @@ def _load_folder(root: str | None, image_size, color: str):
             x_test, y_test, test_names = data.load_image_folder(os.path.join(root, "test"), image_size, color=color)
             if test_names != names:
                 raise UserError(f"{root}: train/ and test/ hold different classes: {names} vs {test_names}")
-            return ((x, y), (x_test, y_test)), f"image folders {root}/train and {root}/test ({len(names)} classes)"
+            return (((x, y), (x_test, y_test)), f"image folders {root}/train and {root}/test ({len(names)} classes)",
+                    _pipeline(names, image_size, color))
         x, y, names = data.load_image_folder(root, image_size, color=color)
         train, test = data.train_val_split(x, y, val_fraction=0.1, seed=0)
     except (ValueError, FileNotFoundError, ImportError) as exc:
         raise UserError(str(exc)) from None
-    return (train, test), f"image folder {root} ({len(names)} classes, a stratified 10% held out as test)"
+    return ((train, test), f"image folder {root} ({len(names)} classes, a stratified 10% held out as test)",
+            _pipeline(names, image_size, color))
+
+
+def _pipeline(names, image_size, color) -> dict:
+    """The ``preprocess`` entry of a checkpoint trained on ``--data folder`` (see ``corenet.io``)."""
+    return {"class_names": list(names), "image_size": [int(v) for v in image_size], "color": color,
+            "resize": "crop", "normalize": True}
 
 
 def _image_size(text: str):
@@ -168,7 +178,7 @@ def cmd_train(args) -> int:
     from corenet import optim
 
     _configure(args)
-    (train, test), note = _load_dataset(args.data, args.data_dir, args.image_size, args.color)
+    (train, test), note, preprocess = _load_dataset(args.data, args.data_dir, args.image_size, args.color)
     x_train, y_train = train
     num_classes = int(max(y_train.max(), test[1].max())) + 1
     if args.resume:
@@ -195,6 +205,8 @@ def cmd_train(args) -> int:
               validation_data=test, transform=transform, resume=args.resume,
               verbose=1 if sys.stdout.isatty() else 2)
     _report(model, *test, time.perf_counter() - t0, args.epochs * len(x_train))
+    # saved with the checkpoint (None unless --data folder): `corenet predict` decodes images the same way
+    model.preprocess = preprocess
     if args.checkpoint:
         _save(model, args.checkpoint)
     return 0
@@ -222,7 +234,7 @@ def cmd_evaluate(args) -> int:
         model = corenet.load(args.checkpoint)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    (_, (x_test, y_test)), note = _load_dataset(args.data, args.data_dir)
+    (_, (x_test, y_test)), note, _ = _load_dataset(args.data, args.data_dir)
     result = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
     print(f"{args.checkpoint} on {note}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
     return 0
@@ -240,6 +252,73 @@ def cmd_export(args) -> int:
     except (ValueError, ImportError) as exc:
         raise UserError(str(exc)) from None
     print(f"wrote {args.onnx} (opset {args.opset}) from {args.checkpoint}")
+    return 0
+
+
+def _image_files(paths) -> list[str]:
+    """The image files named on the command line; a folder is walked recursively (hidden entries and
+    other files skipped). Sorted, without duplicates."""
+    from corenet.data.images import IMAGE_EXTENSIONS
+
+    found = set()
+    for arg in paths:
+        if os.path.isdir(arg):
+            for folder, dirs, names in os.walk(arg):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                found.update(os.path.join(folder, n) for n in names
+                             if not n.startswith(".") and n.lower().endswith(IMAGE_EXTENSIONS))
+        elif os.path.isfile(arg):
+            found.add(arg)
+        else:
+            raise UserError(f"no such image file or folder: {arg}")
+    if not found:
+        raise UserError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {', '.join(paths)}")
+    return sorted(found)
+
+
+def cmd_predict(args) -> int:
+    """Top-k class names and softmax probabilities per image, decoded with the checkpoint's pipeline."""
+    import numpy as np
+
+    import corenet
+    from corenet.data.images import decode_image
+
+    _configure(args)
+    if not os.path.exists(args.checkpoint):
+        raise UserError(f"no checkpoint at {args.checkpoint}")
+    if args.top < 1:
+        raise UserError(f"--top must be >= 1, received {args.top}")
+    try:
+        model = corenet.load(args.checkpoint, compile=False)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    pipe = dict(model.preprocess or {})
+    if not pipe and (args.image_size is None or args.color is None):
+        raise UserError(f"{args.checkpoint} holds no input pipeline (it was not trained with --data folder): "
+                        "pass --image-size H,W and --color rgb|gray")
+    if args.image_size is not None:
+        pipe["image_size"] = list(args.image_size)
+    if args.color is not None:
+        pipe["color"] = args.color
+    files = _image_files(args.images)
+    try:
+        x = np.stack([decode_image(f, pipe["image_size"], pipe["color"], pipe.get("resize", "crop"),
+                                   pipe.get("normalize", True)) for f in files]).astype(np.float32)
+        logits = np.asarray(model.predict(x, batch_size=64), dtype=np.float64)
+    except (ValueError, ImportError) as exc:
+        raise UserError(str(exc)) from None
+    if logits.ndim != 2:
+        raise UserError(f"{args.checkpoint}: the model's output has shape {logits.shape[1:]}, not class scores")
+    names = pipe.get("class_names") or [str(i) for i in range(logits.shape[1])]
+    if len(names) != logits.shape[1]:
+        raise UserError(f"{args.checkpoint}: the model scores {logits.shape[1]} classes but the pipeline names "
+                        f"{len(names)}")
+    z = logits - logits.max(axis=1, keepdims=True)
+    probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    k = min(args.top, probs.shape[1])
+    for path, p in zip(files, probs):
+        top = np.argsort(-p, kind="stable")[:k]
+        print(f"{path}: " + ", ".join(f"{names[i]} {p[i]:.4f}" for i in top))
     return 0
 
 
@@ -297,6 +376,16 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--onnx", required=True, help="path of the .onnx file to write")
     x.add_argument("--opset", type=int, default=17, help="ONNX opset, 13 to 18 (default 17)")
     x.set_defaults(func=cmd_export)
+
+    r = sub.add_parser("predict", help="top-k classes of images, decoded with the checkpoint's input pipeline")
+    runtime(r)
+    r.add_argument("--checkpoint", required=True)
+    r.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files; folders are walked")
+    r.add_argument("--top", type=int, default=1, help="how many classes to print per image (default 1)")
+    r.add_argument("--image-size", type=_image_size, help="H,W: overrides (or, without one, replaces) the "
+                   "checkpoint's pipeline")
+    r.add_argument("--color", choices=("rgb", "gray"), help="overrides the checkpoint's colour mode")
+    r.set_defaults(func=cmd_predict)
     return p
 
 

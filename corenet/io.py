@@ -10,6 +10,13 @@ Layout of a file written by ``model.save(path)`` (a plain ``np.savez`` archive, 
     opt/<key>       the optimizer's ``state_dict()`` arrays
     ts/<key>        arrays of the training state (e.g. EarlyStopping's best weights)
 
+``__meta__["preprocess"]`` (optional) is the input pipeline, ``model.preprocess``: a dict with exactly
+``class_names`` (list of str), ``image_size`` ([H, W]), ``color`` ("rgb" | "gray"), ``resize``
+("crop" | "stretch") and ``normalize`` (bool), as ``corenet.data.load_image_folder`` took them.
+``corenet train --data folder`` sets it; in Python set ``model.preprocess = {...}`` before ``save``.
+``load`` always sets ``model.preprocess`` (``None`` when the file has none), every field checked
+(``io_checks.PREPROCESS_FIELDS``); ``corenet predict`` decodes images with it.
+
 Writes go to a temporary file in the destination folder, are flushed and fsync'ed, then renamed
 over the destination (``os.replace`` is atomic on POSIX and Windows): a crash or an exception
 mid-write leaves the previous file as it was. The temporary is named
@@ -47,6 +54,7 @@ import numpy as np
 
 from .io_checks import (
     check_compile,
+    check_preprocess,
     check_train_state,
     json_part,
     loss_classes,
@@ -216,6 +224,9 @@ def save(model, path, include_optimizer: bool = True) -> None:
     train_state = get_state() if get_state is not None else None
     if train_state is not None:
         meta["train_state"] = _flatten_arrays(train_state, "ts", arrays)
+    preprocess = check_preprocess(getattr(model, "preprocess", None), f"save: {os.fspath(path)!r}")
+    if preprocess is not None:
+        meta["preprocess"] = preprocess
     arrays["__config__"] = _json_array({"class": type(model).__name__, "config": model.get_config()})
     arrays["__meta__"] = _json_array(meta)
     atomic_savez(path, arrays)
@@ -239,7 +250,8 @@ _ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError
 
 
 def read_checkpoint(path) -> dict:
-    """Every part of a checkpoint: ``{"meta", "config", "weights", "optimizer_state", "train_state"}``.
+    """Every part of a checkpoint: ``{"meta", "config", "weights", "optimizer_state", "train_state",
+    "preprocess"}``.
 
     A plain ``.npz`` of ``name -> array`` (no ``__meta__``) is read as weights. Raises ``ValueError``
     naming the file when it is not a readable archive (truncated, corrupt, pickled, a ``.npy``, not a
@@ -274,7 +286,7 @@ def _read(path, op: str) -> dict:
                          "arrays")
     if "__meta__" not in arrays:
         return {"meta": {"kind": "weights"}, "config": None, "weights": arrays,
-                "optimizer_state": None, "train_state": None}
+                "optimizer_state": None, "train_state": None, "preprocess": None}
     meta = json_part(arrays.pop("__meta__"), "__meta__", where)
     config = json_part(arrays.pop("__config__"), "__config__", where) if "__config__" in arrays else None
     if meta.get("format") != FORMAT:
@@ -296,8 +308,9 @@ def _read(path, op: str) -> dict:
         opt_state = _unflatten_arrays(opt_state, arrays, "opt", where)
     if train_state is not None:
         train_state = check_train_state(_unflatten_arrays(train_state, arrays, "ts", where), where)
+    preprocess = check_preprocess(meta.get("preprocess"), where)
     return {"meta": meta, "config": config, "weights": weights,
-            "optimizer_state": opt_state, "train_state": train_state}
+            "optimizer_state": opt_state, "train_state": train_state, "preprocess": preprocess}
 
 
 def check_state_dict(model, weights: dict, strict: bool = True, source: str = "state dict") -> IncompatibleKeys:
@@ -348,7 +361,8 @@ def _assign(model, weights: dict, strict: bool, source: str) -> IncompatibleKeys
 
 def load(path, compile: bool = True):
     """Rebuild the model saved at ``path`` (architecture, weights, buffers) and, when the file has
-    them, its compile settings, optimizer state and training state (for ``fit(resume=...)``)."""
+    them, its compile settings, optimizer state and training state (for ``fit(resume=...)``).
+    ``model.preprocess`` is the file's input pipeline (a checked dict) or ``None``."""
     ckpt = _read(path, "load")
     path = os.fspath(path)
     where = f"load: {path!r}"
@@ -377,6 +391,7 @@ def load(path, compile: bool = True):
     if ckpt["train_state"] is not None:
         model._train_state = ckpt["train_state"]
         set_generator_states(model, ckpt["train_state"]["rngs"], path)
+    model.preprocess = ckpt["preprocess"]
     return model
 
 

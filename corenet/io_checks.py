@@ -15,8 +15,8 @@ import math
 
 import numpy as np
 
-__all__ = ["TRAIN_STATE_FIELDS", "check_train_state", "check_compile", "json_part", "optional_part",
-           "model_classes", "optimizer_classes", "loss_classes"]
+__all__ = ["TRAIN_STATE_FIELDS", "check_train_state", "PREPROCESS_FIELDS", "check_preprocess", "check_compile",
+           "json_part", "optional_part", "model_classes", "optimizer_classes", "loss_classes"]
 
 
 def model_classes() -> dict:
@@ -117,3 +117,39 @@ def check_train_state(state, where: str) -> dict:
             shown = type(value).__name__ if isinstance(value, (dict, list, np.ndarray)) else repr(value)
             raise ValueError(f"{where}: train_state field {key!r} must be {what}. Received: {shown}")
     return state
+
+
+#: The input pipeline a checkpoint may carry as ``meta["preprocess"]`` (``model.preprocess``): field ->
+#: (what it must be, check). ``corenet predict`` decodes images with it. Nothing else is read.
+PREPROCESS_FIELDS = {
+    "class_names": ("a non-empty list of str", lambda v: isinstance(v, list) and len(v) > 0
+                    and all(isinstance(c, str) for c in v)),
+    "image_size": ("[height, width], two ints >= 1", lambda v: isinstance(v, (list, tuple)) and len(v) == 2
+                   and all(_int_field(d, 1) for d in v)),
+    "color": ("'rgb' or 'gray'", lambda v: v in ("rgb", "gray") and isinstance(v, str)),
+    "resize": ("'crop' or 'stretch'", lambda v: v in ("crop", "stretch") and isinstance(v, str)),
+    "normalize": ("true or false", lambda v: isinstance(v, bool)),
+}
+
+
+def check_preprocess(value, where: str):
+    """``None``, or a new dict with exactly the fields of ``PREPROCESS_FIELDS``, each of its type
+    (``image_size`` as a list); else a ValueError naming the field."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: preprocess must be a dict. Received: {type(value).__name__}")
+    unknown = sorted(map(str, set(value) - set(PREPROCESS_FIELDS)))
+    missing = sorted(set(PREPROCESS_FIELDS) - set(value))
+    if unknown or missing:
+        raise ValueError(f"{where}: preprocess must have the fields {sorted(PREPROCESS_FIELDS)}. Received: "
+                         f"unknown {unknown}, missing {missing}")
+    for key, (what, ok) in PREPROCESS_FIELDS.items():
+        if not ok(value[key]):
+            shown = value[key]
+            shown = type(shown).__name__ if isinstance(shown, (dict, np.ndarray)) else repr(shown)
+            if len(shown) > 80:
+                shown = shown[:77] + "..."
+            raise ValueError(f"{where}: preprocess field {key!r} must be {what}. Received: {shown}")
+    return {"class_names": list(value["class_names"]), "image_size": [int(d) for d in value["image_size"]],
+            "color": value["color"], "resize": value["resize"], "normalize": value["normalize"]}

@@ -23,7 +23,7 @@ import numpy as np
 
 from .download import default_cache_dir
 
-__all__ = ["load_image_folder", "train_val_split", "IMAGE_EXTENSIONS"]
+__all__ = ["load_image_folder", "decode_image", "train_val_split", "IMAGE_EXTENSIONS"]
 
 #: File name endings read as images (compared case-insensitively); other files are ignored.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
@@ -92,6 +92,22 @@ def _decode(path: Path, size, mode, resize, Image, ImageOps) -> np.ndarray:
             img = img.resize((width, height), Image.Resampling.BILINEAR)
         arr = np.asarray(img, dtype=np.uint8)
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def decode_image(path, image_size=(224, 224), color="rgb", resize="crop", normalize=True) -> np.ndarray:
+    """One image file as ``(C, H, W)``, decoded exactly as ``load_image_folder`` decodes each file (same
+    arguments). Raises ValueError naming the file when it cannot be decoded, ImportError without Pillow."""
+    size = _check_size(image_size)
+    if color not in _COLORS:
+        raise ValueError(f"decode_image: color must be one of {tuple(_COLORS)}. Received: color={color!r}")
+    if resize not in _RESIZES:
+        raise ValueError(f"decode_image: resize must be one of {_RESIZES}. Received: resize={resize!r}")
+    Image, ImageOps = _pillow()
+    try:
+        arr = _decode(Path(path), size, _COLORS[color][0], resize, Image, ImageOps)
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
+        raise ValueError(f"{path}: cannot be decoded as an image ({type(e).__name__}: {e})") from e
+    return arr.astype(np.float32) * np.float32(1.0 / 255.0) if normalize else arr
 
 
 class _Progress:
