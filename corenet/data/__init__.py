@@ -36,7 +36,7 @@ from .bundled import load_bundled
 from .cifar import load_cifar10, load_cifar100
 from .download import default_cache_dir, download_file
 from .idx import read_idx, write_idx
-from .images import load_image_folder, train_val_split
+from .images import decode_image, load_image_folder, train_val_split
 from .loader import DataLoader
 from .mnist import load_fashion_mnist, load_kmnist, load_mnist
 
@@ -48,6 +48,7 @@ __all__ = [
     "load_cifar10",
     "load_cifar100",
     "load_bundled",
+    "decode_image",
     "load_image_folder",
     "train_val_split",
     "read_idx",
