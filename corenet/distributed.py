@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -147,6 +148,10 @@ def _abort_on_error(comm) -> None:
     def hook(kind, value, tb):
         previous(kind, value, tb)
         sys.stderr.flush()
+        # one unbuffered line, then a moment for mpiexec to forward the output: an Abort from
+        # another rank can otherwise cut this rank's traceback off mid-line
+        os.write(2, f"corenet: rank {comm.Get_rank()} failed: {kind.__name__}: {value}\n".encode(errors="replace"))
+        time.sleep(0.2)
         comm.Abort(1)
 
     sys.excepthook = hook
