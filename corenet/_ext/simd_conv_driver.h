@@ -252,6 +252,35 @@ static void CS_F(cs_forward)(const T* x, const T* w, const T* bias, T* y, const 
     }
 }
 
+/* Elements of one image's packed gradient planes for ``nch`` channels: flat mode's padded-width
+ * planes, or rows padded to whole vectors when Wo is not a multiple of the lanes; 0 when gy is
+ * used as it is. */
+static long CS_F(cs_gq_image)(const cs_geom* g, long nch)
+{
+    const long L = CS_LANES;
+    return g->flat ? nch * g->Pf : g->Wo % L ? nch * g->Ho * g->nxv * L : 0;
+}
+
+/* IN gy_n (nch, Ho, Wo) of one image; OUT gq_n in the layout cs_gq_image counts, with zeros past
+ * each row's end (and the flat plane's), so full vectors read exact sums */
+static void CS_F(cs_pack_gradient)(const T* restrict gy_n, const cs_geom* g, long nch, T* restrict gq_n)
+{
+    const long L = CS_LANES, Ho = g->Ho, Wo = g->Wo, nxv = g->nxv;
+    if (g->flat)
+        for (long c = 0; c < nch; c++) {
+            T* dst = gq_n + c * g->Pf;
+            memset(dst, 0, (size_t)g->Pf * sizeof(T));
+            for (long oy = 0; oy < Ho; oy++)
+                memcpy(dst + oy * g->Wq, gy_n + (c * Ho + oy) * Wo, (size_t)Wo * sizeof(T));
+        }
+    else
+        for (long r = 0; r < nch * Ho; r++) {
+            T* dst = gq_n + r * nxv * L;
+            memcpy(dst, gy_n + r * Wo, (size_t)Wo * sizeof(T));
+            memset(dst + Wo, 0, (size_t)(nxv * L - Wo) * sizeof(T));
+        }
+}
+
 /* ------------------------------------------------------------------ weight gradient */
 /* batch segments of the weight gradient: fixed by the shapes (never by the thread count) */
 static long CS_F(cs_wgrad_segments)(const cs_geom* g)
@@ -269,8 +298,7 @@ static size_t CS_F(cs_wgrad_workspace)(const cs_geom* g, int nthreads)
                cs_round64((size_t)(g->N * g->Ho * g->Wo * g->OC) * sizeof(T)) +
                cs_round64((size_t)(CS_F(cs_wgrad_ocvec_segments)(g) * g->OC * g->K) * sizeof(T));
     const long wocb = cs_wocb[cs_get_isa()];
-    size_t gq = g->flat ? cs_round64((size_t)(g->N * g->OC * g->Pf) * sizeof(T))
-                : g->Wo % CS_LANES ? cs_round64((size_t)(g->N * g->OC * g->Ho * g->nxv * CS_LANES) * sizeof(T)) : 0;
+    size_t gq = cs_round64((size_t)(g->N * CS_F(cs_gq_image)(g, g->OC)) * sizeof(T));
     nthreads = cs_threads(nthreads);
     const long npos = g->flat ? g->Pf / CS_LANES : g->Ho * g->nxv;
     const long nchunk = 128 / npos > 1 ? 128 / npos : 1;
@@ -297,14 +325,9 @@ static void CS_F(cs_wgrad)(const T* x, const T* gy, T* gw, const cs_geom* g, cha
     p += cs_round64((size_t)K * sizeof(long));
     T* xq = (T*)p;
     p += (size_t)N * (size_t)istride * sizeof(T);
-    T* gq = 0;
-    if (g->flat) {
-        gq = (T*)p;
-        p += cs_round64((size_t)(N * OC * g->Pf) * sizeof(T));
-    } else if (Wo % L) {
-        gq = (T*)p;
-        p += cs_round64((size_t)(N * OC * Ho * nxv * L) * sizeof(T));
-    }
+    const long gqi = CS_F(cs_gq_image)(g, OC);
+    T* gq = gqi ? (T*)p : 0;
+    p += cs_round64((size_t)(N * gqi) * sizeof(T));
     const long npos = g->flat ? g->Pf / L : Ho * nxv;
     const long nchunk = 128 / npos > 1 ? 128 / npos : 1; /* images whose vectors form one loop */
     long* xpos = (long*)p;
@@ -320,19 +343,8 @@ static void CS_F(cs_wgrad)(const T* x, const T* gy, T* gw, const cs_geom* g, cha
 #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (long n = 0; n < N; n++) {
         CS_F(cs_pack_image)(x + n * xs, g, xq + n * istride);
-        if (g->flat) /* flat planes (see cs_geom_init), zero past each row's end and the plane's */
-            for (long oc = 0; oc < OC; oc++) {
-                T* dst = gq + (n * OC + oc) * g->Pf;
-                memset(dst, 0, (size_t)g->Pf * sizeof(T));
-                for (long oy = 0; oy < Ho; oy++)
-                    memcpy(dst + oy * g->Wq, gy + ((n * OC + oc) * Ho + oy) * Wo, (size_t)Wo * sizeof(T));
-            }
-        else if (gq != 0) /* rows padded to whole vectors with zeros: full vectors stay exact */
-            for (long r = 0; r < OC * Ho; r++) {
-                T* dst = gq + (n * OC * Ho + r) * nxv * L;
-                memcpy(dst, gy + (n * OC * Ho + r) * Wo, (size_t)Wo * sizeof(T));
-                memset(dst + Wo, 0, (size_t)(nxv * L - Wo) * sizeof(T));
-            }
+        if (gq != 0)
+            CS_F(cs_pack_gradient)(gy + n * OC * Ho * Wo, g, OC, gq + n * gqi);
     }
     const T* gsrc = gq != 0 ? gq : gy;
     /* flat mode: one row of Pf/L vectors per plane */

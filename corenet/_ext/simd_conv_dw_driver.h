@@ -109,9 +109,7 @@ static long CS_F(cs_dw_segments)(const cs_geom* g)
 
 static size_t CS_F(cs_dw_wgrad_workspace)(const cs_geom* g, int nthreads)
 {
-    const long L = CS_LANES;
-    size_t gq = g->flat ? cs_round64((size_t)(g->N * g->C * g->Pf) * sizeof(T))
-                : g->Wo % L ? cs_round64((size_t)(g->N * g->C * g->Ho * g->nxv * L) * sizeof(T)) : 0;
+    size_t gq = cs_round64((size_t)(g->N * CS_F(cs_gq_image)(g, g->C)) * sizeof(T));
     (void)nthreads;
     return 64 + cs_round64((size_t)(g->kh * g->kw) * sizeof(long)) +
            (size_t)g->N * (size_t)CS_F(cs_img_stride)(g) * sizeof(T) + gq +
@@ -130,33 +128,17 @@ static void CS_F(cs_dw_wgrad)(const T* x, const T* gy, T* gw, const cs_geom* g, 
     p += cs_round64((size_t)K * sizeof(long));
     T* xq = (T*)p;
     p += (size_t)N * (size_t)istride * sizeof(T);
-    T* gq = 0;
-    if (g->flat) {
-        gq = (T*)p;
-        p += cs_round64((size_t)(N * C * g->Pf) * sizeof(T));
-    } else if (Wo % L) {
-        gq = (T*)p;
-        p += cs_round64((size_t)(N * C * Ho * nxv * L) * sizeof(T));
-    }
+    const long gqi = CS_F(cs_gq_image)(g, C);
+    T* gq = gqi ? (T*)p : 0;
+    p += cs_round64((size_t)(N * gqi) * sizeof(T));
     T* part = (T*)p;
     nthreads = cs_threads(nthreads);
     CS_F(cs_dw_offsets)(g, toff);
 #pragma omp parallel for num_threads(nthreads) schedule(static)
     for (long n = 0; n < N; n++) {
         CS_F(cs_pack_image)(x + n * xs, g, xq + n * istride);
-        if (g->flat)
-            for (long c = 0; c < C; c++) {
-                T* dst = gq + (n * C + c) * g->Pf;
-                memset(dst, 0, (size_t)g->Pf * sizeof(T));
-                for (long oy = 0; oy < Ho; oy++)
-                    memcpy(dst + oy * g->Wq, gy + ((n * C + c) * Ho + oy) * Wo, (size_t)Wo * sizeof(T));
-            }
-        else if (gq != 0)
-            for (long r = 0; r < C * Ho; r++) {
-                T* dst = gq + (n * C * Ho + r) * nxv * L;
-                memcpy(dst, gy + (n * C * Ho + r) * Wo, (size_t)Wo * sizeof(T));
-                memset(dst + Wo, 0, (size_t)(nxv * L - Wo) * sizeof(T));
-            }
+        if (gq != 0)
+            CS_F(cs_pack_gradient)(gy + n * C * Ho * Wo, g, C, gq + n * gqi);
     }
     const T* gsrc = gq != 0 ? gq : gy;
     const long rows = g->flat ? 1 : Ho, rvec = g->flat ? g->Pf / L : nxv;
