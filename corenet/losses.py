@@ -155,7 +155,7 @@ class CrossEntropy(Loss):
         """Device logits: the fused kernel of ``corenet.kernels.cuda.train`` with integer labels; the
         loss comes back as a device ``(1,)`` float64 array (no host synchronisation), the gradient on
         the device. Labels are checked on the host when they are given as a numpy array."""
-        from .functional._args import cuda_module
+        from .functional.device import cuda_module
 
         name = "cross_entropy"
         if output.dtype not in (np.float32, np.float64) or len(output.shape) != 2:

@@ -159,7 +159,7 @@ class Model(TrainingMixin):
 
     @staticmethod
     def _to_device(a):
-        from .functional._args import cuda_module
+        from .functional.device import cuda_module
 
         return cuda_module("_runtime").cuda.to_device(a)
 

@@ -116,7 +116,7 @@ class Optimizer:
             raise NotImplementedError(f"{cls}.step: {what} on device arrays is not implemented; device-resident "
                                       f"training supports SGD (momentum, Nesterov), Adam and AdamW with weight "
                                       f"decay and lr multipliers, without clipping")
-        from .functional._args import cuda_module
+        from .functional.device import cuda_module
 
         train = cuda_module("train")
         for name, g in grads.items():
@@ -170,7 +170,7 @@ class Optimizer:
             if isinstance(p, np.ndarray):
                 a = per[name] = np.full(p.shape, fill, p.dtype)
             else:  # device parameters get device slots
-                from .functional._args import cuda_module
+                from .functional.device import cuda_module
 
                 a = per[name] = cuda_module("_runtime").empty(p.shape, p.dtype)
                 cuda_module("ops").fill(a, fill)

@@ -8,8 +8,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import corenet
-from corenet import config
-from corenet.functional import _args
+from corenet import config, geometry
 from corenet.functional.conv import conv2d, conv2d_backward, conv_output_shape
 from corenet.kernels import _cpu_conv
 
@@ -45,7 +44,7 @@ def conv_cases(draw, max_hw=6, max_c=3):
     p = st.integers(0, 2)
     padding = {"int": draw(p), "pair": (draw(p), draw(p)), "asym": ((draw(p), draw(p)), (draw(p), draw(p))),
                "valid": "valid", "same": "same"}[form]
-    pads = _args.padding4("test", padding, k, stride, dilation, hw)
+    pads = geometry.padding4("test", padding, k, stride, dilation, hw)
     assume(dilation[0] * (k[0] - 1) < hw[0] + pads[0] + pads[1])
     assume(dilation[1] * (k[1] - 1) < hw[1] + pads[2] + pads[3])
     x_shape = (draw(st.integers(1, 2)), cg * groups, *hw)

@@ -9,8 +9,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import corenet
-from corenet import config
-from corenet.functional import _args
+from corenet import config, geometry
 from corenet.functional.conv import conv2d, conv2d_backward
 from corenet.kernels import _cpu_conv
 
@@ -56,8 +55,8 @@ def cases(draw):
 
 
 def forward(x, w, b, stride, pads, dilation, threads=None):
-    ho = _args.out_size(x.shape[2], w.shape[2], stride[0], pads[0], pads[1], dilation[0])
-    wo = _args.out_size(x.shape[3], w.shape[3], stride[1], pads[2], pads[3], dilation[1])
+    ho = geometry.out_size(x.shape[2], w.shape[2], stride[0], pads[0], pads[1], dilation[0])
+    wo = geometry.out_size(x.shape[3], w.shape[3], stride[1], pads[2], pads[3], dilation[1])
     y = np.empty((x.shape[0], w.shape[0], ho, wo), x.dtype)
     cconv.simd_forward(x, w, b, stride, pads, dilation, y)
     return y

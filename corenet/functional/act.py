@@ -12,20 +12,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._args import (
-    as_float_array,
-    backend_for,
-    check_state,
-    choice,
-    empty,
-    empty_like,
-    flag,
-    integer,
-    is_device,
-    positive_float,
-    real,
-    same_dtype,
-)
+from .device import backend_for, empty, empty_like, is_device
+from .validation import as_float_array, check_state, choice, flag, integer, positive_float, real, same_dtype
 
 __all__ = [
     "relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "elu", "elu_backward",

@@ -6,20 +6,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._args import (
-    _is_int,
-    as_float_array,
-    backend_for,
-    check_elements,
-    check_padded,
-    check_state,
-    check_window_fits,
-    out_size,
-    padding4,
-    pair,
-    positive_int,
-    same_dtype,
-)
+from ..geometry import check_padded, check_window_fits, is_int, output_hw, padding4, pair
+from .device import backend_for
+from .validation import as_float_array, check_elements, check_state, positive_int, same_dtype
 
 __all__ = ["conv2d", "conv2d_backward", "conv_output_shape", "Conv2dState"]
 
@@ -84,8 +73,7 @@ def _check_geometry(op, x_shape, w_shape, stride, padding, dilation, groups):
     pads = padding4(op, padding, (kh, kw), stride, dilation, (H, W))
     check_padded(op, (H, W), pads)
     check_window_fits(op, x_shape, (kh, kw), dilation, pads)
-    ho = out_size(H, kh, stride[0], pads[0], pads[1], dilation[0])
-    wo = out_size(W, kw, stride[1], pads[2], pads[3], dilation[1])
+    ho, wo = output_hw(x_shape, (kh, kw), stride, pads, dilation)
     check_elements(op, (N, C_out, ho, wo))
     return stride, pads, dilation, groups, (N, C_out, ho, wo)
 
@@ -105,7 +93,7 @@ def conv_output_shape(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=
     """
     op = "conv_output_shape"
     for name, shape in (("x_shape", x_shape), ("w_shape", w_shape)):
-        if not isinstance(shape, (tuple, list)) or not all(_is_int(d) and d >= 0 for d in shape):
+        if not isinstance(shape, (tuple, list)) or not all(is_int(d) and d >= 0 for d in shape):
             raise TypeError(f"{op}: {name} must be a tuple of ints >= 0, received {shape!r}")
     return _geometry(op, tuple(int(d) for d in x_shape), tuple(int(d) for d in w_shape), stride, padding, dilation,
                      groups)[4]

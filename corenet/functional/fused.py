@@ -16,8 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._args import as_float_array, backend_for, check_state, flag, is_device, same_dtype
 from .act import relu, relu_backward
+from .device import backend_for, is_device
 from .norm import (
     BatchNormState,
     _backward_coefficients,
@@ -27,6 +27,7 @@ from .norm import (
     batch_norm,
     batch_norm_backward,
 )
+from .validation import as_float_array, check_state, flag, same_dtype
 
 __all__ = ["batch_norm_relu", "batch_norm_relu_backward", "BatchNormReluState", "add_relu", "add_relu_backward",
            "AddReluState", "fold_batch_norm"]
@@ -122,7 +123,7 @@ def add_relu_backward(gy, state):
 
 
 def _device_add(a, b):
-    from ._args import cuda_module
+    from .device import cuda_module
 
     return cuda_module("ops").add(a, b)
 

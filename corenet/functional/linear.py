@@ -11,7 +11,8 @@ import numpy as np
 
 from .. import _blas
 from ..config import get_num_threads
-from ._args import as_float_array, check_elements, check_state, cuda_module, same_dtype
+from .device import cuda_module
+from .validation import as_float_array, check_elements, check_state, same_dtype
 
 __all__ = ["linear", "linear_backward", "LinearState"]
 

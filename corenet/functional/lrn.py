@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._args import as_float_array, backend_for, check_state, choice, empty, empty_like, positive_float, positive_int
+from .device import backend_for, empty, empty_like
+from .validation import as_float_array, check_state, choice, positive_float, positive_int
 
 __all__ = ["local_response_norm", "local_response_norm_backward", "LRNState"]
 

@@ -13,7 +13,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import kernels
-from ._args import as_float_array, backend_for, check_state, empty_like, flag, is_device, positive_float, same_dtype
+from .device import backend_for, empty_like, is_device
+from .validation import as_float_array, check_state, flag, positive_float, same_dtype
 
 __all__ = ["batch_norm", "batch_norm_backward", "BatchNormState"]
 

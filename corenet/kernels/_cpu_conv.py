@@ -1,4 +1,4 @@
-"""Convolution orchestration shared by the CPU backends (Numba now, Cython later).
+"""Convolution orchestration shared by the CPU backends (``numba_cpu`` and ``cython_cpu``).
 
 Design
 ------
@@ -42,15 +42,12 @@ import threading
 import numpy as np
 
 from .. import _blas, config
-from ..functional._args import out_size
+from ..geometry import output_hw
+from ._conv_paths import DIRECT_MAX_GROUP_CHANNELS
 
 # A strided layer's input gradient goes through one direct convolution per stride phase up to
 # this many phases (2 x 2), through GEMM + col2im beyond (see choose_path).
 MAX_GX_PHASES = 4
-
-# A grouped convolution takes the direct kernel when a group has fewer input or output channels
-# than this: a GEMM with so few rows or so short an inner dimension runs far below BLAS speed.
-DIRECT_MAX_GROUP_CHANNELS = 16
 
 
 def choose_path(x_shape, w_shape, stride, padding4, groups, prims=None) -> str:
@@ -74,13 +71,6 @@ def choose_path(x_shape, w_shape, stride, padding4, groups, prims=None) -> str:
     if groups > 1 and min(cg, C_out // groups) < DIRECT_MAX_GROUP_CHANNELS:
         return "direct"
     return "gemm"
-
-
-def output_hw(x_shape, w_shape, stride, padding4, dilation) -> tuple[int, int]:
-    t, b, l, r = padding4
-    ho = out_size(x_shape[2], w_shape[2], stride[0], t, b, dilation[0])
-    wo = out_size(x_shape[3], w_shape[3], stride[1], l, r, dilation[1])
-    return ho, wo
 
 
 def chunk_images(n_images: int, bytes_per_image: int) -> int:
@@ -121,7 +111,7 @@ def conv2d_forward(prims, x, w, b, stride, padding4, dilation, groups):
     sh, sw = stride
     pt, _, pl, _ = padding4
     dh, dw = dilation
-    ho, wo = output_hw(x.shape, w.shape, stride, padding4, dilation)
+    ho, wo = output_hw(x.shape, w.shape[2:], stride, padding4, dilation)
     y = np.empty((N, C_out, ho, wo), dtype=x.dtype)
     path = choose_path(x.shape, w.shape, stride, padding4, groups, prims)
 

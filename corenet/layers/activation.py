@@ -6,7 +6,7 @@ Each keeps the input's shape and dtype; the formulas are in the docstrings of th
 from __future__ import annotations
 
 from .. import functional as F
-from ..functional._args import choice, integer, real
+from ..functional.validation import choice, integer, real
 from .base import Layer
 
 __all__ = ["ReLU", "LeakyReLU", "ELU", "SELU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax"]

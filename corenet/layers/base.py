@@ -30,7 +30,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import init as _init
-from ..functional._args import FLOAT_DTYPES, check_elements, flag, is_device, positive_float
+from ..functional.device import is_device
+from ..functional.validation import FLOAT_DTYPES, check_elements, flag, positive_float
 
 __all__ = ["Layer", "get_layer_class", "fmt_shape"]
 
@@ -53,7 +54,7 @@ def fmt_shape(shape) -> str:
 
 def _ops():
     """The cuda backend's device-side glue (``add``, ``accumulate``, ``fill``, ...), for device arrays."""
-    from ..functional._args import cuda_module
+    from ..functional.device import cuda_module
 
     return cuda_module("ops")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
-from ..functional._args import padding4, pair, positive_int
+from ..functional.validation import positive_int
+from ..geometry import padding4, pair
 from .base import Layer
 
 __all__ = ["Conv2d"]

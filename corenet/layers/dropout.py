@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
-from ..functional._args import real
+from ..functional.validation import real
 from .base import Layer
 
 __all__ = ["Dropout"]
@@ -48,7 +48,7 @@ class Dropout(Layer):
         ``self.rng``), so a training step copies nothing per batch; the masks differ from the CPU's."""
         states = getattr(self, "_cuda_states", None)
         if states is None:
-            from ..functional._args import cuda_module
+            from ..functional.device import cuda_module
 
             rt = cuda_module("_runtime")
             n = min(65536, rt.THREADS * rt.MAX_BLOCKS)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import functional as F
-from ..functional._args import positive_int
+from ..functional.validation import positive_int
 from .base import Layer
 
 __all__ = ["Linear"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import functional as F
-from ..functional._args import choice, positive_float, positive_int
+from ..functional.validation import choice, positive_float, positive_int
 from .base import Layer
 
 __all__ = ["LocalResponseNorm"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..functional._args import integer
+from ..functional.validation import integer
 from .base import Layer, _ops
 
 __all__ = ["Add", "Multiply", "Concat"]

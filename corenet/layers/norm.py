@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
-from ..functional._args import flag, positive_float, positive_int
 from ..functional.norm import stats_reduce
+from ..functional.validation import flag, positive_float, positive_int
 from .base import Layer
 
 __all__ = ["BatchNorm2d", "BatchNorm1d"]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .. import functional as F
-from ..functional._args import check_padded, check_window_fits, flag, out_size, padding4, pair, positive_float
+from ..functional.validation import flag, positive_float
+from ..geometry import check_padded, check_window_fits, out_size, padding4, pair
 from .base import Layer
 from .conv import _plain
 

@@ -6,7 +6,9 @@ import math
 
 import numpy as np
 
-from ..functional._args import MAX_INT, _is_int, check_elements
+from ..functional.validation import check_elements
+from ..geometry import MAX_INT
+from ..geometry import is_int as _is_int
 from .base import Layer, _ops
 
 __all__ = ["Flatten", "Reshape", "ZeroPad2d"]

@@ -29,7 +29,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .._cpu_conv import DIRECT_MAX_GROUP_CHANNELS, output_hw
+from ...geometry import output_hw
+from .._conv_paths import DIRECT_MAX_GROUP_CHANNELS
 from . import _igemm, _reduce
 from ._runtime import SIM, THREADS, cuda, dev, empty, grid, host_or_device
 
@@ -151,7 +152,7 @@ def conv2d_forward(x, w, b, stride, padding4, dilation, groups):
     N = x.shape[0]
     C_out, cg, kh, kw = w.shape
     (sh, sw), (dh, dw_), (pt, _, pl, _) = stride, dilation, padding4
-    ho, wo = output_hw(x.shape, w.shape, stride, padding4, dilation)
+    ho, wo = output_hw(x.shape, w.shape[2:], stride, padding4, dilation)
     y = empty((N, C_out, ho, wo), x.dtype)
     if choose_path(w.shape, groups) == "direct":
         _direct_forward[grid(y.size)](dx, dwt, db, b is not None, groups, sh, sw, pt, pl, dh, dw_, y)
