@@ -47,6 +47,8 @@ def _model():
 
 def worker(steps: int) -> dict:
     import corenet.distributed as dist
+    import corenet.distributed.fit as dist_fit
+    import corenet.distributed.world as dist_world
 
     dist.init()
     p, r = dist.size(), dist.rank()
@@ -63,7 +65,7 @@ def worker(steps: int) -> dict:
             if i >= WARMUP:
                 times.append(time.perf_counter() - t)
         return {"ranks": 1, "step_s": statistics.median(times), "params": nparams}
-    sync = dist.FitSync(model, 0)
+    sync = dist_fit.FitSync(model, 0)
     xs, ys = [np.ascontiguousarray(x[r::p])], y[r::p]
     for i in range(WARMUP + steps):
         dist.barrier()
@@ -80,9 +82,9 @@ def worker(steps: int) -> dict:
         dist.allreduce_mean_([buf], weight=1.0)
         alone.append(time.perf_counter() - t)
     # the slowest rank sets the pace: take every step's maximum over the ranks
-    step_s = max(dist._comm().allgather(statistics.median(times)))
-    comm_s = max(dist._comm().allgather(statistics.median(comm_times)))
-    alone_s = max(dist._comm().allgather(statistics.median(alone[5:])))
+    step_s = max(dist_world._comm().allgather(statistics.median(times)))
+    comm_s = max(dist_world._comm().allgather(statistics.median(comm_times)))
+    alone_s = max(dist_world._comm().allgather(statistics.median(alone[5:])))
     return {"ranks": p, "step_s": step_s, "allreduce_in_step_s": comm_s, "allreduce_alone_s": alone_s,
             "params": nparams, "rank": r, "buckets": len(sync.buckets.bufs), "early": sync.buckets.early}
 

@@ -24,6 +24,7 @@ import sys
 import numpy as np
 
 import corenet.distributed as dist
+import corenet.distributed.fit as dist_fit
 from corenet import Input, Model, optim
 from corenet import layers as L
 from corenet.callbacks import CSVLogger
@@ -80,7 +81,7 @@ def main(out, use_loader, bn, resume_epochs=None, syncbn=False, dropout=False):
     if dist.is_main() and dist.size() > 1:
         dist.broadcast_object(model.state_dict())
         dist.broadcast_object(pred)
-        b = dist.last_buckets  # the gradient buckets of the last step (CORENET_BUCKET_MB sets their size)
+        b = dist_fit.last_buckets  # the gradient buckets of the last step (CORENET_BUCKET_MB sets their size)
         print(f"buckets {len(b.bufs)} started-during-backward {b.early}", flush=True)
     if dropout:  # each rank's dropout stream after the last epoch: different ranks, different streams
         layer = next(la for la in model.layers if isinstance(la, L.Dropout))

@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 
 import corenet.distributed as dist
+import corenet.distributed.fit as dist_fit
+import corenet.distributed.world as dist_world
 from corenet.data import DataLoader
 
 HERE = Path(__file__).resolve().parent
@@ -31,7 +33,7 @@ needs_mpi = pytest.mark.skipif(
 
 
 def _env():
-    env = {k: v for k, v in os.environ.items() if k not in dist._LAUNCHER_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in dist_world._LAUNCHER_ENV}
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
     env.setdefault("CORENET_NUM_THREADS", "1")
     return env
@@ -45,11 +47,11 @@ def _run(args, timeout=120, **env):
 @pytest.fixture
 def single_world(monkeypatch):
     """A fresh world in a process not started by an MPI launcher."""
-    for k in dist._LAUNCHER_ENV:
+    for k in dist_world._LAUNCHER_ENV:
         monkeypatch.delenv(k, raising=False)
-    monkeypatch.setattr(dist, "_world", None)
+    monkeypatch.setattr(dist_world, "_world", None)
     yield
-    dist._world = None
+    dist_world._world = None
 
 
 # ------------------------------------------------------------------------------------ shard
@@ -95,13 +97,13 @@ def test_world_of_size_one_without_launcher(single_world):
     assert dist.allreduce_mean_([a], weight=3) == 3.0
     np.testing.assert_array_equal(a, np.arange(6.0).reshape(2, 3))
     assert dist.broadcast_object({"x": 1}) == {"x": 1}
-    assert dist.fit_callbacks([1, 2]) == [1, 2]
-    assert dist.eval_reduce(2.0, 3, [[1.0, 3]]) == (2.0, 3, [[1.0, 3]])
+    assert dist_fit.fit_callbacks([1, 2]) == [1, 2]
+    assert dist_fit.eval_reduce(2.0, 3, [[1.0, 3]]) == (2.0, 3, [[1.0, 3]])
 
 
 def test_rank_initialises_lazily(single_world):
-    assert dist._world is None
-    assert dist.size() == 1 and dist._world is not None
+    assert dist_world._world is None
+    assert dist.size() == 1 and dist_world._world is not None
 
 
 def test_mpi4py_is_not_imported_without_launcher():
@@ -173,13 +175,13 @@ def test_two_ranks_with_small_buckets_equal_one_process(tmp_path, extra):
 @needs_mpi
 def test_bucket_size_setting(monkeypatch):
     monkeypatch.delenv("CORENET_BUCKET_MB", raising=False)
-    assert dist.bucket_bytes() == 25 * 2 ** 20
+    assert dist_fit.bucket_bytes() == 25 * 2 ** 20
     monkeypatch.setenv("CORENET_BUCKET_MB", "0.5")
-    assert dist.bucket_bytes() == 2 ** 19
+    assert dist_fit.bucket_bytes() == 2 ** 19
     for bad in ("0", "-1", "x", "inf"):
         monkeypatch.setenv("CORENET_BUCKET_MB", bad)
         with pytest.raises(ValueError, match="CORENET_BUCKET_MB"):
-            dist.bucket_bytes()
+            dist_fit.bucket_bytes()
 
 
 @needs_mpi
@@ -354,11 +356,11 @@ def test_reseed_layers_is_a_function_of_seed_epoch_layer_and_rank():
     from corenet import models
 
     model = models.alexnet(num_classes=10)  # two dropout layers
-    assert dist.reseed_layers(model, 7, 1, 0) == 2
+    assert dist_fit.reseed_layers(model, 7, 1, 0) == 2
     a = [la.rng.random() for la in model.layers if hasattr(la, "rng") and la.rng is not None]
-    dist.reseed_layers(model, 7, 1, 0)
+    dist_fit.reseed_layers(model, 7, 1, 0)
     assert [la.rng.random() for la in model.layers if hasattr(la, "rng") and la.rng is not None] == a
-    dist.reseed_layers(model, 7, 1, 1)
+    dist_fit.reseed_layers(model, 7, 1, 1)
     b = [la.rng.random() for la in model.layers if hasattr(la, "rng") and la.rng is not None]
     assert len(set(a) | set(b)) == 4  # other rank, other streams; the two layers differ too
 

@@ -1,7 +1,8 @@
 """What ``Model.fit``, ``evaluate`` and ``predict`` call under MPI (size > 1): the per-step gradient
 buckets, the per-rank streams, rank 0's checkpoint read, and the sharding of evaluation and
-prediction. The world, the collectives, ``shard`` and synchronised batch norm are in
-``corenet/distributed/__init__.py``, whose docstring gives the semantics.
+prediction: the training floor's half of ``corenet.distributed`` (it hooks into the layers' backward).
+The world, the collectives, ``shard`` and synchronised batch norm are in ``world.py``,
+``collectives.py`` and ``sync_bn.py``; the package docstring gives the semantics.
 """
 
 from __future__ import annotations
@@ -10,22 +11,12 @@ import os
 
 import numpy as np
 
-from .. import distributed as _pkg
 from ..layers import base as _base
-from . import (
-    _allreduce,
-    _broadcast_optimizer,
-    _check_host,
-    _comm,
-    _flat_dtype,
-    _has_sync_batchnorm,
-    _mpi_min,
-    broadcast_object,
-    broadcast_params,
-    is_main,
-    rank,
-    size,
-)
+from .collectives import _allreduce, _broadcast_optimizer, _check_host, _flat_dtype, _mpi_min, broadcast_params
+from .sync_bn import _has_sync_batchnorm
+from .world import _comm, broadcast_object, is_main, rank, size
+
+last_buckets = None  # the GradBuckets of the latest data-parallel fit (bucket count, early starts, wait)
 
 
 # ------------------------------------------------------------------------------ fit / evaluate hooks
@@ -240,7 +231,8 @@ class FitSync:
         grads = model.gradients()
         if self.buckets is None or self.buckets.key != tuple(map(id, grads.values())):
             self.buckets = GradBuckets(model, _comm(), self.limit)
-            _pkg.last_buckets = self.buckets
+            global last_buckets
+            last_buckets = self.buckets
         buckets = self.buckets
         buckets.start(m)
         model.zero_grad()
