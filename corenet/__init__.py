@@ -8,7 +8,20 @@
 __version__ = "0.1.0"
 
 # importing _malloc keeps freed activations in the heap (no page faults per step)
-from . import _malloc, callbacks, data, functional, init, io, layers, losses, models, optim, schedules  # noqa: F401
+from . import (  # noqa: F401
+    _malloc,
+    callbacks,
+    data,
+    functional,
+    init,
+    io,
+    io_torch,  # the old path that docstrings show: corenet.io_torch.load_torch_state_dict
+    layers,
+    losses,
+    models,
+    optim,
+    schedules,
+)
 from . import functional as F
 from .config import (
     backend_status,
@@ -19,9 +32,7 @@ from .config import (
     set_num_threads,
 )
 from .graph import Input
-from .io import load, save
-from .io_onnx import export_onnx, import_onnx
-from .io_torch import load_torch_state_dict
+from .io import export_onnx, import_onnx, load, load_torch_state_dict, save
 from .model import Model, Sequential
 from .warmup import warmup
 

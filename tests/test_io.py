@@ -9,6 +9,7 @@ import corenet
 from corenet import Input, Model, Sequential, callbacks, optim
 from corenet import io as cio
 from corenet import layers as L
+from corenet.io import atomic as cio_atomic
 
 
 def data(n=96, seed=0):
@@ -84,7 +85,7 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypa
         real_savez(f, **dict(list(arrays.items())[:2]))
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(cio.np, "savez", savez_then_crash)
+    monkeypatch.setattr(cio_atomic.np, "savez", savez_then_crash)
     for p in model.parameters().values():
         p += 1.0
     with pytest.raises(OSError, match="No space left"):
@@ -102,7 +103,7 @@ def test_save_removes_only_temporaries_whose_writer_is_gone(tmp_path, monkeypatc
     import re
     import subprocess
 
-    host = cio._host_tag()
+    host = cio_atomic._host_tag()
     dead = subprocess.Popen(["true"])
     dead.wait()  # its pid now names no process
     live = subprocess.Popen(["sleep", "60"])
@@ -116,7 +117,8 @@ def test_save_removes_only_temporaries_whose_writer_is_gone(tmp_path, monkeypatc
             (tmp_path / name).write_bytes(b"partial archive")
         renames = []
         real_replace = os.replace
-        monkeypatch.setattr(cio.os, "replace", lambda a, b: (renames.append(os.path.basename(a)), real_replace(a, b)))
+        monkeypatch.setattr(cio_atomic.os, "replace",
+                            lambda a, b: (renames.append(os.path.basename(a)), real_replace(a, b)))
         convnet().save(tmp_path / "model.npz")
         monkeypatch.undo()
         left = set(os.listdir(tmp_path))

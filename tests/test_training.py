@@ -51,7 +51,7 @@ def test_fit_reduces_loss_and_history_keys():
 
 
 def test_validation_split_holds_out_a_seeded_stratified_subset():
-    from corenet.fitting import _split
+    from corenet.training.loop import _split
 
     x, y = blobs(100)
     model = mlp()

@@ -67,7 +67,7 @@ def load_torchvision(model, path_or_dict, strict: bool = True) -> dict:
     Pairs torchvision's module paths with corenet's layer names (``.`` -> ``_``) and delegates to
     :func:`corenet.io_torch.load_torch_state_dict`, which checks every name and shape.
     """
-    from ..io_torch import load_torch_state_dict
+    from ..io.pytorch import load_torch_state_dict
 
     return load_torch_state_dict(model, path_or_dict, strict=strict, name_map=torchvision_name_map(model))
 

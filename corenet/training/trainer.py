@@ -21,8 +21,8 @@ import math
 
 import numpy as np
 
-from ..distributed import fit as dist_fit
 from .. import metrics as _metrics
+from ..distributed import fit as dist_fit
 
 __all__ = ["TrainingMixin"]
 

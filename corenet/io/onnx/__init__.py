@@ -5,8 +5,8 @@
 
 The ``onnx`` package is needed only here, imported when one of these functions is called
 (``pip install 'corenet[onnx]'``); corenet itself never requires it. The layer-by-layer mapping,
-with what is refused and why, is in :mod:`corenet.io_onnx_export` and :mod:`corenet.io_onnx_import`
-(PyTorch's decomposed LRN and constant folding: :mod:`corenet.io_onnx_patterns`).
+with what is refused and why, is in :mod:`corenet.io.onnx.export` and :mod:`corenet.io.onnx.importer`
+(PyTorch's decomposed LRN and constant folding: :mod:`corenet.io.onnx.patterns`).
 
 =====================  ===================================  ===================================
 corenet layer          ONNX (export, opsets 13-18)          import
@@ -68,7 +68,7 @@ def export_onnx(model, path, opset: int = 17) -> None:
     ImportError
         When the ``onnx`` package is not installed.
     """
-    from .io_onnx_export import export
+    from .export import export
 
     export(model, path, opset)
 
@@ -90,6 +90,6 @@ def import_onnx(path):
     ImportError
         When the ``onnx`` package is not installed.
     """
-    from .io_onnx_import import import_model
+    from .importer import import_model
 
     return import_model(path)

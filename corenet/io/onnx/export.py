@@ -21,9 +21,9 @@ import os
 
 import numpy as np
 
-from .functional._args import padding4
-from .graph import InputLayer
-from .io_onnx import OPSETS, require_onnx
+from ...functional._args import padding4
+from ...graph import InputLayer
+from . import OPSETS, require_onnx
 
 __all__ = ["export"]
 
@@ -217,7 +217,7 @@ class _Exporter:
         return self.node("Elu", [x], out, alpha=float(layer._kw["alpha"]))
 
     def _SELU(self, layer, x, out, gnode):
-        from .functional.act import SELU_ALPHA, SELU_SCALE
+        from ...functional.act import SELU_ALPHA, SELU_SCALE
 
         return self.node("Selu", [x], out, alpha=SELU_ALPHA, gamma=SELU_SCALE)
 

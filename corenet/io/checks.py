@@ -21,21 +21,21 @@ __all__ = ["TRAIN_STATE_FIELDS", "check_train_state", "PREPROCESS_FIELDS", "chec
 
 def model_classes() -> dict:
     """The architectures a checkpoint may name in ``__config__["class"]``."""
-    from .model import Model, Sequential
+    from ..model import Model, Sequential
 
     return {"Model": Model, "Sequential": Sequential}
 
 
 def optimizer_classes() -> dict:
     """The optimizers a checkpoint may name, by class name."""
-    from . import optim
+    from .. import optim
 
     return {c.__name__: c for c in (optim.SGD, optim.AdaGrad, optim.RMSProp, optim.Adam, optim.AdamW)}
 
 
 def loss_classes() -> dict:
     """The loss objects a checkpoint may name, by class name (loss *names* go through ``losses.get``)."""
-    from . import losses
+    from .. import losses
 
     return {c.__name__: c for c in (losses.CrossEntropy, losses.MSE, losses.BCEWithLogits)}
 

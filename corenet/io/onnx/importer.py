@@ -4,7 +4,7 @@ The file is untrusted: it is parsed without following external-data references, 
 points outside its folder, checked by ``onnx.checker``, and every node is checked before any layer
 is built, so that all unsupported nodes are reported at once. Weights must be initializers (or
 Constant nodes, or folded from them); a node that computes a weight at run time is refused. PyTorch's
-decomposed LocalResponseNorm is matched whole (corenet.io_onnx_patterns).
+decomposed LocalResponseNorm is matched whole (corenet.io.onnx.patterns).
 
 Refused, with the reason: LRN of even size (ONNX's window is centred one channel higher than
 corenet's), Pad other than constant zeros on height/width (or on channels, the CIFAR ResNet's
@@ -19,12 +19,12 @@ import re
 
 import numpy as np
 
-from . import layers as L
-from .graph import Input
-from .io_onnx import require_onnx
-from .io_onnx_patterns import constant_nodes, find_lrn, fold, verify_lrn
-from .layers.base import get_layer_class
-from .model import Model
+from ... import layers as L
+from ...graph import Input
+from ...layers.base import get_layer_class
+from ...model import Model
+from . import require_onnx
+from .patterns import constant_nodes, find_lrn, fold, verify_lrn
 
 __all__ = ["import_model"]
 

@@ -1,58 +1,19 @@
-"""Checkpoints: weights, architecture, optimizer and training state in one ``.npz``, written atomically.
-
-Layout of a file written by ``model.save(path)`` (a plain ``np.savez`` archive, no pickles)::
-
-    __meta__        JSON string: format, version, kind ("model" | "weights"), compile settings,
-                    optimizer class/config, training state (epoch, seed, history, RNG states,
-                    callback states)
-    __config__      JSON string: {"class": "Model" | "Sequential", "config": model.get_config()}
-    w/<name>        every weight and buffer, by state_dict name ("conv1.weight", "bn1.running_mean")
-    opt/<key>       the optimizer's ``state_dict()`` arrays
-    ts/<key>        arrays of the training state (e.g. EarlyStopping's best weights)
-
-``__meta__["preprocess"]`` (optional) is the input pipeline, ``model.preprocess``: a dict with exactly
-``class_names`` (list of str), ``image_size`` ([H, W]), ``color`` ("rgb" | "gray"), ``resize``
-("crop" | "stretch") and ``normalize`` (bool), as ``corenet.data.load_image_folder`` took them.
-``corenet train --data folder`` sets it; in Python set ``model.preprocess = {...}`` before ``save``.
-``load`` always sets ``model.preprocess`` (``None`` when the file has none), every field checked
-(``io_checks.PREPROCESS_FIELDS``); ``corenet predict`` decodes images with it.
-
-Writes go to a temporary file in the destination folder, are flushed and fsync'ed, then renamed
-over the destination (``os.replace`` is atomic on POSIX and Windows): a crash or an exception
-mid-write leaves the previous file as it was. The temporary is named
-``.<name>.<host>.<pid>.<random>.tmp`` after its writer; a save first removes the temporaries of the
-same destination left by writers on this host whose process is gone (a killed save), and never
-those of a live process or of another host (another rank of a distributed run on a shared folder).
-
-Files are read with ``allow_pickle=False`` and everything in them is checked before it is used: a
-truncated, corrupt, foreign or malformed file raises ``ValueError`` naming it and the offending
-part (``corenet.io_checks``). Classes come from explicit registries (``io_checks.model_classes()``,
-``optimizer_classes()``, ``loss_classes()``; layers from ``corenet.layers``' registry), never from an
-attribute lookup on a module. The optimizer restores only its declared hyper-parameters and slots
-(``Optimizer.load_state_dict``), each callback only its declared ``state_fields``
-(``Callback.set_state``), and the training state only ``io_checks.TRAIN_STATE_FIELDS``; nothing in a
-file names a path that corenet then writes to. Weights saved from PyTorch are imported by
-``corenet.io_torch``.
-
->>> model.save("run.npz"); model = corenet.load("run.npz")       # doctest: +SKIP
->>> model.save_weights("w.npz"); other.load_weights("w.npz")     # doctest: +SKIP
-"""
+"""The checkpoint format (one ``.npz``: weights, architecture, optimizer, training state), its
+writing through :func:`corenet.io.atomic.atomic_savez` and its checked reading; see :mod:`corenet.io`."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import socket
 import struct
-import tempfile
 import tokenize
 import zipfile
 import zlib
 
 import numpy as np
 
-from .io_checks import (
+from .atomic import atomic_savez
+from .checks import (
     check_compile,
     check_preprocess,
     check_train_state,
@@ -69,7 +30,7 @@ __all__ = [
     "save_weights",
     "load_weights",
     "read_checkpoint",
-    "atomic_savez",
+    "check_state_dict",
     "IncompatibleKeys",
 ]
 
@@ -91,90 +52,6 @@ class IncompatibleKeys(tuple):
 
 
 # ----------------------------------------------------------------------------------------- writing
-def _host_tag() -> str:
-    """This machine's name as it appears in temporary file names (no dots: they separate the fields)."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
-
-
-def _writer_gone(pid: int) -> bool:
-    """True only when no process ``pid`` exists on this machine (a process of another user exists)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, OSError, OverflowError):
-        return False
-    return False
-
-
-def remove_stale_temporaries(path) -> list[str]:
-    """Remove the temporaries of a save to ``path`` whose writer (this host, by pid) is gone.
-
-    Temporaries are ``.<name>.<host>.<pid>.<random>.tmp`` (see :func:`atomic_savez`). Those of another
-    host, of a live process, or without a writer in their name are left alone. Returns the removed paths.
-    """
-    if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows
-        return []
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    prefix, host = "." + os.path.basename(path) + ".", _host_tag()
-    removed = []
-    try:
-        names = os.listdir(folder)
-    except OSError:
-        return removed
-    for name in names:
-        if not (name.startswith(prefix) and name.endswith(".tmp")):
-            continue
-        fields = name[len(prefix):-len(".tmp")].split(".")
-        if len(fields) != 3 or fields[0] != host or not fields[1].isdigit() or not fields[2]:
-            continue
-        pid = int(fields[1])
-        if pid <= 0 or pid == os.getpid() or not _writer_gone(pid):
-            continue
-        try:
-            os.unlink(os.path.join(folder, name))
-            removed.append(os.path.join(folder, name))
-        except OSError:  # removed by someone else meanwhile, or not ours to remove
-            pass
-    return removed
-
-
-def atomic_savez(path, arrays: dict) -> None:
-    """``np.savez(path, **arrays)`` through a temp file + fsync + rename; ``path`` is used as given.
-
-    The temporary, ``.<name>.<host>.<pid>.<random>.tmp`` in the destination folder, names its writer;
-    temporaries of earlier writers of ``path`` on this host that are no longer running are removed first.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    remove_stale_temporaries(path)
-    prefix = f".{os.path.basename(path)}.{_host_tag()}.{os.getpid()}."
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
 
 def _json_array(obj) -> np.ndarray:
     return np.array(json.dumps(obj, allow_nan=True))
@@ -453,7 +330,7 @@ def _build_optimizer(desc: dict, state: dict, where: str):
 
 
 def _compile_kwargs(spec: dict, where: str) -> dict:
-    from . import losses
+    from .. import losses
 
     def rebuild(loss):
         if isinstance(loss, str):
