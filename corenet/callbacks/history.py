@@ -23,3 +23,11 @@ class History(Callback):
 
     def get_state(self) -> dict:
         return {"history": {k: list(v) for k, v in self.history.items()}, "epoch": list(self.epoch)}
+
+    def plot(self, path) -> str:
+        """Write the learning curves (loss and metrics per epoch, training and validation) to ``path``
+        (a PNG, or any format matplotlib knows by the name); see ``corenet.viz.plot_history``. Needs the
+        ``viz`` extra (matplotlib). Returns ``path``."""
+        from ..viz import plot_history  # the picture floor sits above training: imported on use only
+
+        return plot_history(self, path)
