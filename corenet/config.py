@@ -1,4 +1,4 @@
-"""Process-wide configuration: the kernel backend, the thread count, fastmath, workspace limit.
+"""Process-wide configuration: the kernel backend chosen, the thread count, fastmath, workspace limit.
 
 This is the only mutable global state in corenet. Everything here can also be set from the
 environment before import:
@@ -61,7 +61,7 @@ def get_backend() -> str:
 
 
 def set_backend(name: str) -> None:
-    """Switch every op to the kernels of backend ``name``.
+    """Switch every op to the kernels of backend ``name`` (see ``corenet.kernels.set_backend``).
 
     Raises
     ------
@@ -71,27 +71,42 @@ def set_backend(name: str) -> None:
         If the backend is known but cannot be used here; the message says why
         (for example: the Cython extension was not compiled at install time).
     """
-    from . import kernels
-
-    if not isinstance(name, str):
-        raise TypeError(f"set_backend: expected a backend name (str), received {type(name).__name__}")
-    name = name.strip().lower()
-    kernels.require(name)  # raises with the reason when unavailable
-    _state["backend"] = name
+    _kernel_registry().set_backend(name)
 
 
 def backends() -> list[str]:
     """Names of the backends that can be used in this process, in preference order."""
-    from . import kernels
-
-    return [name for name, reason in kernels.status().items() if reason is None]
+    return _kernel_registry().backends()
 
 
 def backend_status() -> dict[str, str]:
     """Every known backend with ``"available"`` or the reason it is not."""
-    from . import kernels
+    return _kernel_registry().backend_status()
 
-    return {name: ("available" if why is None else why) for name, why in kernels.status().items()}
+
+# The backends themselves (which exist, which can run here, how they are imported) belong to the
+# kernel registry, ``corenet.kernels``, one floor up. It plugs itself in here when it is imported
+# (``import corenet`` always imports it), so the three functions above keep working without this
+# module importing kernels: ``config`` stays the lowest floor and imports nothing of corenet but _blas.
+_registry = None
+
+
+def plug_registry(registry) -> None:
+    """Called once by ``corenet.kernels`` at import with the object that answers the three functions above."""
+    global _registry
+    _registry = registry
+
+
+def _kernel_registry():
+    if _registry is None:
+        raise RuntimeError("corenet.config: the kernel registry (corenet.kernels) is not imported; "
+                           "`import corenet` first")
+    return _registry
+
+
+def choose_backend(name: str) -> None:
+    """Record ``name`` as the active backend (called by ``corenet.kernels.set_backend`` once it is validated)."""
+    _state["backend"] = name
 
 
 def get_num_threads() -> int:

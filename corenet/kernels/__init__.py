@@ -21,11 +21,16 @@ arrays, already-normalised integer tuples, output shapes already computed.
 
 Families are imported on first attribute access, so ``import corenet`` compiles nothing and a
 backend that is never used is never imported.
+
+This module is the backend registry: ``set_backend``, ``backends`` and ``backend_status`` live here
+(``corenet.config`` keeps only the chosen name and forwards its functions of those names here: the
+registry plugs itself into config at import, so config never imports kernels).
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 
 from .. import config
 
@@ -65,6 +70,29 @@ def _probe(name: str) -> str | None:
     return probe() if probe is not None else None
 
 
+def set_backend(name: str) -> None:
+    """Switch every op on numpy arrays to the kernels of backend ``name`` (``corenet.set_backend``).
+
+    Raises ValueError for an unknown name, TypeError for a non-string, RuntimeError (saying why)
+    for a known backend that cannot run here.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"set_backend: expected a backend name (str), received {type(name).__name__}")
+    name = name.strip().lower()
+    require(name)  # raises with the reason when unavailable
+    config.choose_backend(name)
+
+
+def backends() -> list[str]:
+    """Names of the backends that can be used in this process, in preference order."""
+    return [name for name, reason in status().items() if reason is None]
+
+
+def backend_status() -> dict[str, str]:
+    """Every known backend with ``"available"`` or the reason it is not."""
+    return {name: ("available" if why is None else why) for name, why in status().items()}
+
+
 def status() -> dict[str, str | None]:
     """``{name: None or reason}`` for every known backend (probed once per process)."""
     for name in _PACKAGES:
@@ -94,3 +122,6 @@ def active() -> Backend:
         config.get_num_threads()  # apply the thread settings before the first kernel runs
         backend = require(name)
     return backend
+
+
+config.plug_registry(sys.modules[__name__])
