@@ -1,8 +1,10 @@
-"""The graph: symbolic tensors, nodes, topological order, forward and backward through a DAG.
+"""The graph's execution: topological order, forward and backward through a DAG of layer calls.
 
 ``Input(shape)`` starts a graph; calling a layer on symbolic tensor(s) builds the layer from their
-shapes and records a :class:`Node` (layer, input tensors, output tensor). A :class:`Graph` takes
-the nodes between some inputs and outputs, orders them topologically and compiles them into a flat
+shapes and records a :class:`Node` (layer, input tensors, output tensor): that symbolic part lives
+below the layers, in ``corenet/layers/symbolic.py`` and ``corenet/layers/input.py``, and is
+re-exported here under its public names. A :class:`Graph` takes the nodes between some inputs and
+outputs, orders them topologically and compiles them into a flat
 list of steps over integer slots, so that forward and backward are two short loops:
 
 - forward runs the steps in order; a layer called more than once (weight sharing) has its per-call
@@ -15,111 +17,17 @@ list of steps over integer slots, so that forward and backward are two short loo
 
 from __future__ import annotations
 
-import numpy as np
-
+from . import functional as F
 from .fusion import fuse
-from .layers.base import Layer, _ops, fmt_shape
+from .layers.input import Input, InputLayer
+from .layers.symbolic import Node, SymbolicTensor, connect, fmt_shape
 
 __all__ = ["Input", "InputLayer", "SymbolicTensor", "Node", "Graph", "connect"]
 
 
-class SymbolicTensor:
-    """A placeholder for an array flowing through the graph: per-sample ``shape`` and ``dtype``."""
-
-    __slots__ = ("shape", "dtype", "node")
-
-    def __init__(self, shape, dtype, node=None):
-        self.shape = tuple(int(d) for d in shape)
-        self.dtype = np.dtype(dtype)
-        self.node = node
-
-    @property
-    def layer(self):
-        return self.node.layer
-
-    def __repr__(self) -> str:
-        src = self.node.layer.label() if self.node is not None else "?"
-        return f"<SymbolicTensor shape={fmt_shape(self.shape)} dtype={self.dtype.name} from {src}>"
-
-
-class Node:
-    """One call of a layer: its input tensors and its output tensor."""
-
-    __slots__ = ("layer", "inputs", "output", "multi")
-
-    def __init__(self, layer, inputs, multi):
-        self.layer = layer
-        self.inputs = list(inputs)
-        self.multi = multi
-        self.output = None
-
-
-class InputLayer(Layer):
-    """The source of a graph; made by :func:`Input`."""
-
-    prefix = "input"
-
-    def __init__(self, shape, dtype="float32", name=None, **kw):
-        super().__init__(name=name, **kw)
-        self.shape = tuple(int(d) for d in shape)
-        self.input_dtype = np.dtype(dtype)
-        self.input_shape = self.output_shape = self.shape
-        self.built = self.initialized = True
-
-    def _config(self) -> dict:
-        return {"shape": list(self.shape), "dtype": self.input_dtype.name}
-
-    def forward(self, x, training=False, retain=True):
-        return x
-
-    def backward(self, gy, need_gx=True):
-        return gy
-
-
-def Input(shape, dtype=np.float32, name: str | None = None) -> SymbolicTensor:
-    """A symbolic input of per-sample ``shape`` (no batch axis), e.g. ``Input((3, 32, 32))``."""
-    if isinstance(shape, (int, np.integer)):
-        shape = (int(shape),)
-    if not isinstance(shape, (tuple, list)) or not all(
-            isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in shape):
-        raise ValueError(f"Input: shape must be a tuple of positive ints without the batch axis, received {shape!r}")
-    if np.dtype(dtype) not in (np.float32, np.float64):
-        raise TypeError(f"Input: dtype must be float32 or float64, received {np.dtype(dtype)}")
-    layer = InputLayer(shape, dtype, name=name)
-    node = Node(layer, [], multi=False)
-    node.output = SymbolicTensor(shape, dtype, node)
-    layer._nodes.append(node)
-    return node.output
-
-
-def connect(layer: Layer, inputs) -> SymbolicTensor:
-    """Record ``layer`` called on symbolic ``inputs``: build it from their shapes, return its output."""
-    multi = isinstance(inputs, (list, tuple))
-    tensors = list(inputs) if multi else [inputs]
-    if not all(isinstance(t, SymbolicTensor) for t in tensors):
-        got = ", ".join(type(t).__name__ for t in tensors)
-        raise TypeError(f"{layer.label()}: inputs must all be symbolic tensors (from Input or a layer), received {got}")
-    if layer.multi_input and not multi:
-        raise TypeError(f"{layer.label()}: expects a list of tensors, received one tensor {tensors[0]!r}")
-    if not layer.multi_input and multi:
-        raise TypeError(f"{layer.label()}: expects one tensor, received a list of {len(tensors)}")
-    dtypes = {t.dtype for t in tensors}
-    if len(dtypes) > 1:
-        raise TypeError(f"{layer.label()}: inputs must share one dtype, received {sorted(d.name for d in dtypes)}")
-    shapes = [t.shape for t in tensors]
-    out_shape = layer.build(shapes if multi else shapes[0])
-    dtype = tensors[0].dtype
-    if layer.dtype is None:
-        layer.dtype = dtype
-    node = Node(layer, tensors, multi)
-    node.output = SymbolicTensor(out_shape, dtype, node)
-    layer._nodes.append(node)
-    return node.output
-
-
 def _sum(a, b):
-    """``a + b`` out of place (numpy, or device arrays through the cuda ops)."""
-    return a + b if isinstance(a, np.ndarray) else _ops().add(a, b)
+    """``a + b`` out of place, in the arrays' kind (``Add`` hands the same ``gy`` to each input)."""
+    return F.add(a, b)
 
 
 class Graph:

@@ -8,36 +8,20 @@ Usage::
 The loss value is computed in float64 (then returned as a Python ``float``); the gradient keeps
 the output's dtype. With ``reduction="mean"`` the gradient already includes the ``1/N`` factor,
 so it is exactly ``d loss / d output``.
+
+The classes hold the configuration; the arithmetic is ``corenet.functional``'s
+(``softmax_cross_entropy``, ``mse_loss``, ``bce_with_logits_loss``), on the outputs' kind of array.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import functional as F
+
+class_labels = F.class_labels  # integer labels checked against the class count (kept under its old name)
+
 __all__ = ["Loss", "CrossEntropy", "MSE", "BCEWithLogits", "get", "accuracy", "top_k_accuracy"]
-
-
-def _is_device(a) -> bool:
-    return not isinstance(a, np.ndarray) and hasattr(a, "copy_to_host")
-
-
-def _float_output(name, output):
-    if _is_device(output):
-        raise NotImplementedError(f"{name}: device (GPU) outputs are supported by CrossEntropy with integer labels "
-                                  f"only; move the model to the CPU (model.to('cpu')) for this loss")
-    if not isinstance(output, np.ndarray) or output.dtype not in (np.float32, np.float64):
-        got = f"dtype {output.dtype}" if isinstance(output, np.ndarray) else type(output).__name__
-        raise TypeError(f"{name}: output must be a float32/float64 numpy array, received {got}")
-    return output
-
-
-def _real_target(name, target):
-    """``target`` as an array of real numbers (float, int or bool); complex, object and strings refused."""
-    target = np.asarray(target)
-    if target.dtype.kind not in "biuf":
-        why = " (its imaginary part would be dropped)" if target.dtype.kind == "c" else ""
-        raise TypeError(f"{name}: targets must hold real numbers, received dtype {target.dtype}{why}")
-    return target
 
 
 def _reduction(name, reduction, allowed):
@@ -62,30 +46,6 @@ class Loss:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
-
-
-def class_labels(name, target, n, k):
-    """Integer class labels ``(n,)`` as int64, checked to lie in ``[0, k)``.
-
-    Float labels are accepted when every value is a whole number (as Keras allows).
-    """
-    target = np.asarray(target)
-    if target.shape != (n,):
-        raise ValueError(f"{name}: integer targets must have shape ({n},) for a batch of {n}, "
-                         f"received target.shape={target.shape}")
-    if target.dtype.kind == "f":
-        if not np.all(np.isfinite(target)) or np.any(target != np.round(target)):
-            bad = target[~np.isfinite(target) | (target != np.round(target))][0]
-            raise ValueError(f"{name}: class labels must be whole numbers, received label {bad!r}")
-    elif target.dtype.kind not in "iub":
-        raise TypeError(f"{name}: targets must be integer labels or float probabilities, received dtype {target.dtype}")
-    labels = target.astype(np.int64)
-    bad = (labels < 0) | (labels >= k)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(f"{name}: label {labels[i]} (at index {i}) is out of range for {k} classes; "
-                         f"expected 0 <= label < {k}")
-    return labels
 
 
 class CrossEntropy(Loss):
@@ -116,62 +76,7 @@ class CrossEntropy(Loss):
         return {"label_smoothing": self.label_smoothing, "reduction": self.reduction}
 
     def __call__(self, output, target):
-        name = "cross_entropy"
-        if _is_device(output):
-            return self._device(output, target)
-        output = _float_output(name, output)
-        if output.ndim != 2:
-            raise ValueError(f"{name}: output must be logits of shape (N, K), received output.shape={output.shape}")
-        n, k = output.shape
-        if n == 0 or k == 0:
-            raise ValueError(f"{name}: output must hold at least one sample and one class, received "
-                             f"output.shape={output.shape}")
-        z = output.astype(np.float64)
-        z = z - z.max(axis=1, keepdims=True)
-        lse = np.log(np.exp(z).sum(axis=1, keepdims=True))
-        logp = z - lse  # (N, K)
-        target = _real_target(name, target)
-        if target.shape == output.shape:  # one-hot or probabilities (any numeric dtype)
-            q = target.astype(np.float64)
-        elif target.ndim == 1:
-            labels = class_labels(name, target, n, k)
-            q = np.zeros((n, k))
-            q[np.arange(n), labels] = 1.0
-        else:
-            raise ValueError(f"{name}: target must be labels ({n},) or probabilities {output.shape}, "
-                             f"received target.shape={target.shape} (dtype {target.dtype})")
-        ls = self.label_smoothing
-        if ls:
-            q = (1.0 - ls) * q + ls / k
-        losses = -(q * logp).sum(axis=1)
-        grad = np.exp(logp) * q.sum(axis=1, keepdims=True) - q
-        value = losses.sum()
-        if self.reduction == "mean":
-            value /= n
-            grad /= n
-        return float(value), grad.astype(output.dtype)
-
-    def _device(self, output, target):
-        """Device logits: the fused kernel of ``corenet.kernels.cuda.train`` with integer labels; the
-        loss comes back as a device ``(1,)`` float64 array (no host synchronisation), the gradient on
-        the device. Labels are checked on the host when they are given as a numpy array."""
-        from .functional.device import cuda_module
-
-        name = "cross_entropy"
-        if output.dtype not in (np.float32, np.float64) or len(output.shape) != 2:
-            raise ValueError(f"{name}: output must be float logits of shape (N, K), received "
-                             f"output.shape={tuple(output.shape)} dtype {output.dtype}")
-        n, k = output.shape
-        if not _is_device(target):
-            target = np.asarray(target)
-            if target.ndim != 1:
-                raise NotImplementedError(f"{name}: device outputs take integer labels ({n},); probability "
-                                          f"targets of shape {target.shape} run on the CPU only")
-            target = class_labels(name, target, n, k)
-        elif tuple(target.shape) != (n,) or target.dtype.kind not in "iu":
-            raise ValueError(f"{name}: device targets must be integer labels of shape ({n},), received "
-                             f"shape {tuple(target.shape)} dtype {target.dtype}")
-        return cuda_module("train").softmax_cross_entropy(output, target, self.label_smoothing, self.reduction)
+        return F.softmax_cross_entropy(output, target, self.label_smoothing, self.reduction)
 
 
 class MSE(Loss):
@@ -193,18 +98,7 @@ class MSE(Loss):
         return {"reduction": self.reduction}
 
     def __call__(self, output, target):
-        output = _float_output("mse", output)
-        target = _real_target("mse", target)
-        if target.shape != output.shape:
-            raise ValueError(f"mse: target must have the output's shape {output.shape}, "
-                             f"received target.shape={target.shape}")
-        d = output.astype(np.float64) - target
-        sq = float((d * d).sum())
-        if self.reduction == "mean":
-            return sq / d.size, (d * (2.0 / d.size)).astype(output.dtype)
-        if self.reduction == "sum":
-            return sq, (2.0 * d).astype(output.dtype)
-        return 0.5 * sq, d.astype(output.dtype)
+        return F.mse_loss(output, target, self.reduction)
 
 
 class BCEWithLogits(Loss):
@@ -225,21 +119,7 @@ class BCEWithLogits(Loss):
         return {"reduction": self.reduction}
 
     def __call__(self, output, target):
-        output = _float_output("bce_with_logits", output)
-        target = _real_target("bce_with_logits", target)
-        if target.shape != output.shape:
-            raise ValueError(f"bce_with_logits: target must have the output's shape {output.shape}, "
-                             f"received target.shape={target.shape}")
-        z = output.astype(np.float64)
-        t = target.astype(np.float64)
-        value = float((np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))).sum())
-        e = np.exp(-np.abs(z))
-        sig = np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-        grad = sig - t
-        if self.reduction == "mean":
-            value /= z.size
-            grad /= z.size
-        return value, grad.astype(output.dtype)
+        return F.bce_with_logits_loss(output, target, self.reduction)
 
 
 _BY_NAME = {

@@ -19,8 +19,10 @@ Names in ``grads`` are updated; names in ``params`` without a gradient (frozen) 
 restores hyper-parameters, ``iterations`` and every slot exactly, so a run continues identically.
 A state dict may come from a file, so ``load_state_dict`` restores only what the optimizer declares
 (``_hyper``, ``_slots``), checks every entry's type and range first, and applies nothing when one is wrong.
-Updates use numpy in-place ufuncs: they are a few passes over the parameters, small next to a
-training step's convolutions.
+The rules run as ``corenet.functional`` ops (``sgd_update``, ``adam_update``, ``adagrad_update``,
+``rmsprop_update``, ``clip_gradients``) on the parameters' kind of array: numpy in-place ufuncs on
+the CPU (a few passes over the parameters, small next to a training step's convolutions), fused
+kernels for parameters on the GPU (without clipping); slots are made in the parameters' kind.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import math
 
 import numpy as np
 
+from . import functional as F
 from .schedules import CosineAnnealingLR, ExponentialLR, Schedule, StepLR
 
 __all__ = ["Optimizer", "SGD", "AdaGrad", "RMSProp", "Adam", "AdamW", "get",
@@ -81,99 +84,28 @@ class Optimizer:
         """Update ``params[name]`` in place for every ``name`` in ``grads``."""
         cls = type(self).__name__
         lr_mult = lr_mult or {}
-        first = next(iter(grads.values()), None)
-        if first is not None and not isinstance(first, np.ndarray) and hasattr(first, "copy_to_host"):
-            return self._step_device(params, grads, lr_mult)
         for name, g in grads.items():
             p = params.get(name)
             if p is None:
                 raise ValueError(f"{cls}.step: gradient {name!r} has no parameter; parameters: {sorted(params)}")
-            if not isinstance(p, np.ndarray) or not isinstance(g, np.ndarray) or p.shape != g.shape:
-                raise ValueError(f"{cls}.step: {name!r}: parameter and gradient must be arrays of one shape, received "
-                                 f"{getattr(p, 'shape', type(p).__name__)} and {getattr(g, 'shape', type(g).__name__)}")
-            if p.dtype.kind != "f":
-                raise TypeError(f"{cls}.step: parameter {name!r} must be a float array, received dtype {p.dtype}")
+            F.check_update(f"{cls}.step", name, p, g)
         unknown = sorted(set(lr_mult) - set(params))
         if unknown:
             raise ValueError(f"{cls}.step: lr_mult names unknown parameters {unknown}")
-        grads = self._clip(grads)
+        grads = F.clip_gradients(f"{cls}.step", grads, self.clip_value, self.clip_norm)
         for name, g in grads.items():
-            p = params[name]
-            if self.weight_decay and not self._decoupled:
-                g = g + self.weight_decay * p
-            self._update(name, p, g.astype(p.dtype, copy=False), self.lr * float(lr_mult.get(name, 1.0)))
+            self._update(name, params[name], g, self.lr * float(lr_mult.get(name, 1.0)))
         self.iterations += 1
-
-    # ------------------------------------------------------------------- device arrays
-    def _step_device(self, params: dict, grads: dict, lr_mult: dict) -> None:
-        """The step on device (GPU) arrays, in place, with the fused kernels of
-        ``corenet.kernels.cuda.train`` (same formulas and order of operations as the numpy rules).
-        Supported: SGD (momentum, Nesterov), Adam and AdamW, with weight decay and lr multipliers."""
-        cls = type(self).__name__
-        kind = self._device_kind()
-        if kind is None or self.clip_norm is not None or self.clip_value is not None:
-            what = "gradient clipping" if kind is not None else cls
-            raise NotImplementedError(f"{cls}.step: {what} on device arrays is not implemented; device-resident "
-                                      f"training supports SGD (momentum, Nesterov), Adam and AdamW with weight "
-                                      f"decay and lr multipliers, without clipping")
-        from .functional.device import cuda_module
-
-        train = cuda_module("train")
-        for name, g in grads.items():
-            p = params.get(name)
-            if p is None:
-                raise ValueError(f"{cls}.step: gradient {name!r} has no parameter; parameters: {sorted(params)}")
-            on_device = not isinstance(p, np.ndarray) and hasattr(p, "copy_to_host") and hasattr(g, "copy_to_host")
-            if not on_device or tuple(p.shape) != tuple(g.shape) or p.dtype != g.dtype:
-                raise ValueError(f"{cls}.step: {name!r}: parameter and gradient must be device arrays of one shape "
-                                 f"and dtype, received {type(p).__name__} {getattr(p, 'shape', '')} and "
-                                 f"{type(g).__name__} {getattr(g, 'shape', '')}")
-        unknown = sorted(set(lr_mult) - set(params))
-        if unknown:
-            raise ValueError(f"{cls}.step: lr_mult names unknown parameters {unknown}")
-        for name, g in grads.items():
-            p = params[name]
-            lr = self.lr * float(lr_mult.get(name, 1.0))
-            if kind == "sgd":
-                v = self._slot("velocity", name, p) if self.momentum else None
-                train.sgd_update(p, g, v, lr, self.momentum, self.nesterov, self.weight_decay)
-            else:
-                m, v = self._slot("m", name, p), self._slot("v", name, p)
-                t = self.slots.setdefault("t", {}).get(name)
-                t = self.slots["t"][name] = np.array(1 if t is None else int(t) + 1, np.int64)
-                train.adam_update(p, g, m, v, int(t), lr, self.beta1, self.beta2, self.eps, self.weight_decay,
-                                  decoupled=kind == "adamw")
-        self.iterations += 1
-
-    def _device_kind(self):
-        return None
-
-    def _clip(self, grads: dict) -> dict:
-        if self.clip_value is not None:
-            c = self.clip_value
-            grads = {k: np.clip(g, -c, c) for k, g in grads.items()}
-        if self.clip_norm is not None:
-            norm = math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) if g.dtype == np.float64
-                                 else float(np.square(g, dtype=np.float64).sum()) for g in grads.values()))
-            if norm > self.clip_norm:
-                s = self.clip_norm / norm
-                grads = {k: g * g.dtype.type(s) for k, g in grads.items()}
-        return grads
 
     def _update(self, name: str, p: np.ndarray, g: np.ndarray, lr: float) -> None:
+        """One step of the rule on ``p`` in place, L2 weight decay included (``g`` is never written)."""
         raise NotImplementedError
 
     def _slot(self, slot: str, name: str, p: np.ndarray, fill: float = 0.0) -> np.ndarray:
         per = self.slots.setdefault(slot, {})
         a = per.get(name)
         if a is None or tuple(a.shape) != tuple(p.shape):
-            if isinstance(p, np.ndarray):
-                a = per[name] = np.full(p.shape, fill, p.dtype)
-            else:  # device parameters get device slots
-                from .functional.device import cuda_module
-
-                a = per[name] = cuda_module("_runtime").empty(p.shape, p.dtype)
-                cuda_module("ops").fill(a, fill)
+            a = per[name] = F.full_like(p, fill)  # in the parameter's kind of array
         return a
 
     # ---------------------------------------------------------------------------- state
@@ -189,7 +121,7 @@ class Optimizer:
             d[f"hp/{k}"] = np.array(v) if isinstance(v, bool) else np.array(np.nan if v is None else v, np.float64)
         for slot, per in self.slots.items():
             for name, a in per.items():
-                d[f"slot/{slot}/{name}"] = a.copy() if isinstance(a, np.ndarray) else a.copy_to_host()
+                d[f"slot/{slot}/{name}"] = F.host_copy(a)
         return d
 
     def load_state_dict(self, d: dict) -> None:
@@ -287,22 +219,9 @@ class SGD(Optimizer):
         if self.nesterov and self.momentum == 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
 
-    def _device_kind(self):
-        return "sgd"
-
     def _update(self, name, p, g, lr):
-        step = g * p.dtype.type(lr)  # eps g
-        if not self.momentum:
-            p -= step
-            return
-        v = self._slot("velocity", name, p)
-        v *= p.dtype.type(self.momentum)
-        v -= step
-        if self.nesterov:
-            p += p.dtype.type(self.momentum) * v
-            p -= step
-        else:
-            p += v
+        v = self._slot("velocity", name, p) if self.momentum else None
+        F.sgd_update(p, g, v, lr, self.momentum, self.nesterov, self.weight_decay)
 
 
 class AdaGrad(Optimizer):
@@ -323,10 +242,7 @@ class AdaGrad(Optimizer):
 
     def _update(self, name, p, g, lr):
         r = self._slot("sum_sq", name, p, self.initial_accumulator_value)
-        r += g * g
-        denom = np.sqrt(r)
-        denom += p.dtype.type(self.eps)
-        p -= p.dtype.type(lr) * g / denom
+        F.adagrad_update(p, g, r, lr, self.eps, self.weight_decay)
 
 
 class RMSProp(Optimizer):
@@ -347,13 +263,8 @@ class RMSProp(Optimizer):
         self.eps = _number("RMSProp", "eps", eps)
 
     def _update(self, name, p, g, lr):
-        dt = p.dtype.type
         r = self._slot("mean_sq", name, p)
-        r *= dt(self.rho)
-        r += dt(1.0 - self.rho) * (g * g)
-        denom = np.sqrt(r)
-        denom += dt(self.eps)
-        p -= dt(lr) * g / denom
+        F.rmsprop_update(p, g, r, lr, self.rho, self.eps, self.weight_decay)
 
 
 class Adam(Optimizer):
@@ -378,24 +289,13 @@ class Adam(Optimizer):
         self.beta2 = _number(cls, "betas[1]", betas[1], high=1.0)
         self.eps = _number(cls, "eps", eps)
 
-    def _device_kind(self):
-        return "adamw" if self._decoupled else "adam"
-
     def _update(self, name, p, g, lr):
-        dt = p.dtype.type
         m = self._slot("m", name, p)
         v = self._slot("v", name, p)
         t = self.slots.setdefault("t", {}).get(name)
         t = self.slots["t"][name] = np.array(1 if t is None else int(t) + 1, np.int64)
-        b1, b2 = self.beta1, self.beta2
-        m *= dt(b1)
-        m += dt(1.0 - b1) * g
-        v *= dt(b2)
-        v += dt(1.0 - b2) * (g * g)
-        mhat = m / dt(1.0 - b1 ** int(t))
-        denom = np.sqrt(v / dt(1.0 - b2 ** int(t)))
-        denom += dt(self.eps)
-        p -= dt(lr) * mhat / denom
+        F.adam_update(p, g, m, v, int(t), lr, self.beta1, self.beta2, self.eps, self.weight_decay,
+                      decoupled=self._decoupled)
 
 
 class AdamW(Adam):
@@ -408,10 +308,6 @@ class AdamW(Adam):
     def __init__(self, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, clip_norm=None, clip_value=None):
         super().__init__(lr, betas, eps, weight_decay, clip_norm, clip_value)
 
-    def _update(self, name, p, g, lr):
-        if self.weight_decay:
-            p *= p.dtype.type(1.0 - lr * self.weight_decay)
-        super()._update(name, p, g, lr)
 
 
 _BY_NAME = {"sgd": SGD, "adagrad": AdaGrad, "rmsprop": RMSProp, "adam": Adam, "adamw": AdamW}

@@ -125,7 +125,9 @@ def host_copies(monkeypatch):
     (_merge_net, lambda: optim.Adam(lr=0.01, weight_decay=1e-3)),
     (_gated_net, lambda: optim.AdamW(lr=0.01)),
     (_lrn_net, lambda: optim.SGD(lr=0.1)),
-], ids=["conv-bn-relu-pool-linear/sgd", "add-concat/adam", "multiply-gates/adamw", "lrn-elu-globalmax/sgd"])
+    (_plain_net, lambda: optim.RMSProp(lr=0.01, weight_decay=1e-3)),
+], ids=["conv-bn-relu-pool-linear/sgd", "add-concat/adam", "multiply-gates/adamw", "lrn-elu-globalmax/sgd",
+        "conv-bn-relu-pool-linear/rmsprop"])
 def test_device_training_matches_cpu(make, opt, host_copies):
     cpu, gpu = make(), make()
     x, y = _data(cpu.inputs[0].shape, cpu.outputs[0].shape[0])
@@ -208,10 +210,10 @@ def test_dropout_on_device_draws_its_mask_on_the_gpu():
 @needs_cuda
 def test_unsupported_on_device_says_what_is_supported():
     model = _plain_net()
-    model.compile(optim.RMSProp(), "cross_entropy")
+    model.compile(optim.RMSProp(clip_norm=1.0), "cross_entropy")
     model.to("cuda")
     x, y = _data((2, 6, 6), 4)
-    with pytest.raises(NotImplementedError, match="SGD .*Adam"):
+    with pytest.raises(NotImplementedError, match="clipping on device arrays .*SGD .*Adam.*RMSProp"):
         model.train_on_batch(x, y)
 
 

@@ -302,3 +302,62 @@ def test_inception_module_matches_pytorch():
     z = L.AvgPool2d(2)(L.Concat()([b1, b2, b3, b4]))
     m = Model(x, L.Linear(4, name="fc")(L.Flatten()(z)))
     _compare_with_torch(torch, Inception(), m, (4, 6, 6))
+
+
+def _corenet_imports(module) -> set:
+    """Every corenet module ``module`` imports (module level and inside functions), read with ast."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    tree = ast.parse(open(spec.origin).read())
+    package = module.rsplit(".", 1)[0] if not spec.origin.endswith("__init__.py") else module
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("corenet"))
+        elif isinstance(node, ast.ImportFrom):
+            base = importlib.util.resolve_name("." * node.level + (node.module or ""), package) if node.level \
+                else node.module
+            if base.startswith("corenet"):
+                found.update(f"{base}.{a.name}" if node.module is None else base for a in node.names)
+    return found
+
+
+def test_symbolic_graph_sits_below_the_layers_and_execution_above():
+    """The graph split: SymbolicTensor, Node and connect (layers/symbolic.py) import nothing of corenet;
+    layers/base.py builds on them and never imports the graph's execution (corenet/graph.py), which
+    re-exports the symbolic names, so they stay one set of classes under their public names."""
+    from corenet import graph
+    from corenet.layers import input as input_module
+    from corenet.layers import symbolic
+
+    assert _corenet_imports("corenet.layers.symbolic") == set()
+    assert not {m for m in _corenet_imports("corenet.layers.base") if m.startswith("corenet.graph")}
+    assert "corenet.graph" not in _corenet_imports("corenet.layers.input")
+    assert graph.SymbolicTensor is symbolic.SymbolicTensor and graph.Node is symbolic.Node
+    assert graph.connect is symbolic.connect and graph.Input is input_module.Input is corenet.Input
+    assert graph.InputLayer is input_module.InputLayer
+    t = Input((2, 3))
+    y = L.Flatten()(t)
+    assert isinstance(y, symbolic.SymbolicTensor) and y.node.inputs == [t] and y.shape == (6,)
+
+
+def test_no_layer_graph_loss_or_optimizer_module_asks_where_an_array_lives():
+    """Above functional/, arrays are moved and combined through corenet.functional only: no module of
+    the graph, the layers, the losses or the optimizers imports the kernels, functional's device
+    plumbing or a private functional module, or tests for device arrays itself."""
+    import pkgutil
+
+    modules = ["corenet.graph", "corenet.losses", "corenet.optim"]
+    modules += [f"corenet.layers.{m.name}" for m in pkgutil.iter_modules(L.__path__)]
+    for module in modules:
+        imported = _corenet_imports(module)
+        bad = {m for m in imported if m.startswith("corenet.kernels") or m.startswith("corenet.functional.device")
+               or m.startswith("corenet.functional._")}
+        assert not bad, f"{module} imports {sorted(bad)}"
+        import importlib.util
+
+        source = open(importlib.util.find_spec(module).origin).read()
+        for word in ("copy_to_host", "copy_to_device", "cuda_module", "is_device"):
+            assert word not in source, f"{module} mentions {word}"

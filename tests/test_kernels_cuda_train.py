@@ -133,6 +133,8 @@ def test_softmax_cross_entropy(dt, ls, reduction):
     (optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True)),
     (optim.Adam, dict(lr=0.01, weight_decay=0.01)),
     (optim.AdamW, dict(lr=0.01, weight_decay=0.1)),
+    (optim.AdaGrad, dict(lr=0.1, weight_decay=0.01)),
+    (optim.RMSProp, dict(lr=0.01, rho=0.8)),
 ])
 def test_optimizer_updates_match_optim(dt, opt, kw):
     from corenet.kernels.cuda import train
@@ -144,7 +146,11 @@ def test_optimizer_updates_match_optim(dt, opt, kw):
     for t in range(1, 4):
         g = rng.standard_normal(7).astype(dt)
         o.step({"w": p}, {"w": g})
-        if opt is optim.SGD:
+        if opt is optim.AdaGrad:
+            train.adagrad_update(p_gpu, g, v, kw["lr"], o.eps, kw["weight_decay"])
+        elif opt is optim.RMSProp:
+            train.rmsprop_update(p_gpu, g, v, kw["lr"], kw["rho"], o.eps)
+        elif opt is optim.SGD:
             train.sgd_update(p_gpu, g, v, kw["lr"], kw.get("momentum", 0.0), kw.get("nesterov", False),
                              kw.get("weight_decay", 0.0))
         else:
@@ -231,6 +237,11 @@ def test_graph_glue_ops(dt):
     d = cuda.to_device(a)
     ops.fill(d, 0)
     assert _runtime.is_device(d) and not d.copy_to_host().any()
+    ops.copy(d, cuda.to_device(b))
+    np.testing.assert_array_equal(d.copy_to_host(), b)
+    host = np.zeros_like(a)
+    ops.copy(host, d)
+    np.testing.assert_array_equal(host, b)
     c = rng.standard_normal((2, 1, 2, 2)).astype(dt)
     cat = ops.concat_channels([a, c, b])
     np.testing.assert_array_equal(cat, np.concatenate([a, c, b], axis=1))
@@ -243,3 +254,54 @@ def test_graph_glue_ops(dt):
     close(gx, gy @ w, dt)
     close(gw, gy.T @ x, dt)
     close(gb, gy.sum(axis=0), dt)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dt", DTYPES)
+def test_functional_tensor_ops_on_device_arrays_equal_the_cpu(dt):
+    """corenet.functional's tensor glue: device arrays in, device arrays out, the CPU's values."""
+    from numba import cuda
+
+    rng = np.random.default_rng(14)
+    a, b = (rng.standard_normal((2, 3, 2, 3)).astype(dt) for _ in range(2))
+    c = rng.standard_normal((2, 1, 2, 3)).astype(dt)
+    gates = rng.standard_normal((2, 3)).astype(dt)
+    da, db, dc, dg = (cuda.to_device(v) for v in (a, b, c, gates))
+    cases = {
+        "add": (F.add(da, db), F.add(a, b)),
+        "mul": (F.mul(da, db), F.mul(a, b)),
+        "mul_channels": (F.mul_channels(da, dg), F.mul_channels(a, gates)),
+        "sum_mul_lanes": (F.sum_mul_lanes(da, db), F.sum_mul_lanes(a, b)),
+        "concat": (F.concat([da, dc, db]), F.concat([a, c, b])),
+        "pad2d": (F.pad2d(da, 1, 0, 2, 1), F.pad2d(a, 1, 0, 2, 1)),
+        "crop2d": (F.crop2d(da, 1, 0, 0, 1), F.crop2d(a, 1, 0, 0, 1)),
+        "full_like": (F.full_like(da, 0.25), F.full_like(a, 0.25)),
+    }
+    for got, want in zip(F.split(F.concat([da, dc, db]), [3, 1, 3]), (a, c, b)):
+        assert F.is_array(got) and F.device_of(got) == "cuda"
+        np.testing.assert_array_equal(F.to_host(got), want)
+    for name, (got, want) in cases.items():
+        assert F.device_of(got) == "cuda", name
+        close(F.to_host(got), want, dt)
+    acc = F.move(a.copy(), "cuda")
+    F.accumulate(acc, db)
+    F.scale(acc, 2.0)
+    close(F.host_copy(acc), (a + b) * dt(2.0), dt)
+    F.copy_into(acc, db)
+    np.testing.assert_array_equal(F.to_host(acc), b)
+    F.fill(acc, 0)
+    assert not F.move(acc, "cpu").any()
+    assert F.item(cuda.to_device(np.array([1.5]))) == 1.5
+    with pytest.raises(NotImplementedError, match="add: broadcasting device arrays is not implemented"):
+        F.add(da, dc)
+    with pytest.raises(NotImplementedError, match="concat: on device arrays only the channel axis"):
+        F.concat([da, db], 2)
+    with pytest.raises(TypeError, match="astype casts host arrays"):
+        F.astype(da, np.float64)
+    states = F.dropout_rng(np.random.default_rng(0), da)
+    assert F.dropout_rng(np.random.default_rng(1), da, states) is states
+    z, labels = a.reshape(12, 3), np.arange(12) % 3
+    loss, grad = F.softmax_cross_entropy(F.move(z, "cuda"), labels)
+    want_loss, want_grad = F.softmax_cross_entropy(z, labels)
+    assert F.item(loss) == pytest.approx(want_loss, rel=1e-6)
+    close(F.to_host(grad), want_grad, dt)

@@ -19,3 +19,5 @@ from .linear import *  # noqa: F401,F403
 from .lrn import *  # noqa: F401,F403
 from .norm import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
+from .tensor import *  # noqa: F401,F403
+from .train import *  # noqa: F401,F403

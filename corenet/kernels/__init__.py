@@ -11,6 +11,9 @@ function names with the same signatures::
     corenet/kernels/cuda/{conv,pool,lrn,norm,act}.py               numba.cuda (optional; device arrays take
                                                                   the unfused ops, so it has no fused family)
     corenet/kernels/auto/{conv,pool,lrn,norm,act,fused}.py        the default: per family, the fastest CPU one
+    <every backend>/{ops,train}.py                                the tensor glue of the graph and layers (add,
+                                                                  accumulate, copy, fill, concat, pad) and the
+                                                                  loss/optimizer updates (numpy on the CPU)
 
 A backend may add primitives of its own beside the contract names (the Cython backend's
 ``simd_*`` convolution kernels, which ``_cpu_conv`` looks up with ``getattr``);
@@ -34,7 +37,7 @@ import sys
 
 from .. import config
 
-FAMILIES = ("conv", "pool", "lrn", "norm", "act", "fused")
+FAMILIES = ("conv", "pool", "lrn", "norm", "act", "fused", "ops", "train")
 _PACKAGES = {"auto": "auto", "numba": "numba_cpu", "cython": "cython_cpu", "cuda": "cuda"}
 
 

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import functional as F
 from .. import init as _init
-from ..functional.device import is_device
 from ..functional.validation import FLOAT_DTYPES, check_elements, flag, positive_float
+from .symbolic import SymbolicTensor, connect, fmt_shape
 
 __all__ = ["Layer", "get_layer_class", "fmt_shape"]
 
@@ -45,18 +46,6 @@ def get_layer_class(name: str) -> type:
         return _CLASSES[name]
     except KeyError:
         raise ValueError(f"unknown layer class {name!r}; known: {sorted(_CLASSES)}") from None
-
-
-def fmt_shape(shape) -> str:
-    """A per-sample shape as Keras prints it, with the batch axis: ``(None, 3, 32, 32)``."""
-    return str((None, *shape))
-
-
-def _ops():
-    """The cuda backend's device-side glue (``add``, ``accumulate``, ``fill``, ...), for device arrays."""
-    from ..functional.device import cuda_module
-
-    return cuda_module("ops")
 
 
 class Layer:
@@ -156,8 +145,6 @@ class Layer:
     # ------------------------------------------------------------------ compute
     def __call__(self, inputs):
         """On symbolic tensor(s): record a graph node, return the output tensor. On arrays: run forward."""
-        from ..graph import SymbolicTensor, connect
-
         first = inputs[0] if isinstance(inputs, (list, tuple)) and inputs else inputs
         if isinstance(first, SymbolicTensor):
             return connect(self, inputs)
@@ -174,7 +161,7 @@ class Layer:
             raise TypeError(f"{self.label()}: expects {want}, received {type(inputs).__name__}")
         arrays = list(inputs) if self.multi_input else [inputs]
         for a in arrays:
-            if not isinstance(a, np.ndarray) and not is_device(a):
+            if not F.is_array(a):
                 raise TypeError(f"{self.label()}: expects numpy (or device) arrays, received {type(a).__name__}")
             if a.dtype not in FLOAT_DTYPES:
                 raise TypeError(f"{self.label()}: expects float32 or float64 arrays, received dtype {a.dtype}")
@@ -195,7 +182,7 @@ class Layer:
     def _check_gy(self, gy, batch: int | None = None) -> None:
         """For layers that run no functional op (which checks its own): ``gy`` is a float array of the
         output's per-sample shape (and of the forward's batch size when known). A tuple compare per step."""
-        if not isinstance(gy, np.ndarray) and not is_device(gy):
+        if not F.is_array(gy):
             raise TypeError(f"{self.label()}: backward expects gy as a numpy (or device) array, "
                             f"received {type(gy).__name__}")
         if gy.dtype not in FLOAT_DTYPES:
@@ -212,18 +199,12 @@ class Layer:
         if self._grads_fresh:
             for k, g in grads.items():
                 if g is not None:
-                    if isinstance(g, np.ndarray):
-                        np.copyto(own[k], g, casting="same_kind")
-                    else:  # device gradients: a device-to-device copy
-                        own[k].copy_to_device(g)
+                    F.copy_into(own[k], g)
             self._grads_fresh = False
         else:
             for k, g in grads.items():
                 if g is not None:
-                    if isinstance(g, np.ndarray):
-                        own[k] += g
-                    else:
-                        _ops().accumulate(own[k], g)
+                    F.accumulate(own[k], g)
         if grad_ready is not None:
             grad_ready(self)
 
@@ -235,10 +216,7 @@ class Layer:
         """Parameter gradients (zeros after :meth:`zero_grad` until the next backward)."""
         if self._grads_fresh:
             for g in self.grads.values():
-                if isinstance(g, np.ndarray):
-                    g.fill(0)
-                else:
-                    _ops().fill(g, 0)
+                F.fill(g, 0)
         return self.grads
 
     def param_count(self) -> int:
@@ -254,11 +232,8 @@ class Layer:
         dtype = np.dtype(dtype)
         for d in (self.params, self.buffers, self.grads):
             for k, v in d.items():
-                if not isinstance(v, np.ndarray):
-                    raise TypeError(f"{self.label()}: astype casts host arrays; {k!r} is on the GPU. Move the "
-                                    f"model to the CPU first: model.to('cpu').astype(...).to('cuda')")
                 if v.dtype.kind == "f":
-                    d[k] = v.astype(dtype)
+                    d[k] = F.astype(v, dtype, self.label(), repr(k))
         self.dtype = dtype
         self._state = None
         return self

@@ -28,6 +28,7 @@ class Dropout(Layer):
             raise ValueError(f"{self.label()}: p must be in [0, 1], received {p}")
         self.p = p
         self.rng = None
+        self._device_rng = None  # the mask generator on the GPU, seeded once from self.rng
 
     def _build(self, input_shape):
         return input_shape
@@ -37,23 +38,15 @@ class Dropout(Layer):
 
     def forward(self, x, training=False, retain=True):
         training = bool(training)
-        rng = self.rng if isinstance(x, np.ndarray) or not training else self._device_states()
+        rng = self.rng
+        if training:  # device arrays draw their mask from generator states on the GPU (F.dropout_rng)
+            rng = F.dropout_rng(self.rng, x, self._device_rng)
+            if rng is not self.rng:
+                self._device_rng = rng
         if retain:
             y, self._state = F.dropout(x, self.p, rng, training=training, return_state=True)
             return y
         return F.dropout(x, self.p, rng, training=training) if training else x
-
-    def _device_states(self):
-        """On device arrays the mask is drawn on the GPU (xoroshiro128+ states seeded once from
-        ``self.rng``), so a training step copies nothing per batch; the masks differ from the CPU's."""
-        states = getattr(self, "_cuda_states", None)
-        if states is None:
-            from ..functional.device import cuda_module
-
-            rt = cuda_module("_runtime")
-            n = min(65536, rt.THREADS * rt.MAX_BLOCKS)
-            states = self._cuda_states = cuda_module("act").make_dropout_states(n, int(self.rng.integers(2**63)))
-        return states
 
     def backward(self, gy, need_gx=True):
         gx = F.dropout_backward(gy, self._state) if need_gx else None

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import functional as F
 from ..functional.validation import integer
-from .base import Layer, _ops
+from .base import Layer
 
 __all__ = ["Add", "Multiply", "Concat"]
 
@@ -46,11 +47,6 @@ class _Elementwise(_Merge):
         self._views = [_expand(s, ndim) for s in shapes]
         return out
 
-    def _device_only_plain(self):
-        if not self._plain:
-            raise NotImplementedError(f"{self.label()}: broadcasting inputs on the GPU is not implemented; "
-                                      f"device arrays are supported when every input has the output's shape")
-
     def _aligned(self, xs):
         if self._plain:
             return xs
@@ -73,16 +69,10 @@ class Add(_Elementwise):
     prefix = "add"
 
     def forward(self, xs, training=False, retain=True):
-        if not isinstance(xs[0], np.ndarray):
-            self._device_only_plain()
-            y = _ops().add(xs[0], xs[1])
-            for x in xs[2:]:
-                y = _ops().add(y, x)
-            return y
-        xs = self._aligned(xs)
-        y = xs[0] + xs[1]
+        xs = self._aligned(xs)  # broadcasting: the CPU only (F.add says so for device arrays)
+        y = F.add(xs[0], xs[1])
         for x in xs[2:]:
-            y = y + x
+            y = F.add(y, x)
         return y
 
     def backward(self, gy, need_gx=True):
@@ -98,14 +88,16 @@ class Multiply(_Elementwise):
     prefix = "multiply"
 
     def forward(self, xs, training=False, retain=True):
-        if not isinstance(xs[0], np.ndarray):
-            return self._forward_device(xs, retain)
-        xs = self._aligned(xs)
+        k = None if self._plain else self._gate_index()
+        if k is not None:  # a feature map times per-channel gates (squeeze-and-excitation)
+            y = F.mul_channels(xs[1 - k], xs[k])
+        else:  # one shape, or numpy broadcasting (the CPU only: F.mul says so for device arrays)
+            xs = self._aligned(xs)
+            y = F.mul(xs[0], xs[1])
+            for x in xs[2:]:
+                y = F.mul(y, x)
         if retain:
-            self._state = xs
-        y = xs[0] * xs[1]
-        for x in xs[2:]:
-            y = y * x
+            self._state = list(xs)
         return y
 
     def backward(self, gy, need_gx=True):
@@ -115,22 +107,24 @@ class Multiply(_Elementwise):
         if xs is None:
             raise ValueError(f"{self.label()}: backward needs a forward with retain=True first")
         self._check_gy(gy, xs[0].shape[0])
-        if not isinstance(gy, np.ndarray):
-            return self._backward_device(gy, xs)
+        k = None if self._plain else self._gate_index()
+        if k is not None:
+            grads = [None, None]
+            grads[1 - k] = F.mul_channels(gy, xs[k])
+            grads[k] = F.sum_mul_lanes(gy, xs[1 - k]).reshape((gy.shape[0], *self.input_shape[k]))
+            return grads
         out = []
         for k in range(len(xs)):
             g = gy
             for j, x in enumerate(xs):
                 if j != k:
-                    g = g * x
+                    g = F.mul(g, x)
             out.append(self._reduce(g, k))
         return out
 
-
-    # Device arrays: inputs of one shape (any number), or a feature map times per-channel gates
-    # ((N, C, H, W) * (N, C) or (N, C, 1, 1), squeeze-and-excitation), through the cuda ops.
     def _gate_index(self):
-        """For two inputs, the index of the (C,)/(C, 1, 1) gate of a (C, H, W) map, else None."""
+        """For two inputs, the index of the (C,)/(C, 1, 1) gate of a (C, H, W) map, else None (one
+        kernel pass over the map, forward and backward, on every kind of array)."""
         out = self.output_shape
         if len(self._views) != 2 or len(out) != 3:
             return None
@@ -140,40 +134,6 @@ class Multiply(_Elementwise):
             if gate[k] and full[1 - k]:
                 return k
         return None
-
-    def _forward_device(self, xs, retain):
-        ops = _ops()
-        if self._plain:
-            y = ops.mul(xs[0], xs[1])
-            for x in xs[2:]:
-                y = ops.mul(y, x)
-        else:
-            k = self._gate_index()
-            if k is None:
-                raise NotImplementedError(
-                    f"{self.label()}: on device arrays Multiply takes inputs of one shape, or a (C, H, W) map and "
-                    f"(C,)/(C, 1, 1) gates; received shapes {self._shape_str(self.input_shape)}")
-            y = ops.mul_channels(xs[1 - k], xs[k])
-        if retain:
-            self._state = list(xs)
-        return y
-
-    def _backward_device(self, gy, xs):
-        ops = _ops()
-        if self._plain:
-            out = []
-            for k in range(len(xs)):
-                g = gy
-                for j, x in enumerate(xs):
-                    if j != k:
-                        g = ops.mul(g, x)
-                out.append(g)
-            return out
-        k = self._gate_index()
-        grads = [None, None]
-        grads[1 - k] = ops.mul_channels(gy, xs[k])
-        grads[k] = ops.sum_mul_lanes(gy, xs[1 - k]).reshape((gy.shape[0], *self.input_shape[k]))
-        return grads
 
 
 class Concat(_Merge):
@@ -196,26 +156,18 @@ class Concat(_Merge):
             if i + 1 != axis and len({s[i] for s in shapes}) > 1:
                 raise self._error(f"inputs must match on every axis but {axis}; axis {i + 1} differs", shapes)
         self._ax = axis
-        self._splits = np.cumsum([s[axis - 1] for s in shapes])[:-1].tolist()
         out = list(shapes[0])
         out[axis - 1] = sum(s[axis - 1] for s in shapes)
         return tuple(out)
 
     def forward(self, xs, training=False, retain=True):
-        if not isinstance(xs[0], np.ndarray):
-            if self._ax != 1:
-                raise NotImplementedError(f"{self.label()}: on device arrays only channel concatenation "
-                                          f"(axis=1) is implemented, received axis={self.axis}")
-            return _ops().concat_channels(xs)
-        return np.concatenate(xs, axis=self._ax)
+        return F.concat(xs, self._ax)
 
     def backward(self, gy, need_gx=True):
         if not need_gx:
             return [None] * len(self.input_shape)
         self._check_gy(gy)
-        if not isinstance(gy, np.ndarray):
-            return _ops().split_channels(gy, [s[self._ax - 1] for s in self.input_shape])
-        return [np.ascontiguousarray(g) for g in np.split(gy, self._splits, axis=self._ax)]
+        return F.split(gy, [s[self._ax - 1] for s in self.input_shape], self._ax)
 
     def _config(self):
         return {"axis": self.axis}

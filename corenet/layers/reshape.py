@@ -6,10 +6,11 @@ import math
 
 import numpy as np
 
+from .. import functional as F
 from ..functional.validation import check_elements
 from ..geometry import MAX_INT
 from ..geometry import is_int as _is_int
-from .base import Layer, _ops
+from .base import Layer
 
 __all__ = ["Flatten", "Reshape", "ZeroPad2d"]
 
@@ -121,22 +122,13 @@ class ZeroPad2d(Layer):
         return C, H + t + b, W + l + r
 
     def forward(self, x, training=False, retain=True):
-        t, b, l, r = self.pads
-        if not isinstance(x, np.ndarray):
-            return _ops().pad2d(x, t, b, l, r)
-        N, C, H, W = x.shape
-        y = np.zeros((N, C, H + t + b, W + l + r), x.dtype)
-        y[:, :, t:t + H, l:l + W] = x
-        return y
+        return F.pad2d(x, *self.pads)
 
     def backward(self, gy, need_gx=True):
         if not need_gx:
             return None
         self._check_gy(gy)
-        t, b, l, r = self.pads
-        if not isinstance(gy, np.ndarray):
-            return _ops().crop2d(gy, t, b, l, r)
-        return np.ascontiguousarray(gy[:, :, t:gy.shape[2] - b, l:gy.shape[3] - r])
+        return F.crop2d(gy, *self.pads)
 
     def _config(self):
         t, b, l, r = self.pads

@@ -28,6 +28,8 @@ _PREFERENCE = {
     "norm": ("cython_cpu", "numba_cpu"),
     "act": ("cython_cpu", "numba_cpu"),
     "fused": ("cython_cpu", "numba_cpu"),
+    "ops": ("numba_cpu",),  # numpy glue (sums, copies, concatenation): one implementation on the CPU
+    "train": ("numba_cpu",),  # numpy loss and optimizer updates
 }
 _NAMES = {"cython_cpu": "cython", "numba_cpu": "numba"}
 _chosen: dict[str, str] = {}

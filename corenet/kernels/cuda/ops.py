@@ -1,13 +1,14 @@
 """Device-side glue for a training step that never leaves the GPU: the numpy one-liners of the
 graph, layers and optimizer, as kernels.
 
-These have no CPU-kernel counterpart (on the CPU they are numpy expressions in the engine); they
-exist for device-resident training (see the design note in the cuda backend's issue), where the
-engine's ``g + gy``, ``np.copyto``, ``g.fill(0)``, ``np.concatenate``/``np.split`` and ``x @ w.T``
-meet device arrays.
+The ``ops`` family of every backend (the CPU one, ``corenet/kernels/numba_cpu/ops.py``, is numpy):
+the graph's ``g + gy``, the layers' ``np.copyto``/``+=``/``fill(0)``, ``np.concatenate``/``np.split``
+and ``x @ w.T``, as kernels, so that a training step on device arrays never leaves the GPU. Above
+``functional/`` they are reached through ``corenet.functional.tensor`` only.
 
 ``add(a, b, out=None)``                 ``a + b`` (fan-out gradient sums, the ``Add`` merge)
 ``accumulate(dst, src)``                ``dst += src`` in place (gradient accumulation)
+``copy(dst, src)``                      ``dst[...] = src`` in place (the first gradient of an accumulation)
 ``fill(dst, value)``                    every element set to ``value`` (``zero_grad``)
 ``concat_channels(arrays, out=None)``   along axis 1 of (N, C_i, ...) arrays (``Concat``)
 ``split_channels(g, sizes)``            the adjoint: (N, C_i, ...) pieces of ``g``
@@ -32,8 +33,8 @@ import numpy as np
 from . import conv
 from ._runtime import cuda, dev, empty, grid, host_or_device, is_device
 
-__all__ = ["add", "accumulate", "fill", "concat_channels", "split_channels", "linear_forward", "linear_backward",
-           "scale", "pad2d", "crop2d", "mul", "mul_channels", "sum_mul_lanes"]
+__all__ = ["add", "accumulate", "copy", "fill", "concat_channels", "split_channels", "linear_forward",
+           "linear_backward", "scale", "pad2d", "crop2d", "mul", "mul_channels", "sum_mul_lanes"]
 
 
 @cuda.jit
@@ -88,6 +89,14 @@ def accumulate(dst, src):
     _accumulate[grid(d.size)](d.reshape(-1), dev(src).reshape(-1))
     if not is_device(dst):
         dst[...] = d.copy_to_host()
+
+
+def copy(dst, src):
+    """``dst[...] = src`` in place (``dst`` numpy or device, ``src`` of ``dst``'s shape and dtype)."""
+    if is_device(dst):
+        dst.copy_to_device(src)
+    else:
+        dst[...] = src.copy_to_host() if is_device(src) else src
 
 
 def fill(dst, value):

@@ -1,9 +1,10 @@
 """CUDA training-step kernels: softmax cross-entropy (loss and gradient) and optimizer updates.
 
-These have no CPU-kernel counterpart: on the CPU, ``corenet.losses.CrossEntropy`` and the
-``corenet.optim`` classes compute with numpy. They exist so that a device-resident training step
-never copies logits, gradients, parameters or optimizer state to the host; each follows the
-numpy implementation's formula and order of operations, so results agree to rounding.
+The ``train`` family of every backend (the CPU one, ``corenet/kernels/numba_cpu/train.py``, is the
+numpy rules ``corenet.losses`` and ``corenet.optim`` reach through ``corenet.functional.train``).
+Here they let a device-resident training step never copy logits, gradients, parameters or
+optimizer state to the host; each follows the numpy formula and order of operations, so results
+agree to rounding.
 
 ``softmax_cross_entropy(logits, labels, label_smoothing=0.0, reduction="mean") -> (loss, grad)``
     ``logits (N, K)`` float, ``labels (N,)`` integer class indices. As ``losses.CrossEntropy``:
@@ -19,6 +20,11 @@ numpy implementation's formula and order of operations, so results agree to roun
     In place on ``p, m, v``, as ``optim.Adam`` (``decoupled``: ``optim.AdamW``) at step ``t``
     (1-based): ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g^2``,
     ``p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)``.
+``adagrad_update(p, g, r, lr, eps=1e-7, weight_decay=0.0)``
+    In place on ``p, r``, as ``optim.AdaGrad``: ``g += wd * p``; ``r += g^2``; ``p -= lr * g / (sqrt(r) + eps)``.
+``rmsprop_update(p, g, r, lr, rho=0.9, eps=1e-7, weight_decay=0.0)``
+    In place on ``p, r``, as ``optim.RMSProp``: ``g += wd * p``; ``r = rho r + (1 - rho) g^2``;
+    ``p -= lr * g / (sqrt(r) + eps)``.
 
 Update arrays may be numpy (copied over and back, in place) or device arrays (updated in place).
 Scalars are cast to the parameter dtype, so float32 updates run in float32 as numpy's do.
@@ -33,7 +39,7 @@ import numpy as np
 
 from ._runtime import SIM, cuda, dev, dmax, empty, grid, is_device
 
-__all__ = ["softmax_cross_entropy", "sgd_update", "adam_update"]
+__all__ = ["softmax_cross_entropy", "sgd_update", "adam_update", "adagrad_update", "rmsprop_update"]
 
 _SUM_THREADS = 16 if SIM else 256
 
@@ -159,4 +165,30 @@ def adam_update(p, g, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_deca
     wd = 0.0 if decoupled else weight_decay
     _adam[grid(p.size)](dp, dg, dm, dv, dt(lr), dt(beta1), dt(1.0 - beta1), dt(beta2), dt(1.0 - beta2),
                         dt(1.0 - beta1 ** int(t)), dt(1.0 - beta2 ** int(t)), dt(eps), dt(wd), dt(decay))
+    finish()
+
+
+@cuda.jit
+def _rms(p, g, r, lr, rho, omrho, eps, wd):
+    """AdaGrad with ``rho = omrho = 1``, RMSProp otherwise."""
+    for i in range(cuda.grid(1), p.shape[0], cuda.gridsize(1)):
+        gi = g[i] + wd * p[i] if wd != 0 else g[i]
+        ri = r[i] * rho + omrho * (gi * gi)
+        r[i] = ri
+        p[i] -= lr * gi / (math.sqrt(ri) + eps)
+
+
+def adagrad_update(p, g, r, lr, eps=1e-7, weight_decay=0.0):
+    """One AdaGrad step in place on ``p, r``; see the module docstring."""
+    dt = p.dtype.type
+    (dp, dr), (dg,), finish = _inplace([p, r], [g])
+    _rms[grid(p.size)](dp, dg, dr, dt(lr), dt(1.0), dt(1.0), dt(eps), dt(weight_decay))
+    finish()
+
+
+def rmsprop_update(p, g, r, lr, rho=0.9, eps=1e-7, weight_decay=0.0):
+    """One RMSProp step in place on ``p, r``; see the module docstring."""
+    dt = p.dtype.type
+    (dp, dr), (dg,), finish = _inplace([p, r], [g])
+    _rms[grid(p.size)](dp, dg, dr, dt(lr), dt(rho), dt(1.0 - rho), dt(eps), dt(weight_decay))
     finish()
