@@ -1,4 +1,4 @@
-"""The ``corenet`` command: ``demo``, ``train``, ``summary``, ``evaluate``, ``export``, ``predict``.
+"""The ``corenet`` command: ``demo``, ``train``, ``summary``, ``evaluate``, ``export``, ``predict``, ``visualize``.
 
 Errors a user can fix (unknown model, missing data, bad arguments) print one line and exit
 with status 2; everything else is a bug and keeps its traceback.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import math
 import os
 import sys
 import time
@@ -138,6 +139,30 @@ def _save(model, path: str) -> None:
         print(f"saved checkpoint to {path}")
 
 
+def _fit_count(n: int, validation_split: float) -> int:
+    """How many of ``n`` samples ``fit(validation_split=...)`` trains on."""
+    return int(math.ceil(n * (1.0 - validation_split))) if validation_split else n
+
+
+def _need_matplotlib(option: str) -> None:
+    from corenet import viz
+
+    if not viz.available():
+        raise UserError(f"{option} needs matplotlib: pip install 'corenet[viz]' (or pip install matplotlib)")
+
+
+def _plot(history, path) -> None:
+    """``--plot``: the learning curves as a picture (rank 0 only)."""
+    from corenet import distributed, viz
+
+    if path and distributed.is_main():
+        try:
+            viz.plot_history(history, path)
+        except (ImportError, OSError) as exc:
+            raise UserError(f"--plot {path}: {exc}") from None
+        print(f"wrote learning curves to {path}")
+
+
 def _report(model, x_test, y_test, seconds: float, n_images: int) -> float:
     result = model.evaluate(x_test, y_test, batch_size=256, verbose=0)  # every rank: sharded, reduced
     acc = result.get("accuracy", float("nan"))
@@ -164,11 +189,12 @@ def cmd_demo(args) -> int:
     t0 = time.perf_counter()
     # Random 2-pixel shifts and a decaying rate: 98% on the bundled test digits (97% without them).
     decay = callbacks.LearningRateScheduler(schedules.ExponentialLR(gamma=0.75))
+    # validation: 10% of the training digits (stratified, drawn from the seed); the test set is read once, below
     model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, seed=args.seed,
-              validation_data=(x_test, y_test), transform=RandomShift(2), callbacks=[decay],
+              validation_split=0.1, transform=RandomShift(2), callbacks=[decay],
               verbose=1 if sys.stdout.isatty() else 2)
     seconds = time.perf_counter() - t0
-    _report(model, x_test, y_test, seconds, args.epochs * len(x_train))
+    _report(model, x_test, y_test, seconds, args.epochs * _fit_count(len(x_train), 0.1))
     _save(model, args.checkpoint)
     return 0
 
@@ -199,12 +225,21 @@ def cmd_train(args) -> int:
 
         transform = A.Compose([A.RandomShift(2)] if x_train.shape[1] == 1
                               else [A.RandomHorizontalFlip(), A.RandomCrop(4)])
-    _say(f"training {args.model} on {note}: {len(x_train):,} train / {len(test[0]):,} test")
+    n_fit = _fit_count(len(x_train), args.validation_split)
+    if not 0.0 <= args.validation_split < 1.0 or (args.validation_split and not 0 < n_fit < len(x_train)):
+        raise UserError(f"--validation-split must be in [0, 1) and leave samples on both sides of "
+                        f"{len(x_train)} training samples, received {args.validation_split}")
+    _say(f"training {args.model} on {note}: {n_fit:,} train / {len(x_train) - n_fit:,} validation / "
+         f"{len(test[0]):,} test")
+    if args.plot:
+        _need_matplotlib("--plot")  # before training, not after it
     t0 = time.perf_counter()
-    model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, seed=args.seed,
-              validation_data=test, transform=transform, resume=args.resume,
-              verbose=1 if sys.stdout.isatty() else 2)
-    _report(model, *test, time.perf_counter() - t0, args.epochs * len(x_train))
+    # validation: a stratified share of the training data (fit's seed); the test set is read once, at the end
+    history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, seed=args.seed,
+                        validation_split=args.validation_split, transform=transform, resume=args.resume,
+                        verbose=1 if sys.stdout.isatty() else 2)
+    _report(model, *test, time.perf_counter() - t0, args.epochs * n_fit)
+    _plot(history, args.plot)
     # saved with the checkpoint (None unless --data folder): `corenet predict` decodes images the same way
     model.preprocess = preprocess
     if args.checkpoint:
@@ -276,18 +311,12 @@ def _image_files(paths) -> list[str]:
     return sorted(found)
 
 
-def cmd_predict(args) -> int:
-    """Top-k class names and softmax probabilities per image, decoded with the checkpoint's pipeline."""
-    import numpy as np
-
+def _load_for_images(args):
+    """The checkpoint's model (not compiled) and its input pipeline, with ``--image-size``/``--color`` applied."""
     import corenet
-    from corenet.data.images import decode_image
 
-    _configure(args)
     if not os.path.exists(args.checkpoint):
         raise UserError(f"no checkpoint at {args.checkpoint}")
-    if args.top < 1:
-        raise UserError(f"--top must be >= 1, received {args.top}")
     try:
         model = corenet.load(args.checkpoint, compile=False)
     except ValueError as exc:
@@ -300,12 +329,35 @@ def cmd_predict(args) -> int:
         pipe["image_size"] = list(args.image_size)
     if args.color is not None:
         pipe["color"] = args.color
-    files = _image_files(args.images)
+    return model, pipe
+
+
+def _decode(files, pipe):
+    """(N, C, H, W) float32: the files decoded as the checkpoint's model was trained (``decode_image``)."""
+    import numpy as np
+
+    from corenet.data.images import decode_image
+
     try:
-        x = np.stack([decode_image(f, pipe["image_size"], pipe["color"], pipe.get("resize", "crop"),
-                                   pipe.get("normalize", True)) for f in files]).astype(np.float32)
-        logits = np.asarray(model.predict(x, batch_size=64), dtype=np.float64)
+        return np.stack([decode_image(f, pipe["image_size"], pipe["color"], pipe.get("resize", "crop"),
+                                      pipe.get("normalize", True)) for f in files]).astype(np.float32)
     except (ValueError, ImportError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def cmd_predict(args) -> int:
+    """Top-k class names and softmax probabilities per image, decoded with the checkpoint's pipeline."""
+    import numpy as np
+
+    _configure(args)
+    if args.top < 1:
+        raise UserError(f"--top must be >= 1, received {args.top}")
+    model, pipe = _load_for_images(args)
+    files = _image_files(args.images)
+    x = _decode(files, pipe)
+    try:
+        logits = np.asarray(model.predict(x, batch_size=64), dtype=np.float64)
+    except ValueError as exc:  # e.g. --image-size not the size the model was built for
         raise UserError(str(exc)) from None
     if logits.ndim != 2:
         raise UserError(f"{args.checkpoint}: the model's output has shape {logits.shape[1:]}, not class scores")
@@ -319,6 +371,24 @@ def cmd_predict(args) -> int:
     for path, p in zip(files, probs):
         top = np.argsort(-p, kind="stable")[:k]
         print(f"{path}: " + ", ".join(f"{names[i]} {p[i]:.4f}" for i in top))
+    return 0
+
+
+def cmd_visualize(args) -> int:
+    """The first convolution's filters and one image's feature maps through the first layers, as a picture."""
+    from corenet import viz
+
+    _configure(args)
+    _need_matplotlib("visualize")
+    model, pipe = _load_for_images(args)
+    if not os.path.isfile(args.image):
+        raise UserError(f"no such image file: {args.image}")
+    x = _decode([args.image], pipe)
+    try:
+        viz.plot_feature_maps(model, x[0], args.out, max_layers=args.layers, filters=True)
+    except ValueError as exc:  # e.g. --image-size not the model's input size, or no convolution to draw
+        raise UserError(str(exc)) from None
+    print(f"wrote filters and feature maps of {args.image} to {args.out}")
     return 0
 
 
@@ -354,8 +424,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", default="adam", help="sgd (momentum 0.9, Nesterov), adam, rmsprop, adagrad")
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--augment", action="store_true", help="shifts (grey) or flips + crops (colour)")
+    t.add_argument("--validation-split", type=float, default=0.1, help="share of the training data held out "
+                   "for validation each epoch (stratified; default 0.1; 0: none); the test set is read once, "
+                   "at the end")
     t.add_argument("--checkpoint", help="save the trained model here")
     t.add_argument("--resume", help="continue from this checkpoint")
+    t.add_argument("--plot", metavar="PNG", help="write the learning curves (loss, accuracy; training and "
+                   "validation) here (needs the viz extra)")
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("summary", help="print a zoo model's layer table")
@@ -386,6 +461,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "checkpoint's pipeline")
     r.add_argument("--color", choices=("rgb", "gray"), help="overrides the checkpoint's colour mode")
     r.set_defaults(func=cmd_predict)
+
+    v = sub.add_parser("visualize", help="a checkpoint's first filters and an image's feature maps as a picture "
+                       "(needs the viz extra)")
+    runtime(v)
+    v.add_argument("--checkpoint", required=True)
+    v.add_argument("--image", required=True, help="one image file, decoded with the checkpoint's input pipeline")
+    v.add_argument("--out", default="maps.png", help="picture to write (default maps.png)")
+    v.add_argument("--layers", type=int, default=4, help="how many convolution/pooling layers to draw (default 4)")
+    v.add_argument("--image-size", type=_image_size, help="H,W: overrides (or, without one, replaces) the "
+                   "checkpoint's pipeline")
+    v.add_argument("--color", choices=("rgb", "gray"), help="overrides the checkpoint's colour mode")
+    v.set_defaults(func=cmd_visualize)
     return p
 
 

@@ -1,16 +1,28 @@
-"""Transfer learning, the lecture's recipe: reuse features learned on digits 0-4 for digits 5-9.
+"""Transfer learning on an image folder: pretrained zoo weights from a PyTorch ``.npz``, frozen features, new head.
 
-1. Train a base LeNet-5 on digits 0-4.
-2. For digits 5-9 with only a small training set, compare three ways:
-   a. feature extraction: cut the base before its classifier, freeze it, train a new head;
-   b. fine-tuning: start from (a) and also train the top layers at a 10x lower learning rate;
-   c. training the same network from scratch on the small set.
-With little data, (a) and (b) beat (c); that gap is the point of transfer learning.
+The lecture's recipe, end to end and offline:
 
-    python examples/transfer_learning.py
+1. Weights: ``--weights W.npz``, a PyTorch ``state_dict`` saved as numpy arrays
+   (``np.savez("w.npz", **{k: v.numpy() for k, v in net.state_dict().items()})``, e.g. torchvision's
+   resnet18), or, without it, a LeNet-5 "pretrained" here on the bundled digits 0-4 and saved the same way.
+2. Data: ``--data-dir ROOT`` (one sub-folder per class), or, without it, a folder of PNG files written from
+   the bundled digits 5-9. ``load_image_folder`` reads it; a stratified test set is held out and the rest
+   is split into training and validation sets.
+3. a. feature extraction: the zoo model with the imported weights (``models.load_torchvision``), cut
+      where its classifier begins (the first Linear layer), frozen, and a new linear head trained on top;
+   b. fine-tuning: every layer trainable again, the pretrained ones at a 10x lower rate (``lr_mult``);
+   c. the same network trained from scratch on the same small set.
+
+Choices are made on the validation set; the test set is read once, at the end. With little data, (a)
+and (b) beat (c): that gap is the point of transfer learning.
+
+    python examples/transfer_learning.py                       # generated folder, offline
+    python examples/transfer_learning.py --data-dir photos --model resnet18 --weights resnet18.npz \\
+        --image-size 224,224 --color rgb
 """
 
 import argparse
+import os
 
 import numpy as np
 
@@ -18,67 +30,112 @@ from corenet import Model, data, models, optim
 from corenet import layers as L
 
 
-def subset(x, y, digits, n=None):
-    keep = np.isin(y, digits)
-    x, y = x[keep], y[keep] - min(digits)
-    return (x[:n], y[:n]) if n else (x, y)
+def pretrain_on_digits(path, digits, n, epochs):
+    """A LeNet-5 trained on the bundled ``digits``, its weights saved as a PyTorch-style state_dict ``.npz``."""
+    (x, y), _ = data.load_bundled(normalize=True)
+    keep = np.flatnonzero(np.isin(y, digits))[:n]
+    base = models.lenet5(num_classes=len(digits), seed=0)
+    base.compile(optim.Adam(lr=2e-3), "cross_entropy", metrics=["accuracy"])
+    history = base.fit(x[keep], y[keep] - min(digits), batch_size=64, epochs=epochs, seed=0,
+                       validation_split=0.1, verbose=0)
+    np.savez(path, **base.state_dict())  # the names and layouts torch.nn.Module.state_dict() uses
+    print(f"pretrained lenet5 on {len(keep)} digits {digits[0]}-{digits[-1]} (validation accuracy "
+          f"{history.history['val_accuracy'][-1]:.2%}); weights in {path}")
+
+
+def write_digit_folder(root, digits, per_class):
+    """ROOT/digit_<d>/<i>.png: ``per_class`` bundled images of each digit, as a user's photo folder would be."""
+    from PIL import Image
+
+    (x, y), _ = data.load_bundled(normalize=False)
+    for d in digits:
+        os.makedirs(os.path.join(root, f"digit_{d}"), exist_ok=True)
+        for i, k in enumerate(np.flatnonzero(y == d)[:per_class]):
+            Image.fromarray(np.asarray(x[k, 0], dtype=np.uint8), "L").save(os.path.join(root, f"digit_{d}", f"{i}.png"))
+    return root
+
+
+def build_pretrained(name, weights, channels, size):
+    """The zoo model ``name`` with ``weights`` loaded; its class count is read from the last 2-D weight."""
+    with np.load(weights) as npz:
+        num_classes = [npz[k].shape[0] for k in npz.files if npz[k].ndim == 2][-1]
+    kw = {"num_classes": num_classes, "in_channels": channels, "seed": 0}
+    model = models.get_model(name, input_size=size, **kw)
+    models.load_torchvision(model, weights)  # checks every name and shape
+    return model
 
 
 def accuracy(model, x, y):
-    return float(np.mean(model.predict(x, batch_size=512).argmax(axis=1) == y))
+    return float(np.mean(model.predict(x, batch_size=256).argmax(axis=1) == y))
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--small", type=int, default=300, help="training images of digits 5-9")
+    ap.add_argument("--data-dir", help="image folder, one sub-folder per class (default: generated digits 5-9)")
+    ap.add_argument("--weights", help="PyTorch state_dict .npz for --model (default: pretrain lenet5 here)")
+    ap.add_argument("--model", default="lenet5", help="zoo model the weights belong to")
+    ap.add_argument("--image-size", default="28,28", help="H,W the images are resized to")
+    ap.add_argument("--color", default="gray", choices=("gray", "rgb"))
+    ap.add_argument("--per-class", type=int, default=100, help="generated folder: images per class")
     ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--work", default="runs/transfer", help="where generated files go")
     ap.add_argument("--smoke", action="store_true", help="a few batches, for CI")
     args = ap.parse_args(argv)
-    epochs, base_n, small = (1, 256, 64) if args.smoke else (args.epochs, None, args.small)
+    size = tuple(int(v) for v in args.image_size.split(","))
+    epochs, per_class, base_n = (1, 12, 256) if args.smoke else (args.epochs, args.per_class, None)
+    os.makedirs(args.work, exist_ok=True)
 
-    (x_train, y_train), (x_test, y_test) = data.load_bundled(normalize=True)
-    base_train = subset(x_train, y_train, [0, 1, 2, 3, 4], base_n)
-    new_train = subset(x_train, y_train, [5, 6, 7, 8, 9], small)
-    new_test = subset(x_test, y_test, [5, 6, 7, 8, 9])
-    fit = dict(batch_size=32, epochs=epochs, seed=0, verbose=0)
+    weights = args.weights
+    if weights is None:
+        if args.model != "lenet5" or args.color != "gray":
+            ap.error("without --weights the pretrained model is a gray lenet5: pass --weights for other models")
+        weights = os.path.join(args.work, "lenet5_digits_0_4.npz")
+        pretrain_on_digits(weights, [0, 1, 2, 3, 4], base_n, max(1, epochs // 2))
+    root = args.data_dir or write_digit_folder(os.path.join(args.work, "digits_5_9"), [5, 6, 7, 8, 9], per_class)
 
-    # 1. the base network, on digits 0-4
-    base = models.lenet5(num_classes=5, seed=0)
-    base.compile(optim.Adam(lr=2e-3), "cross_entropy")
-    base.fit(*base_train, batch_size=64, epochs=max(1, epochs // 2), seed=0, verbose=0)
-    print(f"base network on digits 0-4: test accuracy {accuracy(base, *subset(x_test, y_test, [0, 1, 2, 3, 4])):.2%}")
+    x, y, names = data.load_image_folder(root, size, color=args.color, cache=args.data_dir is not None)
+    (x, y), (x_test, y_test) = data.train_val_split(x, y, val_fraction=0.25, seed=0)  # the test set: kept aside
+    (x_train, y_train), (x_val, y_val) = data.train_val_split(x, y, val_fraction=0.2, seed=1)
+    print(f"{root}: {len(names)} classes {names}; {len(x_train)} train / {len(x_val)} validation / "
+          f"{len(x_test)} test images")
+    fit = dict(batch_size=32, epochs=epochs, seed=0, validation_data=(x_val, y_val), verbose=0)
 
-    # 2a. frozen feature extractor + new head: cut at the 84-unit features
-    features = base.cut(base.layers[-2].name)  # the ReLU after fc2: (N, 84) features
+    # a. frozen pretrained features + a new head, cut where the classifier (the first Linear layer) begins
+    base = build_pretrained(args.model, weights, x.shape[1], size)
+    classifier = next(layer for layer in base.layers if isinstance(layer, L.Linear))
+    features = base.cut(classifier.input)  # lenet5: the 16x5x5 convolution features, flattened
     for layer in features.layers:
         layer.trainable = False
-    head = L.Linear(5, name="new_head")(features.output)
+    head = L.Linear(len(names), name="new_head")(features.output)
     transfer = Model(features.input, head, name="transfer", seed=1)
-    frozen_before = {k: v.copy() for k, v in features.parameters().items()}
-    transfer.compile(optim.Adam(lr=3e-3), "cross_entropy")
-    transfer.fit(*new_train, **fit)
-    assert all((v == frozen_before[k]).all() for k, v in features.parameters().items()), "frozen weights moved"
-    acc_frozen = accuracy(transfer, *new_test)
+    frozen = {k: v.copy() for k, v in features.parameters().items()}
+    transfer.compile(optim.Adam(lr=args.lr), "cross_entropy", metrics=["accuracy"])
+    h_frozen = transfer.fit(x_train, y_train, **fit)
+    assert all((v == frozen[k]).all() for k, v in features.parameters().items()), "frozen weights moved"
+    after_a = {k: v.copy() for k, v in transfer.state_dict().items()}  # (b) goes on from here
 
-    # 2b. fine-tune the fully connected layers too, 10x slower than the head
-    for name in ("fc1", "fc2"):
-        layer = transfer.get_layer(name)
+    # b. fine-tuning: the pretrained layers learn again, 10x slower than the head
+    for layer in features.layers:
         layer.trainable, layer.lr_mult = True, 0.1
-    transfer.compile(optim.Adam(lr=3e-3), "cross_entropy")
-    transfer.fit(*new_train, **fit)
-    acc_finetuned = accuracy(transfer, *new_test)
+    transfer.compile(optim.Adam(lr=args.lr), "cross_entropy", metrics=["accuracy"])
+    h_tuned = transfer.fit(x_train, y_train, **fit)
 
-    # 2c. the same architecture from scratch on the same small set
-    scratch = models.lenet5(num_classes=5, seed=2)
-    scratch.compile(optim.Adam(lr=3e-3), "cross_entropy")
-    scratch.fit(*new_train, **fit)
-    acc_scratch = accuracy(scratch, *new_test)
+    # c. the same architecture from scratch on the same small set
+    scratch = models.get_model(args.model, num_classes=len(names), in_channels=x.shape[1], input_size=size, seed=2)
+    scratch.compile(optim.Adam(lr=args.lr), "cross_entropy", metrics=["accuracy"])
+    h_scratch = scratch.fit(x_train, y_train, **fit)
 
-    print(f"digits 5-9 with {len(new_train[0])} training images, test accuracy:")
-    print(f"  frozen features + new head  {acc_frozen:.2%}")
-    print(f"  + fine-tuned fc layers      {acc_finetuned:.2%}")
-    print(f"  from scratch                {acc_scratch:.2%}")
-
+    # the test set, once, at the end
+    tuned_test = accuracy(transfer, x_test, y_test)
+    transfer.load_state_dict(after_a)
+    rows = [("frozen features + new head", h_frozen, accuracy(transfer, x_test, y_test)),
+            ("+ fine-tuned at lr/10", h_tuned, tuned_test),
+            ("from scratch", h_scratch, accuracy(scratch, x_test, y_test))]
+    print(f"{len(x_train)} training images; accuracy on validation (per epoch) and on the test set (once):")
+    for label, history, test in rows:
+        val = ", ".join(f"{v:.0%}" for v in history.history["val_accuracy"])
+        print(f"  {label:28s} validation {val}   test {test:.2%}")
 
 if __name__ == "__main__":
     main()

@@ -1,10 +1,12 @@
 """Every example runs (smoke mode) and the ``corenet`` command works and fails cleanly."""
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from corenet import cli
@@ -31,6 +33,8 @@ def test_example_runs_in_smoke_mode(name, monkeypatch, tmp_path, capsys):
         args += ["--data-dir", str(SHARED / "fashion-mnist")]
     if name == "visualize":
         pytest.importorskip("matplotlib", reason="the viz extra (matplotlib) is not installed")
+    if name == "transfer_learning":
+        pytest.importorskip("PIL", reason="the images extra (Pillow) is not installed")
     if name == "train_resnet_cifar":
         args = ["--smoke"]
     _run_example(name, args, monkeypatch, tmp_path)
@@ -39,6 +43,13 @@ def test_example_runs_in_smoke_mode(name, monkeypatch, tmp_path, capsys):
     if name == "visualize":
         assert {p.name for p in (tmp_path / "runs" / "viz").glob("*.png")} == {
             "filters.png", "feature_maps.png", "curves.png"}
+    if name == "transfer_learning":  # pretrained weights written as a state_dict .npz, a generated folder read
+        work = tmp_path / "runs" / "transfer"
+        with np.load(work / "lenet5_digits_0_4.npz") as npz:
+            assert {"conv1.weight", "fc3.bias"} <= set(npz.files) and npz["fc3.weight"].shape == (5, 84)
+        assert len(list((work / "digits_5_9").glob("digit_*/*.png"))) == 5 * 12
+        rows = [line.split()[0] for line in out.splitlines() if re.search(r"test \d+\.\d+%$", line)]
+        assert rows == ["frozen", "+", "from"]  # the three ways, each with one test accuracy
 
 
 def test_every_example_has_a_docstring_saying_what_it_shows():

@@ -1,0 +1,206 @@
+"""Pictures of training: learning curves, first-layer filters, feature maps (PNG files via matplotlib).
+
+>>> history = model.fit(x, y, validation_split=0.1, epochs=10)
+>>> history.plot("curves.png")                                   # same as viz.plot_history(history, ...)
+>>> viz.plot_filters(model, "filters.png")                       # the first convolution's kernels
+>>> viz.plot_feature_maps(model, x[0], "maps.png", filters=True) # what ``corenet visualize`` writes
+
+Needs the ``viz`` extra (``pip install 'corenet[viz]'``, matplotlib), imported only when a picture is
+drawn. Figures are built with ``matplotlib.figure.Figure`` and written straight to a file, so pyplot's
+global state and the interactive backend are never touched (works on a machine without a display).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+__all__ = ["plot_history", "plot_filters", "plot_feature_maps", "available"]
+
+#: Layer types whose outputs ``plot_feature_maps`` draws (4-D spatial maps).
+MAP_LAYERS = ("Conv2d", "MaxPool2d", "AvgPool2d", "MinPool2d", "SumPool2d")
+_MAX_COLS = 16
+
+
+def available() -> bool:
+    """Whether matplotlib can be imported (the ``viz`` extra is installed)."""
+    try:
+        _figure("corenet.viz")
+    except ImportError:
+        return False
+    return True
+
+
+def _figure(what: str):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise ImportError(f"{what} needs matplotlib to draw: pip install 'corenet[viz]' "
+                          "(or pip install matplotlib)") from e
+    return Figure
+
+
+def _save(fig, path) -> str:
+    path = os.fspath(path)
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    fig.savefig(path, dpi=80, bbox_inches="tight")  # the format follows the file name (.png, .pdf, .svg)
+    return path
+
+
+# ------------------------------------------------------------------------------ learning curves
+def plot_history(history, path) -> str:
+    """Loss and every logged metric per epoch, training and validation, one panel each; returns ``path``.
+
+    ``history`` is what ``Model.fit`` returns (a ``History``, or its ``.history`` dict): keys such as
+    ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``; ``lr`` and other keys without a training
+    counterpart are left out. A validation curve is drawn where ``val_<key>`` was logged.
+    """
+    logs = getattr(history, "history", history)
+    if not isinstance(logs, dict):
+        raise TypeError(f"plot_history: expected a History or its .history dict, received {type(history).__name__}")
+    keys = [k for k in logs if not k.startswith("val_") and k != "lr" and len(logs[k])]
+    if "loss" in keys:
+        keys.remove("loss")
+        keys.insert(0, "loss")
+    if not keys:
+        raise ValueError(f"plot_history: the history holds no epochs to draw (keys: {sorted(logs)})")
+    n = len(logs[keys[0]])
+    done = list(getattr(history, "epoch", []) or [])
+    epochs = np.asarray(done) + 1 if len(done) == n else np.arange(1, n + 1)
+    Figure = _figure("plot_history")
+    fig = Figure(figsize=(4.5 * len(keys), 3.5))
+    for ax, key in zip(fig.subplots(1, len(keys), squeeze=False)[0], keys):
+        ax.plot(epochs, logs[key], marker="o", markersize=3, label="training")
+        if len(logs.get(f"val_{key}", [])) == n:
+            ax.plot(epochs, logs[f"val_{key}"], marker="o", markersize=3, label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.set_title(key)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        if n < 12:
+            ax.set_xticks(epochs)
+    return _save(fig, path)
+
+
+# ------------------------------------------------------------------------------ filters and feature maps
+def _unit(a: np.ndarray) -> np.ndarray:
+    """Min-max scaled to [0, 1] for display (a constant array becomes 0.5)."""
+    a = np.asarray(a, dtype=np.float64)
+    lo, hi = a.min(), a.max()
+    return np.full_like(a, 0.5) if hi - lo <= 0 else (a - lo) / (hi - lo)
+
+
+def _picture(chw: np.ndarray):
+    """(C, H, W) -> what imshow draws: RGB (H, W, 3) for 3 channels, else the first channel (gray)."""
+    if chw.shape[0] == 3:
+        return _unit(chw).transpose(1, 2, 0), None
+    return _unit(chw[0]), "gray"
+
+
+def _first_conv(model, layer=None):
+    if layer is not None:
+        found = model.get_layer(layer) if isinstance(layer, str) else layer
+        if "weight" not in getattr(found, "params", {}) or np.ndim(found.params["weight"]) != 4:
+            raise ValueError(f"plot_filters: layer {getattr(found, 'name', found)!r} holds no 4-D convolution "
+                             f"weight (expected a Conv2d)")
+        return found
+    for candidate in model.layers:
+        if type(candidate).__name__ == "Conv2d":
+            return candidate
+    raise ValueError(f"plot_filters: model {model.name!r} has no Conv2d layer; received layers "
+                     f"{[type(la).__name__ for la in model.layers][:8]}")
+
+
+def _filter_section(model, layer, max_filters):
+    conv = _first_conv(model, layer)
+    w = np.asarray(conv.params["weight"])  # (C_out, C_in / groups, kH, kW)
+    shown = w[:max_filters]
+    if w.shape[1] == 3:
+        panels, cmap, how = [_unit(f).transpose(1, 2, 0) for f in shown], None, "RGB"
+    elif w.shape[1] == 1:
+        panels, cmap, how = [_unit(f[0]) for f in shown], "gray", ""
+    else:
+        panels, cmap, how = [_unit(f.mean(axis=0)) for f in shown], "gray", f"mean of {w.shape[1]} input channels"
+    title = f"{conv.name} filters {w.shape[2]}x{w.shape[3]}" + (f", {how}" if how else "")
+    if len(shown) < len(w):
+        title += f" (first {len(shown)} of {len(w)})"
+    return title, panels, cmap
+
+
+def _map_sections(model, image, layers, max_layers, max_maps):
+    from .model import Model
+
+    if len(model.inputs) != 1:
+        raise ValueError(f"plot_feature_maps: needs a single-input model; {model.name!r} has {len(model.inputs)}")
+    want = tuple(model.input.shape)  # symbolic shapes leave out the batch axis
+    image = np.asarray(image)
+    if image.shape != want:
+        raise ValueError(f"plot_feature_maps: image must have the model's input shape (C, H, W) = {want}; "
+                         f"received shape {image.shape}")
+    if layers is None:
+        taps = [la for la in model.layers if type(la).__name__ in MAP_LAYERS][:max_layers]
+    else:
+        taps = [model.get_layer(la) if isinstance(la, str) else la for la in layers]
+    for la in taps:
+        if len(la.output.shape) != 3:
+            raise ValueError(f"plot_feature_maps: layer {la.name!r} gives samples of shape {la.output.shape}, "
+                             f"expected (C, H, W) feature maps")
+    if not taps:
+        raise ValueError(f"plot_feature_maps: model {model.name!r} has no {'/'.join(MAP_LAYERS)} layer to draw")
+    probe = Model(model.input, [la.output for la in taps], name=f"{model.name}_maps")
+    maps = probe.predict(image[None].astype(model.input.dtype, copy=False), batch_size=1)
+    maps = maps if isinstance(maps, (list, tuple)) else [maps]
+    picture, cmap = _picture(image)
+    sections = [(f"input {image.shape[0]}x{image.shape[1]}x{image.shape[2]}", [picture], cmap)]
+    for la, m in zip(taps, maps):
+        c = m.shape[1]
+        title = f"{la.name} {c}x{m.shape[2]}x{m.shape[3]}" + (f" (first {max_maps})" if c > max_maps else "")
+        sections.append((title, [np.asarray(m[0, i]) for i in range(min(c, max_maps))], "viridis"))
+    return sections
+
+
+def _draw(sections, path, what: str) -> str:
+    """One row block per section: its panels wrapped at ``cols`` columns, its title on the first panel."""
+    Figure = _figure(what)
+    cols = min(_MAX_COLS, max(len(panels) for _, panels, _ in sections))
+    rows = sum(math.ceil(len(panels) / cols) for _, panels, _ in sections)
+    fig = Figure(figsize=(1.4 * cols, 1.5 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    row = 0
+    for title, panels, cmap in sections:
+        for i, panel in enumerate(panels):
+            axes[row + i // cols, i % cols].imshow(panel, cmap=cmap, interpolation="nearest")
+        axes[row, 0].set_title(title, loc="left", fontsize=8)
+        row += math.ceil(len(panels) / cols)
+    return _save(fig, path)
+
+
+def plot_filters(model, path, layer=None, max_filters=32) -> str:
+    """The kernels of the first ``Conv2d`` (or of ``layer``), one panel each; returns ``path``.
+
+    Each kernel is min-max scaled on its own. Three input channels are drawn as an RGB picture, one as
+    gray, more as the gray mean over the input channels.
+    """
+    return _draw([_filter_section(model, layer, max_filters)], path, "plot_filters")
+
+
+def plot_feature_maps(model, image, path, layers=None, max_layers=4, max_maps=16, filters=False) -> str:
+    """One image's feature maps through the first layers; returns ``path``.
+
+    ``image`` is one (C, H, W) input, preprocessed as the model was trained (``corenet.data.decode_image``
+    with the checkpoint's ``model.preprocess``). Drawn: the input, then the outputs of ``layers`` (names
+    or layers; default the first ``max_layers`` convolution and pooling layers), at most ``max_maps``
+    channels each, in inference mode. ``filters=True`` adds the first convolution's kernels on top (the
+    picture ``corenet visualize`` writes).
+    """
+    sections = _map_sections(model, image, layers, max_layers, max_maps)
+    if filters:
+        sections.insert(1, _filter_section(model, None, 2 * _MAX_COLS))
+    return _draw(sections, path, "plot_feature_maps")
