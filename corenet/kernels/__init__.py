@@ -37,7 +37,7 @@ import sys
 
 from .. import config
 
-FAMILIES = ("conv", "pool", "lrn", "norm", "act", "fused", "ops", "train")
+FAMILIES = ("conv", "pool", "lrn", "norm", "act", "fused", "ops", "train", "resample")
 _PACKAGES = {"auto": "auto", "numba": "numba_cpu", "cython": "cython_cpu", "cuda": "cuda"}
 
 

@@ -28,6 +28,7 @@ _PREFERENCE = {
     "norm": ("cython_cpu", "numba_cpu"),
     "act": ("cython_cpu", "numba_cpu"),
     "fused": ("cython_cpu", "numba_cpu"),
+    "resample": ("cython_cpu", "numba_cpu"),
     "ops": ("numba_cpu",),  # numpy glue (sums, copies, concatenation): one implementation on the CPU
     "train": ("numba_cpu",),  # numpy loss and optimizer updates
 }

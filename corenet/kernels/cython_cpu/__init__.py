@@ -7,7 +7,7 @@ backend-independent orchestration (GEMM chunking) shared with the Numba backend.
 
 import importlib
 
-_MODULES = ("conv", "simd_conv", "pool", "lrn", "norm", "act", "fused")
+_MODULES = ("conv", "simd_conv", "pool", "lrn", "norm", "act", "fused", "resample")
 
 
 def unavailable_reason():
