@@ -4,6 +4,7 @@ parameter layout and names, and pairs a forward with a backward (see ``base.Laye
 from .activation import ELU, GELU, SELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .base import Layer, get_layer_class
 from .conv import Conv2d
+from .conv_transpose import ConvTranspose2d
 from .dropout import Dropout
 from .linear import Linear
 from .lrn import LocalResponseNorm
@@ -22,7 +23,7 @@ from .reshape import Flatten, Reshape, ZeroPad2d
 
 __all__ = [
     "Layer", "get_layer_class",
-    "Conv2d", "Linear",
+    "Conv2d", "ConvTranspose2d", "Linear",
     "MaxPool2d", "AvgPool2d", "MinPool2d", "SumPool2d", "GlobalAvgPool2d", "GlobalMaxPool2d", "AdaptiveAvgPool2d",
     "LocalResponseNorm", "BatchNorm2d", "BatchNorm1d", "Dropout",
     "ReLU", "LeakyReLU", "ELU", "SELU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
