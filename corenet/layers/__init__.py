@@ -20,6 +20,7 @@ from .pool import (
     SumPool2d,
 )
 from .reshape import Flatten, Reshape, ZeroPad2d
+from .upsample import Upsample
 
 __all__ = [
     "Layer", "get_layer_class",
@@ -27,6 +28,6 @@ __all__ = [
     "MaxPool2d", "AvgPool2d", "MinPool2d", "SumPool2d", "GlobalAvgPool2d", "GlobalMaxPool2d", "AdaptiveAvgPool2d",
     "LocalResponseNorm", "BatchNorm2d", "BatchNorm1d", "Dropout",
     "ReLU", "LeakyReLU", "ELU", "SELU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
-    "Flatten", "Reshape", "ZeroPad2d",
+    "Flatten", "Reshape", "ZeroPad2d", "Upsample",
     "Add", "Concat", "Multiply",
 ]
