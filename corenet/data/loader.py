@@ -20,15 +20,20 @@ from ._common import standardize
 _DONE = object()
 
 
+def os_seed() -> int:
+    """A base seed drawn from the OS (``seed=None``): not reproducible, so store it to replay a run."""
+    return int(np.random.SeedSequence().entropy % 2**63)
+
+
 class DataLoader:
     """Iterate over ``(x, y)`` in mini-batches of float32 images.
 
     Parameters
     ----------
-    x : numpy.ndarray
+    x : numpy.ndarray, or a list/tuple of them (several inputs, as ``Model.fit`` takes them)
         Samples (N, C, H, W) (any leading-N array works). uint8 input is scaled to [0, 1]; other
-        dtypes are converted to float32 as they are.
-    y : numpy.ndarray
+        dtypes are converted to ``dtype``. A batch of several inputs is a list, one array per input.
+    y : numpy.ndarray, or a list/tuple of them (several outputs)
         Targets (N, ...). Integer labels come out as int64; other targets keep their dtype.
     batch_size : int
         Samples per batch.
@@ -47,6 +52,9 @@ class DataLoader:
     prefetch : bool
         Prepare the next batch in one background thread (queue of one batch). Exceptions raised
         there are re-raised in the consumer; leaving the loop early stops the thread.
+    dtype : numpy dtype or None
+        The float type of the input batches (default float32). ``None`` keeps float inputs as they
+        are (``Model.fit`` wraps its arrays so: float64 stays float64); uint8 is then scaled to float32.
 
     Examples
     --------
@@ -58,11 +66,13 @@ class DataLoader:
     """
 
     def __init__(self, x, y, batch_size, shuffle=True, seed=None, drop_last=False, transform=None,
-                 normalize=None, prefetch=False):
-        x, y = np.asarray(x), np.asarray(y)
-        if x.ndim < 1 or y.ndim < 1 or len(x) != len(y):
-            raise ValueError(f"DataLoader: x and y must have the same number of samples. "
-                             f"Received: x.shape={x.shape}, y.shape={y.shape}")
+                 normalize=None, prefetch=False, dtype=np.float32):
+        xs = [np.asarray(a) for a in x] if isinstance(x, (list, tuple)) else [np.asarray(x)]
+        ys = [np.asarray(a) for a in y] if isinstance(y, (list, tuple)) else [np.asarray(y)]
+        if not xs or not ys or any(a.ndim < 1 for a in xs + ys) or len({len(a) for a in xs + ys}) != 1:
+            shapes = ", ".join(f"{name}.shape={a.shape}" for name, arrays in (("x", xs), ("y", ys)) for a in arrays)
+            raise ValueError(f"DataLoader: x and y must have the same number of samples. Received: {shapes or 'none'}")
+        x_in, x = x, xs[0]
         if not (isinstance(batch_size, (int, np.integer)) and batch_size > 0):
             raise ValueError(f"DataLoader: batch_size must be a positive integer. Received: {batch_size!r}")
         if transform is not None and not callable(transform):
@@ -75,8 +85,11 @@ class DataLoader:
         if isinstance(seed, np.random.Generator):
             seed = int(seed.integers(2**63))
         elif seed is None:
-            seed = int(np.random.SeedSequence().entropy % 2**63)
-        self.x, self.y = x, y
+            seed = os_seed()
+        self._xs, self._ys, self._n = xs, ys, len(xs[0])
+        self.x = xs if isinstance(x_in, (list, tuple)) else xs[0]  # as given: one array, or a list of them
+        self.y = ys if isinstance(y, (list, tuple)) else ys[0]
+        self.dtype = None if dtype is None else np.dtype(dtype)
         self.batch_size = int(batch_size)
         self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
         self.transform, self.normalize, self.prefetch = transform, normalize, bool(prefetch)
@@ -84,7 +97,7 @@ class DataLoader:
         self.epoch = 0
 
     def __len__(self):
-        n = len(self.x)
+        n = self._n
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
@@ -93,7 +106,7 @@ class DataLoader:
 
     def order(self, epoch: int) -> np.ndarray:
         """Sample indices of epoch ``epoch`` in the order they are served (int64, length N)."""
-        n = len(self.x)
+        n = self._n
         if not self.shuffle:
             return np.arange(n)
         return np.random.default_rng(np.random.SeedSequence([self.seed, int(epoch)])).permutation(n)
@@ -128,19 +141,25 @@ class DataLoader:
                 yield self._make_batch(idx if self.shuffle else slice(start, start + bs), rng)
 
     def _make_batch(self, idx, rng):
-        xb = self.x[idx]
-        if xb.dtype == np.uint8:
-            xb = xb.astype(np.float32) * np.float32(1.0 / 255.0)
-        else:
-            xb = xb.astype(np.float32)  # always a fresh array: transforms may work in place
-        if self.transform is not None:
-            xb = self.transform(xb, rng)
+        fresh = not isinstance(idx, slice)  # fancy indexing copies already
+        xbs = []
+        for a in self._xs:
+            xb = a[idx]
+            if xb.dtype == np.uint8:
+                xb = xb.astype(np.float32) * np.float32(1.0 / 255.0)
+            else:  # always a fresh array: transforms may work in place
+                dtype = self.dtype if self.dtype is not None else (xb.dtype if xb.dtype.kind == "f" else np.float32)
+                xb = xb.astype(dtype, copy=not fresh)
+            xbs.append(xb)
+        if self.transform is not None:  # on the first input (the images)
+            xbs[0] = self.transform(xbs[0], rng)
         if self.normalize is not None:
-            xb = standardize(xb, *self.normalize)
-        yb = self.y[idx]
-        if np.issubdtype(yb.dtype, np.integer):
-            yb = yb.astype(np.int64)
-        return xb, np.array(yb)
+            xbs[0] = standardize(xbs[0], *self.normalize)
+        ybs = []
+        for a in self._ys:
+            yb = a[idx]
+            ybs.append(yb.astype(np.int64) if np.issubdtype(yb.dtype, np.integer) else np.array(yb))
+        return (xbs if isinstance(self.x, list) else xbs[0]), (ybs if isinstance(self.y, list) else ybs[0])
 
 
 def _prefetch(batches):

@@ -44,7 +44,8 @@ from __future__ import annotations
 from .atomic import atomic_savez, remove_stale_temporaries
 from .checkpoint import (
     IncompatibleKeys,
-    check_state_dict,
+    apply_weights,
+    describe,
     generators,
     load,
     load_weights,
@@ -64,7 +65,8 @@ __all__ = [
     "read_checkpoint",
     "atomic_savez",
     "remove_stale_temporaries",
-    "check_state_dict",
+    "apply_weights",
+    "describe",
     "generators",
     "set_generator_states",
     "IncompatibleKeys",

@@ -30,7 +30,10 @@ __all__ = [
     "save_weights",
     "load_weights",
     "read_checkpoint",
-    "check_state_dict",
+    "apply_weights",
+    "describe",
+    "generators",
+    "set_generator_states",
     "IncompatibleKeys",
 ]
 
@@ -95,7 +98,7 @@ def save(model, path, include_optimizer: bool = True) -> None:
     if include_optimizer and compiled is not None:
         meta["compile"] = compiled
         opt = model.optimizer
-        meta["optimizer"] = _describe(opt)
+        meta["optimizer"] = describe(opt)
         meta["optimizer_state"] = _flatten_arrays(dict(opt.state_dict()), "opt", arrays)
     get_state = getattr(model, "_training_state", None)
     train_state = get_state() if get_state is not None else None
@@ -126,18 +129,15 @@ _ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError
                    OverflowError, tokenize.TokenError)
 
 
-def read_checkpoint(path) -> dict:
+def read_checkpoint(path, op: str = "read_checkpoint") -> dict:
     """Every part of a checkpoint: ``{"meta", "config", "weights", "optimizer_state", "train_state",
     "preprocess"}``.
 
     A plain ``.npz`` of ``name -> array`` (no ``__meta__``) is read as weights. Raises ``ValueError``
     naming the file when it is not a readable archive (truncated, corrupt, pickled, a ``.npy``, not a
-    zip) or when a part of it is malformed (header, compile settings, optimizer or training state).
+    zip) or when a part of it is malformed (header, compile settings, optimizer or training state);
+    the message starts with ``op`` (the operation that reads it: ``load``, ``fit``, ...).
     """
-    return _read(path, "read_checkpoint")
-
-
-def _read(path, op: str) -> dict:
     path = os.fspath(path)
     where = f"{op}: {path!r}"
     if not os.path.exists(path):
@@ -190,57 +190,31 @@ def _read(path, op: str) -> dict:
             "optimizer_state": opt_state, "train_state": train_state, "preprocess": preprocess}
 
 
-def check_state_dict(model, weights: dict, strict: bool = True, source: str = "state dict") -> IncompatibleKeys:
-    """Compare ``weights`` with ``model.state_dict()``: names, shapes and kinds, with one error listing everything.
-
-    Shape mismatches and non-real arrays (complex, strings, ...) are always errors; missing and
-    unexpected names are errors when ``strict``.
-    """
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in weights]
-    unexpected = [k for k in weights if k not in expected]
-    mismatched = [f"{k}: file {tuple(np.shape(weights[k]))} vs model {tuple(expected[k].shape)}"
-                  for k in expected if k in weights and tuple(np.shape(weights[k])) != tuple(expected[k].shape)]
-    not_real = [f"{k}: dtype {np.asarray(weights[k]).dtype}" for k in expected
-                if k in weights and np.asarray(weights[k]).dtype.kind not in "fiu"]
-    problems = []
-    if mismatched:
-        problems.append("shape mismatches: " + "; ".join(mismatched))
-    if not_real:
-        problems.append("not real-valued arrays: " + "; ".join(not_real))
-    if strict and missing:
-        problems.append(f"missing from the file: {missing}")
-    if strict and unexpected:
-        problems.append(f"unexpected in the file (not in the model): {unexpected}")
-    if problems:
-        hint = " (strict=False ignores missing and unexpected names)" if strict and not (mismatched or not_real) else ""
-        raise ValueError(f"load_weights: {source} does not fit the model ({len(expected)} tensors): "
-                         + " | ".join(problems) + hint)
-    return IncompatibleKeys(missing, unexpected)
-
-
 def load_weights(model, path, strict: bool = True) -> IncompatibleKeys:
     """Load weights and buffers from a checkpoint or weights file into ``model`` in place.
 
     Returns ``(missing, unexpected)`` names; with ``strict=True`` (default) any of them, and with
     either setting any shape mismatch, raises ``ValueError`` naming the file and every offending tensor.
     """
-    ckpt = _read(path, "load_weights")
-    return _assign(model, ckpt["weights"], strict, f"{os.fspath(path)!r}")
+    ckpt = read_checkpoint(path, "load_weights")
+    return apply_weights(model, ckpt["weights"], strict, f"load_weights: {os.fspath(path)!r}")
 
 
-def _assign(model, weights: dict, strict: bool, source: str) -> IncompatibleKeys:
-    report = check_state_dict(model, weights, strict, source)
-    present = {k: v for k, v in weights.items() if k not in report.unexpected}
-    model.load_state_dict(present, strict=not report.missing)
-    return report
+def apply_weights(model, weights: dict, strict: bool, where: str) -> IncompatibleKeys:
+    """``model.load_state_dict(weights, strict)`` (the one check of names, shapes and kinds), its error a
+    ValueError starting with ``where`` (the operation and the file): a file that does not fit is bad data."""
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=strict)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: does not fit the model: {e}") from None
+    return IncompatibleKeys(missing, unexpected)
 
 
 def load(path, compile: bool = True):
     """Rebuild the model saved at ``path`` (architecture, weights, buffers) and, when the file has
     them, its compile settings, optimizer state and training state (for ``fit(resume=...)``).
     ``model.preprocess`` is the file's input pipeline (a checked dict) or ``None``."""
-    ckpt = _read(path, "load")
+    ckpt = read_checkpoint(path, "load")
     path = os.fspath(path)
     where = f"load: {path!r}"
     if ckpt["config"] is None:
@@ -256,7 +230,7 @@ def load(path, compile: bool = True):
     except Exception as e:  # from_config checks what it reads; anything else still names the file
         detail = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
         raise ValueError(f"{where}: could not rebuild the architecture stored in the file: {detail}") from e
-    _assign(model, ckpt["weights"], True, repr(path))
+    apply_weights(model, ckpt["weights"], True, where)
     meta = ckpt["meta"]
     if compile and meta.get("compile") is not None:
         opt = _build_optimizer(meta["optimizer"], ckpt["optimizer_state"], where)
@@ -303,7 +277,7 @@ def set_generator_states(model, states: dict, path, op: str = "load") -> None:
 
 
 # ----------------------------------------------------------------------- optimizers and losses by name
-def _describe(obj) -> dict:
+def describe(obj) -> dict:
     """``{"class": name, "config": {...}}`` of an optimizer or loss, for rebuilding it on load."""
     if hasattr(obj, "get_config"):
         config = obj.get_config()
@@ -321,7 +295,7 @@ def _describe(obj) -> dict:
 def _build_optimizer(desc: dict, state: dict, where: str):
     """The saved optimizer: its class with defaults, then ``load_state_dict`` restores (and checks)
     the declared hyper-parameters, iterations and slots (the state dict holds all of them)."""
-    opt = optimizer_classes()[desc["class"]]()  # known: checked by _read
+    opt = optimizer_classes()[desc["class"]]()  # known: checked by read_checkpoint
     try:
         opt.load_state_dict(state)
     except (ValueError, TypeError) as e:

@@ -16,14 +16,21 @@ import math
 import numpy as np
 
 __all__ = ["TRAIN_STATE_FIELDS", "check_train_state", "PREPROCESS_FIELDS", "check_preprocess", "check_compile",
-           "json_part", "optional_part", "model_classes", "optimizer_classes", "loss_classes"]
+           "json_part", "optional_part", "model_classes", "register_model_class", "optimizer_classes", "loss_classes"]
+
+_MODEL_CLASSES: dict = {}  # filled by corenet.model (Model, Sequential): io sits below the model and imports none
+
+
+def register_model_class(cls):
+    """Let checkpoints (``__config__["class"]``) and the ONNX importer name ``cls`` (a class decorator,
+    used by ``corenet.model`` for ``Model`` and ``Sequential``; subclasses are not registered by inheritance)."""
+    _MODEL_CLASSES[cls.__name__] = cls
+    return cls
 
 
 def model_classes() -> dict:
-    """The architectures a checkpoint may name in ``__config__["class"]``."""
-    from ..model import Model, Sequential
-
-    return {"Model": Model, "Sequential": Sequential}
+    """The architectures a checkpoint may name in ``__config__["class"]`` (``Model``, ``Sequential``)."""
+    return dict(_MODEL_CLASSES)
 
 
 def optimizer_classes() -> dict:

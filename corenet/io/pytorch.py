@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from .checkpoint import _read
+from .checkpoint import read_checkpoint
 
 __all__ = ["load_torch_state_dict"]
 
@@ -38,7 +38,7 @@ def load_torch_state_dict(model, path_or_dict, strict: bool = True, name_map: di
         source, torch_sd = "torch state_dict", dict(path_or_dict)
     else:
         source = repr(os.fspath(path_or_dict))
-        torch_sd = _read(path_or_dict, "load_torch_state_dict")["weights"]
+        torch_sd = read_checkpoint(path_or_dict, "load_torch_state_dict")["weights"]
     nbt = "num_batches_tracked"  # a BN counter: imported where both sides have it, never required
     torch_all = {k: np.asarray(v) for k, v in torch_sd.items()}
     torch_sd = {k: v for k, v in torch_all.items() if k.rpartition(".")[2] != nbt}

@@ -1,10 +1,11 @@
 """The epoch loop behind ``Model.fit``: batching, callbacks, validation, progress, exact resume.
 
-Batches are drawn exactly as ``corenet.data.DataLoader`` draws them: epoch ``e`` serves the
-permutation of ``SeedSequence([seed, e])`` and augments with the generator of
-``SeedSequence([seed, e, 1])``. The sample order is therefore a function of ``(seed, e)`` alone, and
-the rest of the state a resumed run needs (weights, buffers, optimizer, learning rate, every
-layer's random generator, callback states, history) is what ``snapshot_state`` captures.
+Arrays are served by a ``corenet.data.DataLoader`` (several inputs and targets, their dtypes kept:
+float64 stays float64): epoch ``e`` serves the permutation of ``SeedSequence([seed, e])`` and augments
+with the generator of ``SeedSequence([seed, e, 1])``. The sample order is therefore a function of
+``(seed, e)`` alone, and the rest of the state a resumed run needs (weights, buffers, optimizer,
+learning rate, every layer's random generator, callback states, history) is what
+:func:`corenet.training.state.training_state` captures.
 """
 
 from __future__ import annotations
@@ -15,66 +16,14 @@ import os
 import numpy as np
 
 from .. import callbacks as _cb
-from .. import distributed, io
+from .. import distributed
+from ..data.loader import DataLoader, os_seed
 from ..distributed import fit as dist_fit
-from ..io import checkpoint as _ckpt
+from .checks import _as_list, _take, check_lengths
 from .progress import EpochProgress, resolve_verbose
-from .trainer import _as_list, _check_lengths, _take
+from .state import restore, training_state
 
-__all__ = ["run_fit", "snapshot_state", "restore_state"]
-
-
-def _seed_from_os() -> int:
-    return int(np.random.SeedSequence().entropy % (1 << 63))
-
-
-def snapshot_state(model, ctx: dict) -> dict:
-    """Training state after ``ctx["epoch"]`` completed epochs (JSON values and ndarrays)."""
-    return {
-        "epoch": ctx["epoch"],
-        "seed": ctx["seed"],
-        "lr": float(model.optimizer.lr),
-        "rngs": {name: gen.bit_generator.state for name, gen in io.generators(model)},
-        "callbacks": [{"class": type(cb).__name__, "state": cb.get_state()} for cb in ctx["callbacks"]],
-    }
-
-
-def restore_state(model, path, callbacks: list) -> dict:
-    """Load the checkpoint at ``path`` into ``model`` and ``callbacks``; returns its training state.
-
-    Every part is checked before it is applied: the training state by ``corenet.io.checks.check_train_state``
-    (when the file is read), the optimizer's by ``load_state_dict`` (declared entries only), each
-    callback's against its ``state_fields`` (never a path; all callbacks are checked before the model
-    is touched). A bad part is a ValueError naming the file."""
-    where = f"fit: {os.fspath(path)!r}"
-    ckpt = _ckpt._read(path, "fit")
-    state = ckpt["train_state"]
-    if state is None or ckpt["optimizer_state"] is None:
-        raise ValueError(f"fit: cannot resume from {os.fspath(path)!r}: it holds no training state "
-                         "(write it with fit(..., resume=path), ModelCheckpoint or model.save after fit)")
-    saved, pending = list(state["callbacks"]), []
-    for cb in callbacks:  # pair by class, in order
-        for i, entry in enumerate(saved):
-            if entry["class"] == type(cb).__name__:
-                try:
-                    check = getattr(cb, "checked_state", None)  # Callback subclasses; duck-typed ones check their own
-                    if check is not None:
-                        check(entry["state"])
-                except ValueError as e:
-                    raise ValueError(f"{where}: {e}") from None
-                pending.append((cb, entry["state"]))
-                del saved[i]
-                break
-    _ckpt._assign(model, ckpt["weights"], True, repr(os.fspath(path)))
-    try:
-        model.optimizer.load_state_dict(ckpt["optimizer_state"])
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"{where}: {e}") from None
-    model.optimizer.lr = float(state["lr"])
-    io.set_generator_states(model, state["rngs"], path, "fit")
-    for cb, cb_state in pending:
-        cb.set_state(cb_state)
-    return state
+__all__ = ["run_fit"]
 
 
 def _split_sizes(n, validation_split):
@@ -113,25 +62,6 @@ def _split(xs, y, n_val, seed):
     return [a[tr] for a in xs], _take(y, tr), ([a[va] for a in xs], _take(y, va))
 
 
-def _epoch_batches(xs, y, batch_size, shuffle, seed, epoch, drop_last, transform, sync=None):
-    """Yield ``(inputs, targets)`` of one epoch, ordered and augmented as ``DataLoader`` does.
-
-    With ``sync`` (MPI, ``dist_fit.FitSync``) each batch is this rank's share of the global batch."""
-    n = len(xs[0])
-    order = np.random.default_rng(np.random.SeedSequence([seed, epoch])).permutation(n) if shuffle else None
-    ss = np.random.SeedSequence([seed, epoch, 1]) if sync is None else sync.seed_sequence(seed, epoch)
-    rng = np.random.default_rng(ss) if transform is not None else None
-    stop = n - n % batch_size if drop_last else n
-    for start in range(0, stop, batch_size):
-        idx = order[start:start + batch_size] if shuffle else slice(start, start + batch_size)
-        if sync is not None:
-            idx = sync.local(idx)
-        xb = [a[idx] for a in xs]
-        if transform is not None:
-            xb[0] = transform(xb[0], rng)
-        yield xb, _take(y, idx)
-
-
 def run_fit(model, x, y, *, batch_size, epochs, validation_data, validation_split, shuffle, seed, callbacks,
             verbose, transform, initial_epoch, resume, drop_last):
     model._require_compiled("fit")
@@ -144,12 +74,12 @@ def run_fit(model, x, y, *, batch_size, epochs, validation_data, validation_spli
             raise ValueError("fit: with a DataLoader, give the transform to the loader and pass validation_data "
                              f"(received validation_split={validation_split}, transform={transform!r})")
         batch_size, seed = loader.batch_size, loader.seed
-        steps, n = len(loader), len(loader.x)
+        steps = len(loader)
     else:
         xs = _as_list(x)
         if y is None:
             raise ValueError("fit: targets y are required")
-        _check_lengths(xs, y)
+        check_lengths(xs, y)
         if validation_split and validation_data is None:
             n_val = _split_sizes(len(xs[0]), validation_split)
         n = len(xs[0]) - n_val  # the split itself needs the resolved seed, below
@@ -172,14 +102,14 @@ def run_fit(model, x, y, *, batch_size, epochs, validation_data, validation_spli
         cb.set_model(model)
     nan_policy = "stop" if any(isinstance(cb, _cb.TerminateOnNaN) for cb in user_cbs) else "raise"
     # under MPI rank 0's checkpoint, broadcast; in one process: the file if it exists
-    state = None if resume is None else dist_fit.read_on_main(resume, lambda p: restore_state(model, p, all_cbs))
+    state = None if resume is None else dist_fit.read_on_main(resume, lambda p: restore(model, p, all_cbs))
     if state is not None:
         if seed is not None and int(seed) != state["seed"]:
             raise ValueError(f"fit: resume={os.fspath(resume)!r} was trained with seed={state['seed']}, "
                              f"received seed={seed}; pass the same seed (or None) to continue it exactly")
         seed, initial_epoch = state["seed"], state["epoch"]
     elif seed is None:
-        seed = _seed_from_os()
+        seed = os_seed()  # as a DataLoader draws one
     seed = int(seed)
     # MPI (size > 1): rank 0's seed, weights and optimizer state on every rank; None in one process
     sync = dist_fit.FitSync.create(model, seed)
@@ -187,6 +117,9 @@ def run_fit(model, x, y, *, batch_size, epochs, validation_data, validation_spli
         seed, verbose = sync.seed, verbose if sync.main else 0
     if n_val:  # a function of the fit seed: the same on every rank and after a resume
         xs, y, validation_data = _split(xs, y, n_val, seed)
+    if loader is None:  # the arrays in a DataLoader: its order and augmentation streams, the arrays' dtypes
+        loader = DataLoader(xs, y, batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last, transform=transform,
+                            dtype=None)
     # per-batch hooks cost a dict per step: call only the callbacks that define them
     begin_cbs = [cb for cb in all_cbs if type(cb).on_batch_begin is not _cb.Callback.on_batch_begin]
     batch_cbs = [cb for cb in all_cbs if type(cb).on_batch_end is not _cb.Callback.on_batch_end]
@@ -202,11 +135,8 @@ def run_fit(model, x, y, *, batch_size, epochs, validation_data, validation_spli
             lr = float(model.optimizer.lr)
             if sync is not None:  # per-rank dropout streams for this epoch
                 sync.begin_epoch(model, epoch)
-            if loader is not None:
-                loader.set_epoch(epoch)
-                batches = iter(loader) if sync is None else loader.iterate(epoch, sync.rank, sync.size)
-            else:
-                batches = _epoch_batches(xs, y, batch_size, shuffle, seed, epoch, drop_last, transform, sync)
+            loader.set_epoch(epoch)
+            batches = iter(loader) if sync is None else loader.iterate(epoch, sync.rank, sync.size)
             progress = EpochProgress(epoch, epochs, steps, verbose)
             loss_sum, seen = 0.0, 0
             sums = [[0.0, 0] for _ in model._metric_fns]
@@ -249,7 +179,7 @@ def run_fit(model, x, y, *, batch_size, epochs, validation_data, validation_spli
         for cb in all_cbs:
             cb.on_train_end({})
     finally:
-        model._train_state = snapshot_state(model, model._fit_ctx)
+        model._train_state = training_state(model)
         model._fit_ctx = None
     model.history = history
     return history

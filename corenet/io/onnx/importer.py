@@ -22,7 +22,7 @@ import numpy as np
 from ... import layers as L
 from ...graph import Input
 from ...layers.base import get_layer_class
-from ...model import Model
+from ..checks import model_classes
 from . import require_onnx
 from .patterns import constant_nodes, find_lrn, fold, verify_lrn
 
@@ -131,8 +131,9 @@ class _Importer:
                 dest = layer.params if k in layer.params else layer.buffers
                 dest[k][...] = v
         name = _layer_name(self.g.name, "onnx_model", set())
-        return Model(inputs[0] if len(inputs) == 1 else inputs, outputs[0] if len(outputs) == 1 else outputs,
-                     name=name)
+        model_cls = model_classes()["Model"]  # registered by corenet.model: io imports no Model
+        return model_cls(inputs[0] if len(inputs) == 1 else inputs, outputs[0] if len(outputs) == 1 else outputs,
+                         name=name)
 
     # ------------------------------------------------------------------ plumbing
     def _input(self, v):
