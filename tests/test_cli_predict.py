@@ -1,7 +1,10 @@
 """The input pipeline stored in a checkpoint (model.preprocess) and `corenet predict`."""
 
+import contextlib
+import io
 import json
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -140,3 +143,124 @@ def test_checkpoint_without_pipeline(trained, tmp_path, capsys):
     assert len(pairs) == 1 and pairs[0][0] in ("0", "1")  # no class names: indices
     assert cli.main(["predict", "--checkpoint", str(ckpt), str(tmp_path / "missing.png")]) == 2
     assert "no such image" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ drawn shapes, --plot, visualize
+SHAPES = ("circle", "cross", "square")
+
+
+def _draw_shape(kind, rng, size=24):
+    from PIL import ImageDraw
+
+    img = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(0, 60, 3)))
+    draw = ImageDraw.Draw(img)
+    a, b = int(rng.integers(2, 6)), int(rng.integers(size - 6, size - 2))
+    colour = tuple(int(v) for v in rng.integers(160, 256, 3))
+    if kind == "circle":
+        draw.ellipse((a, a, b, b), outline=colour, width=3)
+    elif kind == "square":
+        draw.rectangle((a, a, b, b), outline=colour, width=3)
+    else:
+        draw.line((a, a, b, b), fill=colour, width=3)
+        draw.line((a, b, b, a), fill=colour, width=3)
+    return img
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    """Three classes of drawn shapes, PNG and JPEG, in train/ and test/; trained two epochs with --plot."""
+    pytest.importorskip("matplotlib", reason="the viz extra (matplotlib) is not installed")
+    tmp = tmp_path_factory.mktemp("shapes")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CORENET_CACHE", str(tmp / "cache"))
+    rng = np.random.default_rng(1)
+    root = tmp / "data"
+    for split, n in (("train", 12), ("test", 3)):
+        for kind in SHAPES:
+            (root / split / kind).mkdir(parents=True)
+            for i in range(n):
+                ext = "png" if i % 2 else "jpg"
+                _draw_shape(kind, rng).save(root / split / kind / f"{i}.{ext}")
+    ckpt, curves = tmp / "shapes.npz", tmp / "curves.png"
+    argv = ["train", "--data", "folder", "--data-dir", str(root), "--image-size", "16,16", "--epochs", "2",
+            "--batch-size", "8", "--lr", "3e-3", "--validation-split", "0.25", "--checkpoint", str(ckpt),
+            "--plot", str(curves)]
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):  # a module fixture has no capsys
+        assert cli.main(argv) == 0
+    mp.undo()
+    return root, ckpt, curves, buffer.getvalue()
+
+
+def _assert_png(path):
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(path) as img:
+        img.load()
+        assert img.format == "PNG" and min(img.size) > 50
+
+
+def test_train_two_epochs_with_plot_then_predict_names(shapes, capsys):
+    root, ckpt, curves, out = shapes
+    assert "27 train / 9 validation / 9 test" in out  # validation from train/, test/ read once at the end
+    assert "test accuracy" in out and f"wrote learning curves to {curves}" in out
+    _assert_png(curves)
+    assert corenet.load(ckpt).preprocess["class_names"] == list(SHAPES)
+    capsys.readouterr()
+    assert cli.main(["predict", "--checkpoint", str(ckpt), str(root / "test"), "--top", "3"]) == 0
+    got = _lines(capsys.readouterr().out)
+    assert len(got) == 9 and {p.rsplit(".", 1)[1] for p in got} == {"png", "jpg"}
+    for pairs in got.values():
+        assert sorted(c for c, _ in pairs) == list(SHAPES)
+
+
+def test_visualize_writes_a_png(shapes, tmp_path, capsys):
+    root, ckpt, _, _ = shapes
+    out = tmp_path / "maps.png"
+    image = root / "test" / "cross" / "0.jpg"
+    assert cli.main(["visualize", "--checkpoint", str(ckpt), "--image", str(image), "--out", str(out)]) == 0
+    assert str(out) in capsys.readouterr().out
+    _assert_png(out)
+    with Image.open(out) as img:
+        tall = img.size[1]
+    assert cli.main(["visualize", "--checkpoint", str(ckpt), "--image", str(image), "--out", str(out),
+                     "--layers", "1"]) == 0
+    with Image.open(out) as img:
+        assert img.size[1] < tall  # fewer layers, fewer rows
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--image", "missing.png"], "no such image file: missing.png"),
+    (["--image-size", "20,20"], "input shape"),  # the model was built for 16x16
+])
+def test_visualize_user_errors(shapes, tmp_path, extra, message, capsys):
+    root, ckpt, _, _ = shapes
+    argv = ["visualize", "--checkpoint", str(ckpt), "--image", str(root / "test" / "circle" / "0.jpg"),
+            "--out", str(tmp_path / "m.png")] + extra
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "m.png").exists()
+
+
+def test_plot_and_visualize_without_matplotlib_fail_before_work(trained, tmp_path, monkeypatch, capsys):
+    root, ckpt = trained
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    capsys.readouterr()
+    assert cli.main(["train", "--data", "folder", "--data-dir", str(root), "--image-size", "16,16", "--color",
+                     "gray", "--epochs", "1", "--plot", str(tmp_path / "c.png")]) == 2
+    captured = capsys.readouterr()
+    assert "--plot needs matplotlib: pip install 'corenet[viz]'" in captured.err and "Epoch" not in captured.out
+    assert cli.main(["visualize", "--checkpoint", str(ckpt), "--image", str(root / "dark" / "0.png"),
+                     "--out", str(tmp_path / "m.png")]) == 2
+    assert "visualize needs matplotlib" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.png"))
+
+
+def test_train_validation_split_bounds(trained, capsys):
+    root, _ = trained
+    for bad in ("1.0", "-0.1", "0.01"):  # 0.01 of 18 images holds out none
+        assert cli.main(["train", "--data", "folder", "--data-dir", str(root), "--image-size", "16,16",
+                         "--color", "gray", "--epochs", "1", "--validation-split", bad]) == 2
+        assert "--validation-split must be in [0, 1)" in capsys.readouterr().err
