@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import functional as F
 from .graph import Graph, Input, InputLayer, SymbolicTensor
-from .io.checks import register_model_class
 from .layers.base import Layer, get_layer_class
 from .training import TrainingMixin, check_array_dtype
 
 __all__ = ["Model", "Sequential"]
 
 
-@register_model_class  # checkpoints and the ONNX importer name it; io imports no Model
 class Model(TrainingMixin):
     """A network from ``inputs`` (Input tensors) to ``outputs`` (tensors), one tensor or a list each.
 
@@ -130,9 +129,8 @@ class Model(TrainingMixin):
             raise ValueError(f"{self.name}: expects {len(self.inputs)} input array(s) {self.input_names}, "
                              f"received {len(xs)}")
         out = []
-        on_device = self.device == "cuda"
         for a, t in zip(xs, self.inputs):
-            if not isinstance(a, np.ndarray) and hasattr(a, "copy_to_host"):  # already a device array
+            if F.device_of(a) != "cpu":  # already a device array
                 if tuple(a.shape[1:]) != t.shape or a.dtype != t.dtype:
                     raise ValueError(f"{self.name}: input {t.node.layer.name!r} expects {t.dtype} arrays of shape "
                                      f"(batch, {', '.join(map(str, t.shape))}), received a device array "
@@ -148,7 +146,7 @@ class Model(TrainingMixin):
             if a.dtype != t.dtype:
                 a = a.astype(t.dtype)
             a = np.ascontiguousarray(a)
-            out.append(self._to_device(a) if on_device else a)  # a model on the GPU: one copy per batch
+            out.append(F.move(a, self.device))  # a model on the GPU: one copy per batch
         if not out[0].shape[0]:
             raise ValueError(f"{self.name}: inputs must hold at least one sample, received shape {out[0].shape}")
         if len(out) > 1 and len({a.shape[0] for a in out}) > 1:
@@ -158,12 +156,6 @@ class Model(TrainingMixin):
 
     # ------------------------------------------------------------------ device
     device = "cpu"
-
-    @staticmethod
-    def _to_device(a):
-        from .functional.device import cuda_module
-
-        return cuda_module("_runtime").cuda.to_device(a)
 
     def to(self, device: str) -> Model:
         """Move parameters, gradients, float buffers and optimizer slots to ``"cuda"`` or ``"cpu"``, once.
@@ -176,29 +168,17 @@ class Model(TrainingMixin):
         buffers (``num_batches_tracked``) and Adam's step counts stay on the host. Layers shared
         with another model move with this one. Returns the model.
         """
-        from . import kernels
-
-        target = str(device).lower()
-        if target not in ("cpu", "cuda"):
-            raise ValueError(f"{self.name}.to: device must be 'cpu' or 'cuda', received {device!r}")
-        if target == "cuda":
-            kernels.require("cuda")  # a clear error when no GPU (or numba-cuda) is available
-            move = self._to_device
-        else:
-            def move(a):
-                return a.copy_to_host() if not isinstance(a, np.ndarray) and hasattr(a, "copy_to_host") else a
+        target = F.check_device(f"{self.name}.to", device)  # 'cuda': a clear error without a GPU or numba-cuda
         for layer in self.layers:
             for d in (layer.params, layer.buffers, layer.grads):
                 for k, v in d.items():
-                    if v.dtype.kind == "f" and isinstance(v, np.ndarray) == (target == "cuda"):
-                        d[k] = move(v)
+                    d[k] = F.move(v, target)  # float arrays only; no copy when already there
             layer._state = None
         optimizer = getattr(self, "optimizer", None)
         if optimizer is not None:
             for per in optimizer.slots.values():
                 for name, a in per.items():
-                    if a.dtype.kind == "f" and isinstance(a, np.ndarray) == (target == "cuda"):
-                        per[name] = move(a)
+                    per[name] = F.move(a, target)
         self.graph._states = [None] * len(self.graph.steps)
         self.graph._retained = False
         self._step_cache = None
@@ -297,14 +277,10 @@ class Model(TrainingMixin):
         if mismatched:
             problems.append(f"shape mismatch: {mismatched}")
         if problems:
-            hint = " (strict=False ignores missing and unexpected names)" if strict and not mismatched else ""
-            raise ValueError(f"{self.name}: load_state_dict failed; " + "; ".join(problems) + hint)
+            raise ValueError(f"{self.name}: load_state_dict failed; " + "; ".join(problems))
         for k, v in own.items():
             if k in state:
-                if isinstance(v, np.ndarray):
-                    v[...] = np.asarray(state[k]).astype(v.dtype, copy=False)
-                else:  # a device array: one host-to-device copy into it
-                    v.copy_to_device(np.ascontiguousarray(np.asarray(state[k]), dtype=v.dtype))
+                F.copy_into(v, np.asarray(state[k]).astype(v.dtype, copy=False))  # a device array: one copy
         return missing, unexpected
 
     def astype(self, dtype) -> Model:
@@ -394,7 +370,6 @@ class Model(TrainingMixin):
                 f"{sum(v.size for v in self.parameters().values()):,} params>")
 
 
-@register_model_class
 class Sequential(Model):
     """A chain of layers: ``Sequential([L.Conv2d(6, 5), L.ReLU(), ...], input_shape=(1, 28, 28))``.
 

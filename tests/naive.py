@@ -4,6 +4,8 @@ Slow on purpose: every kernel of every backend is checked against these. Each se
 to one op family; keep forward and backward side by side.
 """
 
+import math
+
 import numpy as np
 
 # ---------------------------------------------------------------- convolution

@@ -13,13 +13,16 @@ device -> the cuda backend) and outputs are allocated in kind, so device arrays 
 """
 
 from .act import *  # noqa: F401,F403
+from .act_mobile import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .conv_transpose import *  # noqa: F401,F403
+from .drop_path import *  # noqa: F401,F403
 from .fused import *  # noqa: F401,F403
 from .linear import *  # noqa: F401,F403
 from .lrn import *  # noqa: F401,F403
 from .norm import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
 from .resample import *  # noqa: F401,F403
+from .shuffle import *  # noqa: F401,F403
 from .tensor import *  # noqa: F401,F403
 from .train import *  # noqa: F401,F403

@@ -94,7 +94,7 @@ def accumulate(dst, src):
 def copy(dst, src):
     """``dst[...] = src`` in place (``dst`` numpy or device, ``src`` of ``dst``'s shape and dtype)."""
     if is_device(dst):
-        dst.copy_to_device(src)
+        dst.copy_to_device(src if is_device(src) else np.ascontiguousarray(src))
     else:
         dst[...] = src.copy_to_host() if is_device(src) else src
 
