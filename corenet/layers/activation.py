@@ -9,7 +9,8 @@ from .. import functional as F
 from ..functional.validation import choice, integer, real
 from .base import Layer
 
-__all__ = ["ReLU", "LeakyReLU", "ELU", "SELU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax"]
+__all__ = ["ReLU", "LeakyReLU", "ELU", "SELU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
+           "ReLU6", "SiLU", "Hardswish", "Hardsigmoid"]
 
 
 class _Activation(Layer):
@@ -78,6 +79,30 @@ class GELU(_Activation):
     def __init__(self, approximate="none", **kwargs):
         super().__init__(**kwargs)
         self._kw = {"approximate": choice(type(self).__name__, "approximate", approximate, ("none", "tanh"))}
+
+
+class ReLU6(_Activation):
+    """``min(max(x, 0), 6)`` (MobileNetV2)."""
+
+    prefix, op = "relu6", "relu6"
+
+
+class SiLU(_Activation):
+    """``x * sigmoid(x)``, also called swish (EfficientNet)."""
+
+    prefix, op = "silu", "silu"
+
+
+class Hardswish(_Activation):
+    """``x * min(max(x + 3, 0), 6) / 6`` (MobileNetV3)."""
+
+    prefix, op = "hardswish", "hardswish"
+
+
+class Hardsigmoid(_Activation):
+    """``min(max(x + 3, 0), 6) / 6`` (MobileNetV3's squeeze-and-excitation gate)."""
+
+    prefix, op = "hardsigmoid", "hardsigmoid"
 
 
 class Sigmoid(_Activation):

@@ -29,6 +29,19 @@ import math
 import numba
 import numpy as np
 
+from ._act_mobile import (  # the mobile architectures' kernels (relu6 ... channel shuffle)
+    channel_shuffle,
+    drop_path_backward,
+    drop_path_forward,
+    hardsigmoid_backward,
+    hardsigmoid_forward,
+    hardswish_backward,
+    hardswish_forward,
+    relu6_backward,
+    relu6_forward,
+    silu_backward,
+    silu_forward,
+)
 from ._runtime import (
     create_xoroshiro128p_states,
     cuda,
@@ -46,6 +59,9 @@ __all__ = [
     "sigmoid_forward", "sigmoid_backward", "tanh_forward", "tanh_backward",
     "dropout_forward", "dropout_backward", "softmax_forward", "softmax_backward",
     "make_dropout_states", "dropout_keep_mask",
+    "relu6_forward", "relu6_backward", "hardsigmoid_forward", "hardsigmoid_backward",
+    "hardswish_forward", "hardswish_backward", "silu_forward", "silu_backward",
+    "drop_path_forward", "drop_path_backward", "channel_shuffle",
 ]
 
 _RSQRT2 = 0.7071067811865476

@@ -29,6 +29,17 @@ __all__ = [
     "dropout_backward",
     "softmax_forward",
     "softmax_backward",
+    "relu6_forward",
+    "relu6_backward",
+    "hardsigmoid_forward",
+    "hardsigmoid_backward",
+    "hardswish_forward",
+    "hardswish_backward",
+    "silu_forward",
+    "silu_backward",
+    "drop_path_forward",
+    "drop_path_backward",
+    "channel_shuffle",
 ]
 
 
@@ -114,3 +125,60 @@ def softmax_backward(gy, y, log, gx):
     """softmax: ``gx = y * (gy - sum_k gy*y)``; log-softmax: ``gx = gy - exp(y) * sum_k gy``."""
     _act.softmax_backward(gy, y, log, gx, threads_for(gy.size, 8))
     return gx
+
+
+def relu6_forward(x, y):
+    _act.relu6_forward(x, y, threads_for(x.size, 1))
+    return y
+
+
+def relu6_backward(gy, y, gx):
+    _act.relu6_backward(gy, y, gx, threads_for(gy.size, 1))
+    return gx
+
+
+def hardsigmoid_forward(x, y):
+    _act.hardsigmoid_forward(x, y, threads_for(x.size, 1))
+    return y
+
+
+def hardsigmoid_backward(gy, x, gx):
+    _act.hardsigmoid_backward(gy, x, gx, threads_for(gy.size, 1))
+    return gx
+
+
+def hardswish_forward(x, y):
+    _act.hardswish_forward(x, y, threads_for(x.size, 1))
+    return y
+
+
+def hardswish_backward(gy, x, gx):
+    _act.hardswish_backward(gy, x, gx, threads_for(gy.size, 1))
+    return gx
+
+
+def silu_forward(x, y):
+    _act.silu_forward(x, y, threads_for(x.size, 8))
+    return y
+
+
+def silu_backward(gy, x, gx):
+    _act.silu_backward(gy, x, gx, threads_for(gy.size, 8))
+    return gx
+
+
+def drop_path_forward(x, keep, scale, y):
+    """``y[n] = x[n] * scale`` where ``keep[n]`` (uint8) is 1, else 0; ``x (N, L)``."""
+    _act.drop_path_forward(x, keep, scale, y, threads_for(x.size, 1))
+    return y
+
+
+def drop_path_backward(gy, keep, scale, gx):
+    _act.drop_path_forward(gy, keep, scale, gx, threads_for(gy.size, 1))  # the same scaling
+    return gx
+
+
+def channel_shuffle(x, y):
+    """``y[n, b, a, :] = x[n, a, b, :]`` for ``x (N, A, B, L)``, ``y (N, B, A, L)``."""
+    _act.channel_shuffle(x, y, threads_for(x.size, 1))
+    return y

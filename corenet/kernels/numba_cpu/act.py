@@ -12,6 +12,9 @@ numpy's allocator asks for transparent huge pages on large arrays, while an allo
 Numba kernel first-touches 4 KiB pages: for a 37 MB ReLU output that page faulting cost twice
 the kernel itself.
 
+The kernels of the mobile architectures (relu6, hardsigmoid, hardswish, silu, drop path, channel
+shuffle) live in ``_act_mobile.py`` and are re-exported here.
+
 Softmax kernels take ``(P, K, Q)`` views (``K`` = the softmax axis): ``prange`` over ``P`` and,
 for each ``p``, loops with ``k`` outer and the contiguous ``q`` inner; the sums run in float64.
 """
@@ -21,6 +24,19 @@ import math
 import numpy as np
 from numba import prange
 
+from ._act_mobile import (
+    channel_shuffle,
+    drop_path_backward,
+    drop_path_forward,
+    hardsigmoid_backward,
+    hardsigmoid_forward,
+    hardswish_backward,
+    hardswish_forward,
+    relu6_backward,
+    relu6_forward,
+    silu_backward,
+    silu_forward,
+)
 from ._jit import kernel
 from ._threads import sized
 
@@ -41,6 +57,17 @@ __all__ = [
     "dropout_backward",
     "softmax_forward",
     "softmax_backward",
+    "relu6_forward",
+    "relu6_backward",
+    "hardsigmoid_forward",
+    "hardsigmoid_backward",
+    "hardswish_forward",
+    "hardswish_backward",
+    "silu_forward",
+    "silu_backward",
+    "drop_path_forward",
+    "drop_path_backward",
+    "channel_shuffle",
 ]
 
 # ------------------------------------------------------------------------------------- relu
