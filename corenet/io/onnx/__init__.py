@@ -34,19 +34,9 @@ Dropout                removed                              Dropout, Identity: r
 
 from __future__ import annotations
 
+from .common import OPSETS, require_onnx  # noqa: F401  (require_onnx: for the exporter and importer)
+
 __all__ = ["export_onnx", "import_onnx", "OPSETS"]
-
-OPSETS = range(13, 19)  # the opsets export writes; import reads any the onnx checker accepts
-
-
-def require_onnx(what: str):
-    """The ``onnx`` module, or an ImportError that says how to install it."""
-    try:
-        import onnx
-    except ImportError as exc:
-        raise ImportError(f"{what} needs the 'onnx' package, which corenet does not install by default: "
-                          f"pip install 'corenet[onnx]' (or: pip install onnx)") from exc
-    return onnx
 
 
 def export_onnx(model, path, opset: int = 17) -> None:

@@ -21,9 +21,9 @@ import os
 
 import numpy as np
 
-from ...functional._args import padding4
+from ...geometry import padding4
 from ...graph import InputLayer
-from . import OPSETS, require_onnx
+from .common import OPSETS, require_onnx
 
 __all__ = ["export"]
 

@@ -23,7 +23,7 @@ from ... import layers as L
 from ...graph import Input
 from ...layers.base import get_layer_class
 from ..checks import model_classes
-from . import require_onnx
+from .common import require_onnx
 from .patterns import constant_nodes, find_lrn, fold, verify_lrn
 
 __all__ = ["import_model"]
