@@ -17,12 +17,14 @@ import numpy as np
 
 from . import functional as F
 from .graph import Graph, Input, InputLayer, SymbolicTensor
+from .io.checks import register_model_class
 from .layers.base import Layer, get_layer_class
 from .training import TrainingMixin, check_array_dtype
 
 __all__ = ["Model", "Sequential"]
 
 
+@register_model_class  # checkpoints and the ONNX importer name it; io imports no Model
 class Model(TrainingMixin):
     """A network from ``inputs`` (Input tensors) to ``outputs`` (tensors), one tensor or a list each.
 
@@ -277,7 +279,8 @@ class Model(TrainingMixin):
         if mismatched:
             problems.append(f"shape mismatch: {mismatched}")
         if problems:
-            raise ValueError(f"{self.name}: load_state_dict failed; " + "; ".join(problems))
+            hint = " (strict=False ignores missing and unexpected names)" if strict and not mismatched else ""
+            raise ValueError(f"{self.name}: load_state_dict failed; " + "; ".join(problems) + hint)
         for k, v in own.items():
             if k in state:
                 F.copy_into(v, np.asarray(state[k]).astype(v.dtype, copy=False))  # a device array: one copy
@@ -370,6 +373,7 @@ class Model(TrainingMixin):
                 f"{sum(v.size for v in self.parameters().values()):,} params>")
 
 
+@register_model_class
 class Sequential(Model):
     """A chain of layers: ``Sequential([L.Conv2d(6, 5), L.ReLU(), ...], input_shape=(1, 28, 28))``.
 

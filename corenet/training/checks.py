@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import functional as F
+
 __all__ = ["check_array_dtype", "check_data", "check_batch_size", "check_lengths"]
 
 
@@ -14,7 +16,7 @@ def _as_list(a) -> list:
 
 def _host(a) -> list:
     """``_as_list(a)`` with device arrays copied to numpy (predict/evaluate results, metrics)."""
-    return [o if isinstance(o, np.ndarray) or not hasattr(o, "copy_to_host") else o.copy_to_host() for o in _as_list(a)]
+    return [F.to_host(o) for o in _as_list(a)]
 
 
 def check_lengths(xs: list, y, op: str = "fit") -> int:
@@ -63,7 +65,7 @@ def check_data(model, xs: list, y, op: str, targets_required: bool = False) -> i
     if len(xs) != len(names):
         raise ValueError(f"{op}: the model takes {len(names)} input array(s) {names}, received {len(xs)}")
     for a, t, name in zip(xs, model.inputs, names):
-        if not isinstance(a, np.ndarray) and not hasattr(a, "copy_to_host"):
+        if not F.is_array(a):
             raise TypeError(f"{op}: input {name!r} must be a numpy array, received {type(a).__name__}")
         check_array_dtype(op, f"input {name!r}", a, inputs=True)
         if len(a.shape) < 1 or tuple(a.shape[1:]) != t.shape:
@@ -74,7 +76,7 @@ def check_data(model, xs: list, y, op: str, targets_required: bool = False) -> i
             raise ValueError(f"{op}: targets y are required")
     else:
         for a in _as_list(y):
-            if not isinstance(a, np.ndarray) and not hasattr(a, "copy_to_host"):
+            if not F.is_array(a):
                 raise TypeError(f"{op}: targets must be numpy arrays (a list of them for several outputs), "
                                 f"received {type(a).__name__}")
             check_array_dtype(op, "targets", a, inputs=False)

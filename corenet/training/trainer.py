@@ -22,14 +22,14 @@ import math
 import numpy as np
 
 from .. import functional as F
+from .. import io
 from .. import metrics as _metrics
 from ..distributed import fit as dist_fit
+from .checks import _as_list, _host, _take, check_array_dtype, check_batch_size, check_data
+from .loop import run_fit
+from .state import training_state
 
-__all__ = ["TrainingMixin"]
-
-
-def _as_list(a) -> list:
-    return list(a) if isinstance(a, (list, tuple)) else [a]
+__all__ = ["TrainingMixin", "check_array_dtype"]
 
 
 class TrainingMixin:
@@ -101,9 +101,7 @@ class TrainingMixin:
     def _describe_loss(loss):
         if isinstance(loss, str):
             return loss
-        from ..io.checkpoint import _describe
-
-        return _describe(loss)
+        return io.describe(loss)
 
     def _require_compiled(self, what: str) -> None:
         if self.optimizer is None:
@@ -180,9 +178,9 @@ class TrainingMixin:
         Under MPI (``corenet.distributed.size() > 1``) this is collective: call it on every rank; each
         rank computes a contiguous block and EVERY rank returns the full result.
         """
-        batch_size = _check_batch_size("predict", batch_size)
+        batch_size = check_batch_size("predict", batch_size)
         xs = _as_list(x)
-        n = _check_data(self, xs, None, "predict")
+        n = check_data(self, xs, None, "predict")
         if n == 0:
             raise ValueError("predict: received an empty input (0 samples)")
 
@@ -211,9 +209,9 @@ class TrainingMixin:
         ``r`` evaluates the samples ``r::size`` and every rank returns the global loss and metrics.
         """
         self._require_compiled("evaluate")
-        batch_size = _check_batch_size("evaluate", batch_size)
+        batch_size = check_batch_size("evaluate", batch_size)
         xs = _as_list(x)
-        n = _check_data(self, xs, y, "evaluate", targets_required=True)
+        n = check_data(self, xs, y, "evaluate", targets_required=True)
         xs, y = dist_fit.eval_share(xs, y)  # under MPI (size > 1): this rank's samples rank::size
         n_local = len(xs[0])
         loss_sum = 0.0
@@ -250,20 +248,14 @@ class TrainingMixin:
     # ---------------------------------------------------------------------------------- save
     def save(self, path, include_optimizer: bool = True) -> None:
         """Weights, buffers, architecture, optimizer and training state in one ``.npz`` (atomic write)."""
-        from .. import io
-
         io.save(self, path, include_optimizer=include_optimizer)
 
     def save_weights(self, path) -> None:
         """Weights and buffers only, by state_dict name (atomic write)."""
-        from .. import io
-
         io.save_weights(self, path)
 
     def load_weights(self, path, strict: bool = True):
         """Load weights and buffers saved by ``save``/``save_weights``; see ``corenet.io.load_weights``."""
-        from .. import io
-
         return io.load_weights(self, path, strict=strict)
 
     # ----------------------------------------------------------------------------------- fit
@@ -308,14 +300,12 @@ class TrainingMixin:
         the [0, 1] scale a ``DataLoader`` produces from uint8 (or pass a ``DataLoader``, which converts
         them per batch). Complex, bool, object and string arrays are refused too.
         """
-        from .loop import run_fit
-
         if not (hasattr(x, "set_epoch") and hasattr(x, "order")):  # arrays (a DataLoader checks its own)
             self._require_compiled("fit")
-            _check_batch_size("fit", batch_size)
-            _check_data(self, _as_list(x), y, "fit", targets_required=True)
+            check_batch_size("fit", batch_size)
+            check_data(self, _as_list(x), y, "fit", targets_required=True)
             if validation_data is not None and isinstance(validation_data, (tuple, list)) and len(validation_data) == 2:
-                _check_data(self, _as_list(validation_data[0]), validation_data[1], "fit: validation_data",
+                check_data(self, _as_list(validation_data[0]), validation_data[1], "fit: validation_data",
                             targets_required=True)
         for name, v in (("epochs", epochs), ("initial_epoch", initial_epoch)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
@@ -334,96 +324,5 @@ class TrainingMixin:
                        initial_epoch=initial_epoch, resume=resume, drop_last=drop_last)
 
     def _training_state(self):
-        """The state ``fit(resume=...)`` needs: live during ``fit``; after it (or as loaded) the epoch,
-        seed, callbacks and history of the last fit with the current generators and learning rate."""
-        from ..io import generators
-
-        ctx = getattr(self, "_fit_ctx", None)
-        if ctx is not None:
-            from .loop import snapshot_state
-
-            return snapshot_state(self, ctx)
-        state = getattr(self, "_train_state", None)
-        if state is None:
-            return None
-        state = dict(state, rngs={name: gen.bit_generator.state for name, gen in generators(self)})
-        if self.optimizer is not None:
-            state["lr"] = float(self.optimizer.lr)
-        return state
-
-
-def _host(a) -> list:
-    """``_as_list(a)`` with device arrays copied to numpy (predict/evaluate results, metrics)."""
-    return [F.to_host(o) for o in _as_list(a)]
-
-
-def _check_lengths(xs: list, y, op: str = "fit") -> int:
-    n = len(xs[0])
-    arrays = list(xs) + (_as_list(y) if y is not None else [])
-    lengths = [len(a) for a in arrays]
-    if len(set(lengths)) != 1:
-        raise ValueError(f"{op}: inputs and targets must have the same number of samples, received lengths {lengths}")
-    if n == 0:
-        raise ValueError(f"{op}: received an empty data set (0 samples)")
-    return n
-
-
-def _check_batch_size(op: str, batch_size) -> int:
-    """A positive int (``batch_size=-1`` once gave ``{'loss': 0.0, 'accuracy': nan}``)."""
-    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)):
-        raise TypeError(f"{op}: batch_size must be a positive int, received {batch_size!r}")
-    if batch_size < 1:
-        raise ValueError(f"{op}: batch_size must be a positive int, received {batch_size!r}")
-    return int(batch_size)
-
-
-def check_array_dtype(op: str, what: str, a, inputs: bool) -> None:
-    """Inputs: float arrays only (cast later between float32/float64); targets: real numbers or bools.
-
-    Complex (the imaginary part would be dropped), object, string, bool inputs and integer inputs are a
-    TypeError; for integer images the message says how to convert them.
-    """
-    kind = a.dtype.kind
-    if kind == "f" or (not inputs and kind in "biu"):
-        return
-    if kind in "iu":
-        hint = (" For images, x.astype(np.float32) / 255 scales uint8 pixels to [0, 1] as corenet.data.DataLoader "
-                "does (or pass a DataLoader); x.astype(np.float32) keeps the raw values." if kind == "u" and
-                a.dtype.itemsize == 1 else " Convert it with x.astype(np.float32).")
-        raise TypeError(f"{op}: {what} must be a float32 or float64 array, received dtype {a.dtype}.{hint}")
-    why = {"c": " (its imaginary part would be dropped; pass x.real if that is meant)"}.get(kind, "")
-    expected = "float32 or float64" if inputs else "real numbers (float, int or bool)"
-    raise TypeError(f"{op}: {what} must hold {expected}, received dtype {a.dtype}{why}")
-
-
-def _check_data(model, xs: list, y, op: str, targets_required: bool = False) -> int:
-    """Check ``xs`` against the model's inputs (count, array kind, dtype, per-sample shape) and ``y``
-    (array kind, dtype, lengths); return the number of samples. One pass per call, not per batch."""
-    names = model.input_names
-    if len(xs) != len(names):
-        raise ValueError(f"{op}: the model takes {len(names)} input array(s) {names}, received {len(xs)}")
-    for a, t, name in zip(xs, model.inputs, names):
-        if not F.is_array(a):
-            raise TypeError(f"{op}: input {name!r} must be a numpy array, received {type(a).__name__}")
-        check_array_dtype(op, f"input {name!r}", a, inputs=True)
-        if len(a.shape) < 1 or tuple(a.shape[1:]) != t.shape:
-            raise ValueError(f"{op}: input {name!r} expects arrays of shape (batch, {', '.join(map(str, t.shape))}), "
-                             f"received shape {tuple(a.shape)}")
-    if y is None:
-        if targets_required:
-            raise ValueError(f"{op}: targets y are required")
-    else:
-        for a in _as_list(y):
-            if not F.is_array(a):
-                raise TypeError(f"{op}: targets must be numpy arrays (a list of them for several outputs), "
-                                f"received {type(a).__name__}")
-            check_array_dtype(op, "targets", a, inputs=False)
-            if len(a.shape) < 1:
-                raise ValueError(f"{op}: targets need a batch axis, received a 0-d array")
-    return _check_lengths(xs, y, op)
-
-
-def _take(y, index):
-    if isinstance(y, (list, tuple)):
-        return [a[index] for a in y]
-    return y[index]
+        """The state ``fit(resume=...)`` needs (see :func:`corenet.training.state.training_state`)."""
+        return training_state(self)
