@@ -13,24 +13,10 @@ import os
 import sys
 import time
 
-
-class UserError(Exception):
-    """A mistake in the command line or the environment: one line, exit code 2."""
+from .cli_images import UserError, cmd_predict, cmd_visualize, configure, image_size_arg, load_folder, need_matplotlib
 
 
 # ------------------------------------------------------------------------------ helpers
-def _configure(args) -> None:
-    import corenet
-
-    try:
-        if getattr(args, "backend", None):
-            corenet.set_backend(args.backend)
-        if getattr(args, "threads", None):
-            corenet.set_num_threads(args.threads)
-    except (ValueError, RuntimeError, TypeError) as exc:
-        raise UserError(str(exc)) from None
-
-
 def _build_model(name: str, input_shape, num_classes: int):
     from corenet import models
 
@@ -58,7 +44,7 @@ def _load_dataset(name: str, data_dir: str | None, image_size=None, color="rgb")
     if name == "bundled":
         return data.load_bundled(normalize=True), "the MNIST subset bundled with corenet", None
     if name == "folder":
-        return _load_folder(data_dir, image_size, color)
+        return load_folder(data_dir, image_size, color)
     if name not in loaders:
         raise UserError(f"unknown data set {name!r}; expected one of bundled, folder, {', '.join(loaders)}")
     root = data_dir or os.path.join(data.default_cache_dir(), name)
@@ -78,48 +64,6 @@ def _load_dataset(name: str, data_dir: str | None, image_size=None, color="rgb")
         train, test = (x[:-k], y[:-k]), (x[-k:], y[-k:])
         note = f"{name} from {root} (no test split found: the last {k} training images are held out)"
     return (train, test), note, None
-
-
-def _load_folder(root: str | None, image_size, color: str):
-    """``--data folder``: ROOT/train and ROOT/test holding class folders, or ROOT holding class folders
-    (then a stratified 10% is held out as the test set, seed 0). Images are centre-cropped ("crop") and
-    normalised to [0, 1]; the returned pipeline says so, with the class names."""
-    from corenet import data
-
-    if not root:
-        raise UserError("--data folder needs --data-dir ROOT (class sub-folders, or train/ and test/ holding them)")
-    if image_size is None:
-        raise UserError("--data folder needs --image-size H,W")
-    try:
-        if os.path.isdir(os.path.join(root, "train")) and os.path.isdir(os.path.join(root, "test")):
-            x, y, names = data.load_image_folder(os.path.join(root, "train"), image_size, color=color)
-            x_test, y_test, test_names = data.load_image_folder(os.path.join(root, "test"), image_size, color=color)
-            if test_names != names:
-                raise UserError(f"{root}: train/ and test/ hold different classes: {names} vs {test_names}")
-            return (((x, y), (x_test, y_test)), f"image folders {root}/train and {root}/test ({len(names)} classes)",
-                    _pipeline(names, image_size, color))
-        x, y, names = data.load_image_folder(root, image_size, color=color)
-        train, test = data.train_val_split(x, y, val_fraction=0.1, seed=0)
-    except (ValueError, FileNotFoundError, ImportError) as exc:
-        raise UserError(str(exc)) from None
-    return ((train, test), f"image folder {root} ({len(names)} classes, a stratified 10% held out as test)",
-            _pipeline(names, image_size, color))
-
-
-def _pipeline(names, image_size, color) -> dict:
-    """The ``preprocess`` entry of a checkpoint trained on ``--data folder`` (see ``corenet.io``)."""
-    return {"class_names": list(names), "image_size": [int(v) for v in image_size], "color": color,
-            "resize": "crop", "normalize": True}
-
-
-def _image_size(text: str):
-    try:
-        h, w = (int(v) for v in text.split(","))
-        if h > 0 and w > 0:
-            return h, w
-    except ValueError:
-        pass
-    raise argparse.ArgumentTypeError(f"expected H,W (two positive ints), got {text!r}")
 
 
 def _say(*args, **kwargs) -> None:
@@ -142,13 +86,6 @@ def _save(model, path: str) -> None:
 def _fit_count(n: int, validation_split: float) -> int:
     """How many of ``n`` samples ``fit(validation_split=...)`` trains on."""
     return int(math.ceil(n * (1.0 - validation_split))) if validation_split else n
-
-
-def _need_matplotlib(option: str) -> None:
-    from corenet import viz
-
-    if not viz.available():
-        raise UserError(f"{option} needs matplotlib: pip install 'corenet[viz]' (or pip install matplotlib)")
 
 
 def _plot(history, path) -> None:
@@ -178,7 +115,7 @@ def cmd_demo(args) -> int:
     from corenet import callbacks, models, optim, schedules
     from corenet.data.augment import RandomShift
 
-    _configure(args)
+    configure(args)
     (x_train, y_train), (x_test, y_test) = corenet.data.load_bundled(normalize=True)
     if args.smoke:
         x_train, y_train, x_test, y_test = x_train[:512], y_train[:512], x_test[:256], y_test[:256]
@@ -203,7 +140,7 @@ def cmd_train(args) -> int:
     import corenet
     from corenet import optim
 
-    _configure(args)
+    configure(args)
     (train, test), note, preprocess = _load_dataset(args.data, args.data_dir, args.image_size, args.color)
     x_train, y_train = train
     num_classes = int(max(y_train.max(), test[1].max())) + 1
@@ -232,7 +169,7 @@ def cmd_train(args) -> int:
     _say(f"training {args.model} on {note}: {n_fit:,} train / {len(x_train) - n_fit:,} validation / "
          f"{len(test[0]):,} test")
     if args.plot:
-        _need_matplotlib("--plot")  # before training, not after it
+        need_matplotlib("--plot")  # before training, not after it
     t0 = time.perf_counter()
     # validation: a stratified share of the training data (fit's seed); the test set is read once, at the end
     history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, seed=args.seed,
@@ -262,7 +199,7 @@ def cmd_summary(args) -> int:
 def cmd_evaluate(args) -> int:
     import corenet
 
-    _configure(args)
+    configure(args)
     if not os.path.exists(args.checkpoint):
         raise UserError(f"no checkpoint at {args.checkpoint}")
     try:
@@ -287,108 +224,6 @@ def cmd_export(args) -> int:
     except (ValueError, ImportError) as exc:
         raise UserError(str(exc)) from None
     print(f"wrote {args.onnx} (opset {args.opset}) from {args.checkpoint}")
-    return 0
-
-
-def _image_files(paths) -> list[str]:
-    """The image files named on the command line; a folder is walked recursively (hidden entries and
-    other files skipped). Sorted, without duplicates."""
-    from corenet.data.images import IMAGE_EXTENSIONS
-
-    found = set()
-    for arg in paths:
-        if os.path.isdir(arg):
-            for folder, dirs, names in os.walk(arg):
-                dirs[:] = [d for d in dirs if not d.startswith(".")]
-                found.update(os.path.join(folder, n) for n in names
-                             if not n.startswith(".") and n.lower().endswith(IMAGE_EXTENSIONS))
-        elif os.path.isfile(arg):
-            found.add(arg)
-        else:
-            raise UserError(f"no such image file or folder: {arg}")
-    if not found:
-        raise UserError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {', '.join(paths)}")
-    return sorted(found)
-
-
-def _load_for_images(args):
-    """The checkpoint's model (not compiled) and its input pipeline, with ``--image-size``/``--color`` applied."""
-    import corenet
-
-    if not os.path.exists(args.checkpoint):
-        raise UserError(f"no checkpoint at {args.checkpoint}")
-    try:
-        model = corenet.load(args.checkpoint, compile=False)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-    pipe = dict(model.preprocess or {})
-    if not pipe and (args.image_size is None or args.color is None):
-        raise UserError(f"{args.checkpoint} holds no input pipeline (it was not trained with --data folder): "
-                        "pass --image-size H,W and --color rgb|gray")
-    if args.image_size is not None:
-        pipe["image_size"] = list(args.image_size)
-    if args.color is not None:
-        pipe["color"] = args.color
-    return model, pipe
-
-
-def _decode(files, pipe):
-    """(N, C, H, W) float32: the files decoded as the checkpoint's model was trained (``decode_image``)."""
-    import numpy as np
-
-    from corenet.data.images import decode_image
-
-    try:
-        return np.stack([decode_image(f, pipe["image_size"], pipe["color"], pipe.get("resize", "crop"),
-                                      pipe.get("normalize", True)) for f in files]).astype(np.float32)
-    except (ValueError, ImportError) as exc:
-        raise UserError(str(exc)) from None
-
-
-def cmd_predict(args) -> int:
-    """Top-k class names and softmax probabilities per image, decoded with the checkpoint's pipeline."""
-    import numpy as np
-
-    _configure(args)
-    if args.top < 1:
-        raise UserError(f"--top must be >= 1, received {args.top}")
-    model, pipe = _load_for_images(args)
-    files = _image_files(args.images)
-    x = _decode(files, pipe)
-    try:
-        logits = np.asarray(model.predict(x, batch_size=64), dtype=np.float64)
-    except ValueError as exc:  # e.g. --image-size not the size the model was built for
-        raise UserError(str(exc)) from None
-    if logits.ndim != 2:
-        raise UserError(f"{args.checkpoint}: the model's output has shape {logits.shape[1:]}, not class scores")
-    names = pipe.get("class_names") or [str(i) for i in range(logits.shape[1])]
-    if len(names) != logits.shape[1]:
-        raise UserError(f"{args.checkpoint}: the model scores {logits.shape[1]} classes but the pipeline names "
-                        f"{len(names)}")
-    z = logits - logits.max(axis=1, keepdims=True)
-    probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-    k = min(args.top, probs.shape[1])
-    for path, p in zip(files, probs):
-        top = np.argsort(-p, kind="stable")[:k]
-        print(f"{path}: " + ", ".join(f"{names[i]} {p[i]:.4f}" for i in top))
-    return 0
-
-
-def cmd_visualize(args) -> int:
-    """The first convolution's filters and one image's feature maps through the first layers, as a picture."""
-    from corenet import viz
-
-    _configure(args)
-    _need_matplotlib("visualize")
-    model, pipe = _load_for_images(args)
-    if not os.path.isfile(args.image):
-        raise UserError(f"no such image file: {args.image}")
-    x = _decode([args.image], pipe)
-    try:
-        viz.plot_feature_maps(model, x[0], args.out, max_layers=args.layers, filters=True)
-    except ValueError as exc:  # e.g. --image-size not the model's input size, or no convolution to draw
-        raise UserError(str(exc)) from None
-    print(f"wrote filters and feature maps of {args.image} to {args.out}")
     return 0
 
 
@@ -417,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", default="bundled", help="bundled, mnist, fashion-mnist, cifar10 or folder")
     t.add_argument("--data-dir", help="directory with the data set's official files (folder: class sub-folders, "
                    "or train/ and test/ holding them)")
-    t.add_argument("--image-size", type=_image_size, help="H,W: --data folder resizes every image to this")
+    t.add_argument("--image-size", type=image_size_arg, help="H,W: --data folder resizes every image to this")
     t.add_argument("--color", choices=("rgb", "gray"), default="rgb", help="--data folder: 3 or 1 channels")
     t.add_argument("--epochs", type=int, default=5)
     t.add_argument("--batch-size", type=int, default=64)
@@ -457,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--checkpoint", required=True)
     r.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files; folders are walked")
     r.add_argument("--top", type=int, default=1, help="how many classes to print per image (default 1)")
-    r.add_argument("--image-size", type=_image_size, help="H,W: overrides (or, without one, replaces) the "
+    r.add_argument("--image-size", type=image_size_arg, help="H,W: overrides (or, without one, replaces) the "
                    "checkpoint's pipeline")
     r.add_argument("--color", choices=("rgb", "gray"), help="overrides the checkpoint's colour mode")
     r.set_defaults(func=cmd_predict)
@@ -469,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--image", required=True, help="one image file, decoded with the checkpoint's input pipeline")
     v.add_argument("--out", default="maps.png", help="picture to write (default maps.png)")
     v.add_argument("--layers", type=int, default=4, help="how many convolution/pooling layers to draw (default 4)")
-    v.add_argument("--image-size", type=_image_size, help="H,W: overrides (or, without one, replaces) the "
+    v.add_argument("--image-size", type=image_size_arg, help="H,W: overrides (or, without one, replaces) the "
                    "checkpoint's pipeline")
     v.add_argument("--color", choices=("rgb", "gray"), help="overrides the checkpoint's colour mode")
     v.set_defaults(func=cmd_visualize)

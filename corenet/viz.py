@@ -135,8 +135,6 @@ def _filter_section(model, layer, max_filters):
 
 
 def _map_sections(model, image, layers, max_layers, max_maps):
-    from .model import Model
-
     if len(model.inputs) != 1:
         raise ValueError(f"plot_feature_maps: needs a single-input model; {model.name!r} has {len(model.inputs)}")
     want = tuple(model.input.shape)  # symbolic shapes leave out the batch axis
@@ -154,9 +152,8 @@ def _map_sections(model, image, layers, max_layers, max_maps):
                              f"expected (C, H, W) feature maps")
     if not taps:
         raise ValueError(f"plot_feature_maps: model {model.name!r} has no {'/'.join(MAP_LAYERS)} layer to draw")
-    probe = Model(model.input, [la.output for la in taps], name=f"{model.name}_maps")
-    maps = probe.predict(image[None].astype(model.input.dtype, copy=False), batch_size=1)
-    maps = maps if isinstance(maps, (list, tuple)) else [maps]
+    batch = image[None].astype(model.input.dtype, copy=False)
+    maps = [model.cut(la).predict(batch, batch_size=1) for la in taps]  # sub-models sharing the layers
     picture, cmap = _picture(image)
     sections = [(f"input {image.shape[0]}x{image.shape[1]}x{image.shape[2]}", [picture], cmap)]
     for la, m in zip(taps, maps):
