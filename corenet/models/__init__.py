@@ -18,9 +18,11 @@ from __future__ import annotations
 from ._common import torchvision_name_map
 from .alexnet import alexnet
 from .densenet import densenet121, densenet169, densenet201, densenet_bc_cifar
+from .efficientnet import efficientnet_b0
 from .googlenet import AUX_LOSS_WEIGHT, googlenet
 from .lenet import lenet5
 from .mobilenet import mobilenet_v1
+from .mobilenet_v2 import mobilenet_v2
 from .resnet import resnet18, resnet34, resnet50, resnet101, resnet152
 from .resnet_cifar import (
     resnet20_cifar,
@@ -31,7 +33,10 @@ from .resnet_cifar import (
     resnet_cifar,
 )
 from .senet import se_resnet50
+from .shufflenet import shufflenet_v2_x0_5, shufflenet_v2_x1_0, shufflenet_v2_x1_5, shufflenet_v2_x2_0
 from .vgg import vgg11, vgg13, vgg16, vgg19
+from .xception import xception
+from .zfnet import zfnet
 
 _REGISTRY = {
     f.__name__: f
@@ -40,6 +45,8 @@ _REGISTRY = {
         resnet18, resnet34, resnet50, resnet101, resnet152,
         resnet20_cifar, resnet32_cifar, resnet44_cifar, resnet56_cifar, resnet110_cifar,
         densenet121, densenet169, densenet201, densenet_bc_cifar, se_resnet50, mobilenet_v1,
+        mobilenet_v2, efficientnet_b0, shufflenet_v2_x0_5, shufflenet_v2_x1_0, shufflenet_v2_x1_5,
+        shufflenet_v2_x2_0, xception, zfnet,
     )
 }
 
