@@ -53,6 +53,7 @@ from .checkpoint import (
     save,
     save_weights,
     set_generator_states,
+    write_checkpoint,
 )
 from .onnx import export_onnx, import_onnx
 from .pytorch import load_torch_state_dict
@@ -63,6 +64,7 @@ __all__ = [
     "save_weights",
     "load_weights",
     "read_checkpoint",
+    "write_checkpoint",
     "atomic_savez",
     "remove_stale_temporaries",
     "apply_weights",

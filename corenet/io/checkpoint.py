@@ -25,6 +25,7 @@ from .checks import (
 )
 
 __all__ = [
+    "write_checkpoint",
     "save",
     "load",
     "save_weights",
@@ -90,33 +91,46 @@ def _unflatten_arrays(state, arrays: dict, prefix: str, where: str):
     return state
 
 
-def save(model, path, include_optimizer: bool = True) -> None:
-    """Write weights, buffers, architecture, optimizer and training state of ``model`` to ``path``."""
-    arrays = {f"w/{k}": np.asarray(v) for k, v in model.state_dict().items()}
-    meta = {"format": FORMAT, "version": VERSION, "kind": "model"}
-    compiled = getattr(model, "_compile_spec", None)
-    if include_optimizer and compiled is not None:
-        meta["compile"] = compiled
-        opt = model.optimizer
-        meta["optimizer"] = describe(opt)
-        meta["optimizer_state"] = _flatten_arrays(dict(opt.state_dict()), "opt", arrays)
-    get_state = getattr(model, "_training_state", None)
-    train_state = get_state() if get_state is not None else None
+def write_checkpoint(path, weights: dict, *, config: dict | None = None, compile: dict | None = None,
+                     optimizer: dict | None = None, optimizer_state: dict | None = None,
+                     train_state: dict | None = None, preprocess: dict | None = None) -> None:
+    """The format itself, over plain parts, written atomically: ``weights`` (state_dict name -> array),
+    ``config`` (``{"class": name, "config": JSON}``; a file without one holds weights only), the
+    ``compile`` settings with the ``optimizer`` (``{"class", "config"}``) and its ``optimizer_state``,
+    the ``train_state`` (``checks.TRAIN_STATE_FIELDS``) and ``preprocess`` (``checks.PREPROCESS_FIELDS``).
+    JSON values go into ``__meta__``/``__config__``, the arrays inside them into ``opt/``, ``ts/`` members."""
+    arrays = {f"w/{k}": np.asarray(v) for k, v in weights.items()}
+    meta = {"format": FORMAT, "version": VERSION, "kind": "weights" if config is None else "model"}
+    if compile is not None:
+        meta["compile"] = compile
+        meta["optimizer"] = optimizer
+        meta["optimizer_state"] = _flatten_arrays(dict(optimizer_state), "opt", arrays)
     if train_state is not None:
         meta["train_state"] = _flatten_arrays(train_state, "ts", arrays)
-    preprocess = check_preprocess(getattr(model, "preprocess", None), f"save: {os.fspath(path)!r}")
+    preprocess = check_preprocess(preprocess, f"save: {os.fspath(path)!r}")
     if preprocess is not None:
         meta["preprocess"] = preprocess
-    arrays["__config__"] = _json_array({"class": type(model).__name__, "config": model.get_config()})
+    if config is not None:
+        arrays["__config__"] = _json_array(config)
     arrays["__meta__"] = _json_array(meta)
     atomic_savez(path, arrays)
 
 
+def save(model, path, include_optimizer: bool = True) -> None:
+    """Write weights, buffers, architecture, optimizer and training state of ``model`` to ``path``."""
+    compiled = getattr(model, "_compile_spec", None) if include_optimizer else None
+    opt = model.optimizer if compiled is not None else None
+    get_state = getattr(model, "_training_state", None)
+    write_checkpoint(path, model.state_dict(), config={"class": type(model).__name__, "config": model.get_config()},
+                     compile=compiled, optimizer=describe(opt) if opt is not None else None,
+                     optimizer_state=opt.state_dict() if opt is not None else None,
+                     train_state=get_state() if get_state is not None else None,
+                     preprocess=getattr(model, "preprocess", None))
+
+
 def save_weights(model, path) -> None:
     """Write the weights and buffers of ``model`` (state_dict names) to ``path``, atomically."""
-    arrays = {f"w/{k}": np.asarray(v) for k, v in model.state_dict().items()}
-    arrays["__meta__"] = _json_array({"format": FORMAT, "version": VERSION, "kind": "weights"})
-    atomic_savez(path, arrays)
+    write_checkpoint(path, model.state_dict())
 
 
 # ----------------------------------------------------------------------------------------- reading
