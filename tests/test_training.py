@@ -245,6 +245,31 @@ def test_fit_arrays_and_dataloader_draw_the_same_batches():
         model.fit(DataLoader(x, y, batch_size=16, seed=5), validation_split=0.2, verbose=0)
 
 
+def test_fit_serves_several_float64_inputs_as_the_dataloader_does():
+    """fit wraps its arrays in a DataLoader (dtype=None): float64 stays float64, several inputs stay a list,
+    and the steps are those of train_on_batch over the loader's batches, bit for bit."""
+    rng = np.random.default_rng(3)
+    x1, x2, y = rng.normal(size=(37, 8)), rng.normal(size=(37, 4)), rng.integers(0, 3, 37)
+
+    def two_inputs():
+        a, b = Input((8,)), Input((4,))
+        h = L.Add()([L.Linear(6, name="fa")(a), L.Linear(6, name="fb")(b)])
+        model = Model([a, b], L.Linear(3, name="head")(L.ReLU()(h)), seed=4).astype(np.float64)
+        model.compile(optim.SGD(lr=0.1, momentum=0.9), "cross_entropy")
+        return model
+
+    fitted, stepped = two_inputs(), two_inputs()
+    fitted.fit([x1, x2], y, batch_size=8, epochs=2, seed=11, verbose=0)
+    loader = DataLoader([x1, x2], y, batch_size=8, seed=11, dtype=None)
+    for epoch in range(2):
+        for xb, yb in loader.iterate(epoch):
+            assert isinstance(xb, list) and [a.dtype for a in xb] == [np.float64, np.float64] and yb.dtype == np.int64
+            stepped.train_on_batch(xb, yb)
+    for k, v in fitted.parameters().items():
+        assert v.dtype == np.float64
+        np.testing.assert_array_equal(v, stepped.parameters()[k], err_msg=k)
+
+
 def test_transform_receives_the_epoch_generator():
     x, y = blobs(32)
     seen = []
