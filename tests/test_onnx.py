@@ -1,4 +1,4 @@
-"""ONNX export and import (corenet/io_onnx*.py), checked by onnxruntime.
+"""ONNX export and import (corenet/io/onnx/), checked by onnxruntime.
 
 Every exported file passes ``onnx.checker`` (export runs it); onnxruntime's outputs match corenet's
 ``predict`` within rtol 1e-4 (plus an atol of 1e-4 times the output's largest magnitude, for entries

@@ -1,6 +1,6 @@
 """Networks exported by PyTorch (``torch.onnx.export(..., dynamo=False)``) import into corenet with
 PyTorch's logits within 1e-4 and then train (the loss falls over a few steps): an AlexNet-style net with
-LocalResponseNorm (which PyTorch writes as ~50 primitive nodes, see corenet.io_onnx_patterns) and
+LocalResponseNorm (which PyTorch writes as ~50 primitive nodes, see corenet.io.onnx.patterns) and
 overlapping max pooling, an Inception-style block with concatenation, a CIFAR ResNet-20 with
 non-trivial batch-norm statistics, and one net per padding form.
 """

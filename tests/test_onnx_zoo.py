@@ -54,7 +54,7 @@ def test_zoo_model_exports_and_matches_onnxruntime(tmp_path, case):
     want = want if isinstance(want, list) else [want]
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = 2, 1
-    options.log_severity_level = 3  # ceil_mode pooling: shape-inference warnings, see corenet.io_onnx_export
+    options.log_severity_level = 3  # ceil_mode pooling: shape-inference warnings, see corenet.io.onnx.export
     for opset in (13, 17):
         path = tmp_path / f"{case}_{opset}.onnx"
         corenet.export_onnx(model, path, opset=opset)

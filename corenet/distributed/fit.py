@@ -178,7 +178,7 @@ def reseed_layers(model, seed: int, epoch: int, rank_: int) -> int:
 
 
 class FitSync:
-    """What ``fit`` does differently in a world of size > 1 (``fitting.py`` holds one or None).
+    """What ``fit`` does differently in a world of size > 1 (``corenet.training.loop`` holds one or None).
 
     Built at the start of ``fit``; broadcasts the seed, the weights and the optimizer state.
     """
