@@ -277,6 +277,24 @@ def test_cli_trains_on_an_image_folder(tmp_path, capsys):
     assert cli.main(["train", "--data", "folder", "--data-dir", str(root), "--image-size", "16,16", "--color", "gray",
                      "--epochs", "1", "--batch-size", "8", "--checkpoint", str(ckpt)]) == 0
     out = capsys.readouterr().out
-    assert "image folder" in out and "18 train / 2 test" in out and ckpt.exists()
+    assert "image folder" in out and "17 train / 1 validation / 2 test" in out and ckpt.exists()
     assert cli.main(["train", "--data", "folder", "--data-dir", str(root)]) == 2
     assert "--image-size" in capsys.readouterr().err
+
+
+def test_nested_hidden_and_order(tmp_path):
+    """Sub-folders of a class are read, hidden files/folders and other endings are not, and samples come
+    sorted by path components (pathlib's order: 'a/z.png' before 'a.b/c.png'), the same on every load."""
+    root = tmp_path / "data"
+    files = {"UP.PNG": 10, "a/z.png": 20, "a.b/c.png": 30, "b.png": 40,
+             ".hidden.png": 200, ".thumbs/t.png": 210, "a/.x.png": 220}
+    for rel, value in files.items():
+        (root / "k" / rel).parent.mkdir(parents=True, exist_ok=True)
+        _solid((4, 4), value, "L").save(root / "k" / rel, format="PNG")
+    (root / "k" / "notes.txt").write_text("ignored")
+    (root / "k" / "link").symlink_to(root / "k" / "a", target_is_directory=True)  # not followed
+    x, y, classes = load_image_folder(root, image_size=4, color="gray", normalize=False)
+    assert classes == ["k"] and y.tolist() == [0, 0, 0, 0]
+    assert x[:, 0, 0, 0].tolist() == [10, 20, 30, 40]
+    again, _, _ = load_image_folder(root, image_size=4, color="gray", normalize=False)  # from the cache
+    assert np.array_equal(again, x)
