@@ -251,9 +251,27 @@ def _act_cases(rng, dt):
     ]
 
 
+def _resample_cases(rng, dt):
+    """Tables of a 2.2x nearest and a 5 -> 11 / 4 -> 7 bilinear upsampling: several outputs per input
+    element, so the backward's scatter-add adds into one element from several outputs."""
+    from corenet.functional.resample import _axis_table
+
+    N, C, H, W, Ho, Wo = 2, 3, 5, 4, 11, 7
+    x = rng.standard_normal((N, C, H, W)).astype(dt)
+    gy = rng.standard_normal((N, C, Ho, Wo)).astype(dt)
+    ih, iw = _axis_table(H, Ho, 2.2, "nearest", False, dt)[0], _axis_table(W, Wo, None, "nearest", False, dt)[0]
+    rows, cols = _axis_table(H, Ho, None, "bilinear", False, dt), _axis_table(W, Wo, 1.75, "bilinear", True, dt)
+    return [
+        ("resample.nearest_forward", "resample", "nearest_forward", [x, ih, iw, Out(gy.shape, dt)]),
+        ("resample.nearest_backward", "resample", "nearest_backward", [gy, ih, iw, Out(x.shape, dt)]),
+        ("resample.bilinear_forward", "resample", "bilinear_forward", [x, *rows, *cols, Out(gy.shape, dt)]),
+        ("resample.bilinear_backward", "resample", "bilinear_backward", [gy, *rows, *cols, Out(x.shape, dt)]),
+    ]
+
+
 def _cases(dt):
     rng = np.random.default_rng(12)
-    builders = (_conv_cases, _pool_cases, _lrn_cases, _norm_cases, _act_cases)
+    builders = (_conv_cases, _pool_cases, _lrn_cases, _norm_cases, _act_cases, _resample_cases)
     return [case for build in builders for case in build(rng, dt)]
 
 
@@ -267,7 +285,7 @@ def test_every_primitive_has_a_thread_and_guard_case(backend_name):
     """A primitive added to a backend must be added to the table above."""
     be = kernels.require(backend_name)
     covered = {(fam, name) for _, fam, name, _ in _cases(np.float32)}
-    for fam in ("conv", "pool", "lrn", "norm", "act"):
+    for fam in ("conv", "pool", "lrn", "norm", "act", "resample"):
         module = getattr(be, fam)
         missing = [n for n in module.__all__ if (fam, n) not in covered and n not in ORCHESTRATION]
         assert not missing, f"{backend_name}.{fam}: no thread/guard case in tests/test_threads.py for {missing}"
@@ -426,6 +444,35 @@ def test_adaptive_avg_pool_two_threads_against_oracle(backend, two_threads):
         y, state = F.adaptive_avg_pool2d(x, (3, 4), return_state=True)
         np.testing.assert_allclose(y, ref, **_tol(np.float64))
         np.testing.assert_allclose(F.pool2d_backward(gy, state), gref, **_tol(np.float64))
+
+
+@pytest.mark.parametrize("mode, align_corners", [("nearest", None), ("bilinear", False), ("bilinear", True)])
+def test_upsample_two_threads_against_oracle(backend, mode, align_corners, two_threads):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3, 4, 5))
+    ref = naive.upsample(x, (9, 12), (2.3, 2.5), mode, bool(align_corners))
+    gy = rng.standard_normal(ref.shape)
+    gref = naive.upsample_backward(x.shape, gy, (2.3, 2.5), mode, bool(align_corners))
+    for _ in range(REPEAT):
+        y, state = F.upsample(x, scale_factor=(2.3, 2.5), mode=mode, align_corners=align_corners, return_state=True)
+        np.testing.assert_allclose(y, ref, **_tol(np.float64))
+        np.testing.assert_allclose(F.upsample_backward(gy, state), gref, **_tol(np.float64))
+
+
+def test_conv_transpose2d_two_threads_against_oracle(backend, two_threads):
+    """Through the convolution paths it borrows (forward = a convolution's input gradient)."""
+    rng = np.random.default_rng(9)
+    x, w, b = rng.standard_normal((2, 4, 3, 4)), rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(6)
+    args = dict(stride=(2, 1), padding=((1, 0), (0, 1)), output_padding=(1, 0), groups=2, dilation=(1, 2))
+    pads = (1, 0, 0, 1)
+    ref = naive.conv_transpose2d(x, w, b, (2, 1), pads, (1, 0), (1, 2), 2)
+    gy = rng.standard_normal(ref.shape)
+    gref = naive.conv_transpose2d_backward(x, w, gy, (2, 1), pads, (1, 2), 2)
+    for _ in range(REPEAT):
+        y, state = F.conv_transpose2d(x, w, b, **args, return_state=True)
+        np.testing.assert_allclose(y, ref, **_tol(np.float64))
+        for g, r in zip(F.conv_transpose2d_backward(gy, state), gref):
+            np.testing.assert_allclose(g, r, **_tol(np.float64))
 
 
 @pytest.mark.parametrize("mode", ["across", "within"])
