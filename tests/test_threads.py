@@ -248,6 +248,29 @@ def _act_cases(rng, dt):
         ("act.softmax_forward[log]", "act", "softmax_forward", [x3, True, o3]),
         ("act.softmax_backward", "act", "softmax_backward", [g3, y3, False, o3]),
         ("act.softmax_backward[log]", "act", "softmax_backward", [g3, -y3, True, o3]),
+    ] + _act_mobile_cases(rng, dt)
+
+
+def _act_mobile_cases(rng, dt):
+    """relu6 ... silu over every piece (x spread over [-12, 12]), drop path on 7 samples, channel
+    shuffle on 3 x 4 x 5 rows (the two threads split the samples and the (n, b) rows unevenly)."""
+    n = 1001
+    x = (rng.standard_normal(n) * 4).astype(dt)
+    gy = rng.standard_normal(n).astype(dt)
+    x2, g2 = rng.standard_normal((7, 143)).astype(dt), rng.standard_normal((7, 143)).astype(dt)
+    keep = np.array([1, 0, 1, 1, 0, 0, 1], np.uint8)
+    x4 = rng.standard_normal((3, 4, 5, 7)).astype(dt)
+    o, o2 = Out((n,), dt), Out(x2.shape, dt)
+    cases = [("act.relu6_forward", "act", "relu6_forward", [x, o]),
+             ("act.relu6_backward", "act", "relu6_backward", [gy, x, o])]
+    for name in ("hardsigmoid", "hardswish", "silu"):
+        cases += [(f"act.{name}_forward", "act", f"{name}_forward", [x, o]),
+                  (f"act.{name}_backward", "act", f"{name}_backward", [gy, x, o])]
+    return cases + [
+        ("act.drop_path_forward", "act", "drop_path_forward", [x2, keep, dt(1 / 0.6), o2]),
+        ("act.drop_path_backward", "act", "drop_path_backward", [g2, keep, dt(1 / 0.6), o2]),
+        ("act.channel_shuffle", "act", "channel_shuffle", [x4, Out((3, 5, 4, 7), dt)]),
+        ("act.channel_shuffle[back]", "act", "channel_shuffle", [x4.reshape(3, 5, 4, 7), Out((3, 4, 5, 7), dt)]),
     ]
 
 
@@ -530,6 +553,33 @@ def test_softmax_two_threads_against_formula(backend, log, two_threads):
         y, state = getattr(F, op)(x, return_state=True)
         np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(getattr(F, op + "_backward")(gy, state), gref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("op", ["relu6", "hardsigmoid", "hardswish", "silu"])
+def test_mobile_activations_two_threads_against_oracle(backend, op, two_threads):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 4, 5, 7)) * 4
+    x[0, 0, 0, :5] = [-3.0, 0.0, 3.0, 6.0, -0.0]  # the kinks
+    gy = rng.standard_normal(x.shape)
+    ref, gref = getattr(naive, op)(x), gy * getattr(naive, op + "_grad")(x)
+    for _ in range(REPEAT):
+        y, state = getattr(F, op)(x, return_state=True)
+        np.testing.assert_allclose(y, ref, rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(getattr(F, op + "_backward")(gy, state), gref, rtol=1e-13, atol=1e-15)
+
+
+def test_channel_shuffle_and_drop_path_two_threads_against_oracle(backend, two_threads):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((5, 6, 3, 4))
+    gy = rng.standard_normal(x.shape)
+    keep = np.random.default_rng(12).random(5, dtype=np.float32) >= np.float32(0.4)
+    for _ in range(REPEAT):
+        y, state = F.channel_shuffle(x, 3, return_state=True)
+        np.testing.assert_array_equal(y, naive.channel_shuffle(x, 3))
+        np.testing.assert_array_equal(F.channel_shuffle_backward(gy, state), naive.channel_shuffle_backward(gy, 3))
+        y, state = F.drop_path(x, 0.4, np.random.default_rng(12), return_state=True)
+        np.testing.assert_allclose(y, naive.drop_path(x, keep, 0.4), rtol=1e-15)
+        np.testing.assert_allclose(F.drop_path_backward(gy, state), naive.drop_path(gy, keep, 0.4), rtol=1e-15)
 
 
 def test_dropout_two_threads_matches_its_mask(backend, two_threads):
