@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import corenet
 from corenet import kernels
 
 IN_SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
@@ -44,7 +45,9 @@ def close(a, b, dt):
 def run_under_simulator(test_file: str) -> None:
     """Run ``test_file`` (a path) in a fresh pytest with the CUDA simulator on; fail with its output."""
     path = Path(test_file)
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONWARNINGS="ignore")
+    # the child imports the corenet this process imported (the source tree, not a stale installed copy)
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONWARNINGS="ignore",
+               PYTHONPATH=str(Path(corenet.__file__).resolve().parent.parent))
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", path.name],
         cwd=path.parent, env=env, capture_output=True, text=True, timeout=900,
