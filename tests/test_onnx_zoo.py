@@ -4,7 +4,8 @@ onnxruntime with corenet's ``predict`` outputs (every output: GoogLeNet's auxili
 
 Kept fast for CI (2 cores): each model is built once, at the smallest input its architecture accepts
 *and* exports (CIFAR models 32x32; ResNets, DenseNets, SE-ResNet, MobileNet 32x32; GoogLeNet 64x64,
-where its auxiliary heads' 4x4 adaptive pooling is still a plain window; AlexNet and VGG 224x224, the
+where its auxiliary heads' 4x4 adaptive pooling is still a plain window; Xception 71x71 and ZFNet 63x63,
+their smallest; AlexNet and VGG 224x224, the
 only size at which their 6x6 / 7x7 adaptive pooling is one window, since ONNX has no adaptive pooling),
 and onnxruntime runs on 2 intra-op threads. About 40 s in all on 2 cores, most of it the four VGGs'
 133-144 M parameters (500+ MB files) written and loaded at both opsets.
@@ -21,7 +22,7 @@ onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install 'c
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (it is in the test extra)")
 
 SIZES = {"googlenet": 64, "alexnet": 224, "vgg11": 224, "vgg13": 224, "vgg16": 224, "vgg19": 224,
-         "lenet5": 28}          # everything else: 32x32
+         "lenet5": 28, "xception": 71, "zfnet": 63}          # everything else: 32x32
 EXTRA = {  # variants outside the registry's defaults that bring other layers: LRN, fixed-window aux heads, option B
     "alexnet_paper": ("alexnet", {"variant": "paper", "input_size": 67}),
     "googlenet_paper": ("googlenet", {"variant": "paper", "input_size": 96}),
