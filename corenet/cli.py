@@ -119,7 +119,9 @@ def cmd_demo(args) -> int:
     (x_train, y_train), (x_test, y_test) = corenet.data.load_bundled(normalize=True)
     if args.smoke:
         x_train, y_train, x_test, y_test = x_train[:512], y_train[:512], x_test[:256], y_test[:256]
-    _say(f"corenet {corenet.__version__} demo: LeNet-5 on {len(x_train):,} bundled MNIST digits "
+    n_fit = _fit_count(len(x_train), 0.1)
+    _say(f"corenet {corenet.__version__} demo: LeNet-5 on {n_fit:,} bundled MNIST digits, "
+         f"{len(x_train) - n_fit:,} more validate, {len(x_test):,} test digits read once at the end "
          f"(backend {corenet.get_backend()}, {corenet.get_num_threads()} threads)")
     model = models.lenet5(seed=args.seed)
     model.compile(optim.Adam(lr=args.lr), "cross_entropy", metrics=["accuracy"])
@@ -131,7 +133,7 @@ def cmd_demo(args) -> int:
               validation_split=0.1, transform=RandomShift(2), callbacks=[decay],
               verbose=1 if sys.stdout.isatty() else 2)
     seconds = time.perf_counter() - t0
-    _report(model, x_test, y_test, seconds, args.epochs * _fit_count(len(x_train), 0.1))
+    _report(model, x_test, y_test, seconds, args.epochs * n_fit)
     _save(model, args.checkpoint)
     return 0
 
