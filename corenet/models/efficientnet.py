@@ -58,7 +58,7 @@ def efficientnet_b0(num_classes=1000, in_channels=3, input_size=224, dropout=0.2
     ``classifier_1``. Stochastic depth grows linearly with depth, as in torchvision: block ``i`` of
     16 (counting from 0 over all stages) drops its residual branch with probability
     ``stochastic_depth * i / 16`` in training (0.0125 for the second block ... 0.1875 for the last).
-    With 1000 classes: 5,288,548 parameters (torchvision's count), ~0.40 GMACs at 224x224 (the
+    With 1000 classes: 5,288,548 parameters (torchvision's count), ~386M MACs at 224x224 (the
     paper: 0.39B FLOPs, meaning multiply-adds).
 
     Names are torchvision's (``features_0_0``, ``features_2_1_block_2_fc1``, ``features_8_1``,

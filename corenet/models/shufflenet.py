@@ -97,9 +97,9 @@ def shufflenet_v2(width="1.0", num_classes=1000, in_channels=3, input_size=224, 
     ReLU, global average pooling and ``fc``. Every convolution is bias-free and followed by batch
     norm; depthwise convolutions are not followed by ReLU (section 3 of the paper).
 
-    Parameters with 1000 classes (torchvision's counts) and MACs at 224x224 (the paper's Table 8
-    counts 41M, 146M, 299M, 591M FLOPs, meaning multiply-adds): x0.5 1,366,792 (~41M), x1.0
-    2,278,604 (~146M), x1.5 3,503,624 (~299M), x2.0 7,393,996 (~591M).
+    Parameters with 1000 classes (torchvision's counts) and MACs at 224x224 of convolutions and
+    ``fc`` (the paper's Table 5 says 41M, 146M, 299M, 591M FLOPs, meaning multiply-adds): x0.5
+    1,366,792 (~40M), x1.0 2,278,604 (~145M), x1.5 3,503,624 (~296M), x2.0 7,393,996 (~583M).
 
     Names are torchvision's (``conv1_0``/``conv1_1``, ``stage2_0_branch1_0``, ``stage3_5_branch2_6``,
     ``conv5_0``/``conv5_1``, ``fc``), so its weights import with :func:`corenet.models.load_torchvision`.
@@ -135,20 +135,20 @@ def shufflenet_v2(width="1.0", num_classes=1000, in_channels=3, input_size=224, 
 
 
 def shufflenet_v2_x0_5(num_classes=1000, in_channels=3, input_size=224, seed=0):
-    """ShuffleNet v2 0.5x: 1,366,792 parameters, ~41M MACs at 224x224. See :func:`shufflenet_v2`."""
+    """ShuffleNet v2 0.5x: 1,366,792 parameters, ~40M MACs at 224x224. See :func:`shufflenet_v2`."""
     return shufflenet_v2("0.5", num_classes, in_channels, input_size, seed)
 
 
 def shufflenet_v2_x1_0(num_classes=1000, in_channels=3, input_size=224, seed=0):
-    """ShuffleNet v2 1.0x: 2,278,604 parameters, ~146M MACs at 224x224. See :func:`shufflenet_v2`."""
+    """ShuffleNet v2 1.0x: 2,278,604 parameters, ~145M MACs at 224x224. See :func:`shufflenet_v2`."""
     return shufflenet_v2("1.0", num_classes, in_channels, input_size, seed)
 
 
 def shufflenet_v2_x1_5(num_classes=1000, in_channels=3, input_size=224, seed=0):
-    """ShuffleNet v2 1.5x: 3,503,624 parameters, ~299M MACs at 224x224. See :func:`shufflenet_v2`."""
+    """ShuffleNet v2 1.5x: 3,503,624 parameters, ~296M MACs at 224x224. See :func:`shufflenet_v2`."""
     return shufflenet_v2("1.5", num_classes, in_channels, input_size, seed)
 
 
 def shufflenet_v2_x2_0(num_classes=1000, in_channels=3, input_size=224, seed=0):
-    """ShuffleNet v2 2.0x: 7,393,996 parameters, ~591M MACs at 224x224. See :func:`shufflenet_v2`."""
+    """ShuffleNet v2 2.0x: 7,393,996 parameters, ~583M MACs at 224x224. See :func:`shufflenet_v2`."""
     return shufflenet_v2("2.0", num_classes, in_channels, input_size, seed)
