@@ -50,6 +50,12 @@ def test_example_runs_in_smoke_mode(name, monkeypatch, tmp_path, capsys):
         assert len(list((work / "digits_5_9").glob("digit_*/*.png"))) == 5 * 12
         rows = [line.split()[0] for line in out.splitlines() if re.search(r"test \d+\.\d+%$", line)]
         assert rows == ["frozen", "+", "from"]  # the three ways, each with one test accuracy
+    if name == "segmentation":  # both scores on the test digits, over the 11 per-pixel classes
+        assert re.search(r"test pixel accuracy \d+\.\d+%, mean IoU [01]\.\d{3} over \d+ classes", out), out
+    if name == "autoencoder":
+        assert re.search(r"test reconstruction MSE 0\.\d{4} per pixel", out), out
+    if name in ("segmentation", "autoencoder") and importlib.util.find_spec("matplotlib"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000
 
 
 def test_every_example_has_a_docstring_saying_what_it_shows():
