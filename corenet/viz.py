@@ -74,13 +74,12 @@ def plot_history(history, path) -> str:
     done = list(getattr(history, "epoch", []) or [])
     epochs = np.asarray(done) + 1 if len(done) == n else np.arange(1, n + 1)
     Figure = _figure("plot_history")
-    fig = Figure(figsize=(4.5 * len(keys), 3.5))
+    fig = Figure(figsize=(4.5 * len(keys), 3.5), layout="constrained")
     for ax, key in zip(fig.subplots(1, len(keys), squeeze=False)[0], keys):
         ax.plot(epochs, logs[key], marker="o", markersize=3, label="training")
         if len(logs.get(f"val_{key}", [])) == n:
             ax.plot(epochs, logs[f"val_{key}"], marker="o", markersize=3, label="validation")
         ax.set_xlabel("epoch")
-        ax.set_ylabel(key)
         ax.set_title(key)
         ax.grid(alpha=0.3)
         ax.legend()
