@@ -20,6 +20,7 @@ def main(dtypes=("float32",)) -> int:
     from numba import cuda
     from numba.cuda.random import xoroshiro128p_dtype
 
+    from corenet.kernels.cuda import _act_mobile as am
     from corenet.kernels.cuda import _igemm, _reduce, act, conv, lrn, norm, ops, pool, train
 
     class _Sm90:
@@ -78,6 +79,12 @@ def main(dtypes=("float32",)) -> int:
             ("act._tanh_f", act._tanh_f, [x1, x1]), ("act._tanh_b", act._tanh_b, [x1, x1, x1]),
             ("act._dropout", act._dropout, [x1, u8, s, x1]),
             ("act._softmax_f", act._softmax_f, [x3, b, x3]), ("act._softmax_b", act._softmax_b, [x3, x3, b, x3]),
+            ("act._relu6_f", am._relu6_f, [x1, x1]), ("act._relu6_b", am._relu6_b, [x1, x1, x1]),
+            ("act._hardsigmoid_f", am._hardsigmoid_f, [x1, x1]),
+            ("act._hardsigmoid_b", am._hardsigmoid_b, [x1, x1, x1]),
+            ("act._hardswish_f", am._hardswish_f, [x1, x1]), ("act._hardswish_b", am._hardswish_b, [x1, x1, x1]),
+            ("act._silu_f", am._silu_f, [x1, x1]), ("act._silu_b", am._silu_b, [x1, x1, x1]),
+            ("act._drop_path", am._drop_path, [x2, u8, s, x2]), ("act._shuffle", am._shuffle, [x4, x4]),
             ("train._xent_rows", train._xent_rows, [x2, np.empty(2, np.int64), f, f, f64, x2]),
             ("train._tree_sum", train._tree_sum, [f64, f64]),
             ("train._sgd", train._sgd, [x1, x1, x1, s, s, b, s]),
