@@ -29,7 +29,7 @@ def mbconv(x, expand_ratio, kernel_size, stride, out_channels, drop_prob, name):
 
     Expand 1x1 (SiLU; absent when the ratio is 1), depthwise ``k x k`` (stride, SiLU), SE with
     ``max(1, C_in // 4)`` squeezed channels, project 1x1 (no activation). When stride is 1 and the
-    width is unchanged the branch goes through ``DropPath(drop_prob)`` (stochastic depth, "row"
+    width is unchanged the branch goes through ``DropPath(drop_prob)`` (if > 0; stochastic depth, "row"
     mode: whole samples) and the input is added. Names: ``<name>_block_<k>_0``/``_1`` for the
     conv/BN pairs, ``<name>_block_<k>_fc1``/``_fc2`` for SE.
     """
@@ -44,7 +44,7 @@ def mbconv(x, expand_ratio, kernel_size, stride, out_channels, drop_prob, name):
     h = squeeze_excitation(h, max(1, in_channels // 4), f"{name}_block_{k + 1}")
     h = conv_bn_act(h, out_channels, 1, f"{name}_block_{k + 2}")
     if stride == 1 and in_channels == out_channels:
-        return L.Add()([L.DropPath(drop_prob)(h), x])
+        return L.Add()([L.DropPath(drop_prob)(h) if drop_prob else h, x])
     return h
 
 

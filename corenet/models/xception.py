@@ -15,7 +15,7 @@ def _sep_bn(x, out_channels, name, activate_first=True):
     """(ReLU ->) SeparableConv2d 3x3 'same', no bias -> BN: Keras's ``<name>_act``, ``<name>``, ``<name>_bn``."""
     if activate_first:
         x = L.ReLU()(x)
-    x = L.SeparableConv2d(out_channels, 3, padding=1, bias=False, name=name)(x)
+    x = L.SeparableConv2d(out_channels, 3, padding=1, bias=False, kernel_init=GLOROT, name=name)(x)
     return bn(x, f"{name}_bn", EPS)
 
 
@@ -48,8 +48,8 @@ def xception(num_classes=1000, in_channels=3, input_size=299, seed=0):
     batch-norm moving statistics, buffers here), ~8.4 GMACs at 299x299. Names are Keras's layer
     names (``block1_conv1``, ``block1_conv1_bn``, ``block5_sepconv2``, ``block14_sepconv2_bn``,
     ``predictions``) with ``block<b>_residual``/``_residual_bn`` for the shortcut convolutions Keras
-    leaves unnamed. Initialisation as Keras's (Glorot uniform, zero biases) for the convolutions and
-    the classifier.
+    leaves unnamed. Initialisation as Keras's: Glorot uniform kernels (both halves of the separable
+    convolutions too), zero classifier bias.
 
     Parameters
     ----------
