@@ -277,7 +277,8 @@ def test_a_npy_file_and_a_garbled_zip_are_named(tmp_path):
 def test_complex_weights_are_refused(tmp_path):
     path = checkpoint(tmp_path)
     rewrite(path, edit_arrays=lambda a: a.update({"w/fc.bias": a["w/fc.bias"].astype(np.complex64)}))
-    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*'fc.bias' must hold real numbers, received dtype complex64"):
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*'fc.bias' must hold real numbers, received dtype "
+                                         "complex64"):
         corenet.load(path)
 
 
