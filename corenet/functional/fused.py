@@ -81,11 +81,11 @@ def batch_norm_relu_backward(gy, state, need_gx=True, need_gparams=True):
     sums = None
     if _want_params(bn, need_gparams) or (need_gx and bn.batch_stats):
         sums = k.bn_relu_backward_reduce(gy3, state.y, bn.x, bn.mean)
-    a, b, d, params = _backward_coefficients(bn, sums, need_gparams)
+    a, b, d, mean, params = _backward_coefficients(bn, sums, need_gparams, backend_for(gy3).norm)
     gx = None
     if need_gx:
         if bn.batch_stats:
-            gx = k.bn_relu_backward_gx(gy3, state.y, bn.x, bn.mean.astype(bn.x.dtype), a, b, d, np.empty_like(gy3))
+            gx = k.bn_relu_backward_gx(gy3, state.y, bn.x, mean, a, b, d, np.empty_like(gy3))
         else:
             gx = k.bn_relu_scale_gx(gy3, state.y, a, np.empty_like(gy3))
         gx = gx.reshape(bn.shape)

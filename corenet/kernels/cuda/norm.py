@@ -2,8 +2,10 @@
 
 Contract: exactly ``numba_cpu/norm.py``'s names, signatures and return values (read its
 docstring): inputs are ``(N, C, L)`` views; ``bn_stats`` and ``bn_backward_reduce`` return float64
-``(C,)`` vectors; the elementwise kernels fill and return the output passed last (when it is
-omitted, they return a new array). numpy in, numpy out; device arrays in, device arrays out.
+``(C,)`` vectors; the elementwise kernels fill and return the output passed last. numpy in, numpy
+out; device arrays in, device arrays out. ``bn_prepare`` and ``bn_backward_coeffs`` (the ``(C,)``
+steps between the reductions and the elementwise kernels) are here as one-thread-per-channel
+kernels; the CPU backends have them in plain numpy (``kernels/_norm_coeffs.py``).
 
 Design
 ------
@@ -79,7 +81,7 @@ def _fill(kernel, like, out, *args):
     return out
 
 
-def bn_affine(x, mean, scale, shift, y=None):
+def bn_affine(x, mean, scale, shift, y):
     """``y = (x - mean[c]) * scale[c] + shift[c]``; ``mean, scale, shift`` have x's dtype."""
     return _fill(_affine, x, y, dev(x), dev(mean), dev(scale), dev(shift))
 
@@ -90,12 +92,12 @@ def bn_backward_reduce(gy, x, mean):
     return host_or_device(sg, gy), host_or_device(sgx, gy)
 
 
-def bn_backward_gx(gy, x, mean, a, b, d, gx=None):
+def bn_backward_gx(gy, x, mean, a, b, d, gx):
     """``gx = a[c] * gy + b[c] * (x - mean[c]) + d[c]``; coefficient arrays have x's dtype."""
     return _fill(_backward_gx, gy, gx, dev(gy), dev(x), dev(mean), dev(a), dev(b), dev(d))
 
 
-def bn_scale_gx(gy, a, gx=None):
+def bn_scale_gx(gy, a, gx):
     """``gx = a[c] * gy`` (eval-mode backward, where the statistics are constants)."""
     return _fill(_scale_gx, gy, gx, dev(gy), dev(a))
 

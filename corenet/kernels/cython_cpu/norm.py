@@ -12,8 +12,10 @@ import numpy as np
 
 from ..._ext import norm as _norm
 from ..._ext import threads_for
+from .._norm_coeffs import bn_backward_coeffs, bn_prepare  # noqa: F401  (the (C,) steps, plain numpy)
 
-__all__ = ["bn_stats", "bn_affine", "bn_backward_reduce", "bn_backward_gx", "bn_scale_gx"]
+__all__ = ["bn_stats", "bn_affine", "bn_backward_reduce", "bn_backward_gx", "bn_scale_gx", "bn_prepare",
+           "bn_backward_coeffs"]
 
 
 def bn_stats(x):

@@ -23,10 +23,12 @@ import numpy as np
 from numba import prange
 
 from ... import config
+from .._norm_coeffs import bn_backward_coeffs, bn_prepare  # noqa: F401  (the (C,) steps, plain numpy)
 from ._jit import kernel
 from ._threads import sized
 
-__all__ = ["bn_stats", "bn_affine", "bn_backward_reduce", "bn_backward_gx", "bn_scale_gx"]
+__all__ = ["bn_stats", "bn_affine", "bn_backward_reduce", "bn_backward_gx", "bn_scale_gx", "bn_prepare",
+           "bn_backward_coeffs"]
 
 # The per-block sums may be reassociated: LLVM then vectorises them (about 3x faster; fastmath
 # is otherwise off, and a float reduction stays a serial chain). The order is still fixed at
