@@ -12,6 +12,10 @@ with what is refused and why, is in :mod:`corenet.io.onnx.export` and :mod:`core
 corenet layer          ONNX (export, opsets 13-18)          import
 =====================  ===================================  ===================================
 Conv2d                 Conv (pads [t, l, b, r], group)      Conv (explicit pads, auto_pad)
+ConvTranspose2d        ConvTranspose (output_padding; one   ConvTranspose (pads, output_padding)
+                       as large as the stride: Pad + Add)
+Upsample               Resize (nearest asymmetric floor;    Resize (those rules, constant scales
+                       linear half_pixel/align_corners)     or sizes; pytorch_half_pixel)
 Linear                 Gemm transB=1                        Gemm (any transB, alpha, beta), MatMul
 Flatten / Reshape      Flatten axis 1 / Reshape [0, ...]    Flatten axis 1 / Reshape
 MaxPool2d, AvgPool2d   MaxPool / AveragePool (ceil_mode,    MaxPool / AveragePool

@@ -24,6 +24,7 @@ import numpy as np
 from ...geometry import padding4
 from ...graph import InputLayer
 from .common import OPSETS, require_onnx
+from .export_mobile import MobileExports
 
 __all__ = ["export"]
 
@@ -51,7 +52,7 @@ def export(model, path, opset: int = 17) -> None:
             os.remove(tmp)
 
 
-class _Exporter:
+class _Exporter(MobileExports):  # the mobile architectures' layers: export_mobile.py
     def __init__(self, onnx, model, opset: int):
         self.onnx, self.h, self.model, self.opset = onnx, onnx.helper, model, opset
         self.nodes, self.inits, self.names = [], {}, {}
@@ -116,6 +117,66 @@ class _Exporter:
         return self.node("Conv", [x, *self._weights(layer, "weight", "bias")], out,
                          kernel_shape=list(layer.kernel_size), strides=list(layer.stride), pads=[t, l, b, r],
                          dilations=list(layer.dilation), group=layer.groups)
+
+    def _ConvTranspose2d(self, layer, x, out, gnode):
+        """ConvTranspose (PyTorch's weight layout and output size). onnxruntime refuses an
+        ``output_padding`` as large as the stride (which a dilation allows): such an axis is written
+        with the bottom/right padding reduced by it, and what the padding cannot absorb as zero
+        rows/columns appended by a Pad, with the bias added after it."""
+        t, b, l, r = padding4("ConvTranspose2d", layer.padding, layer.kernel_size, layer.stride, layer.dilation,
+                              layer.input_shape[1:])
+        attrs = dict(kernel_shape=list(layer.kernel_size), strides=list(layer.stride),
+                     dilations=list(layer.dilation), group=layer.groups)
+        (oh, ow), (sh, sw) = layer.output_padding, layer.stride
+        if oh < sh and ow < sw:
+            return self.node("ConvTranspose", [x, *self._weights(layer, "weight", "bias")], out, pads=[t, l, b, r],
+                             output_padding=[oh, ow], **attrs)
+        pads = [t, l, max(0, b - oh), max(0, r - ow)]
+        eh, ew = max(0, oh - b), max(0, ow - r)  # rows/columns past the full scatter: zeros (+ bias)
+        if not (eh or ew):
+            return self.node("ConvTranspose", [x, *self._weights(layer, "weight", "bias")], out, pads=pads, **attrs)
+        y = self.node("ConvTranspose", [x, *self._weights(layer, "weight")], f"{out}/conv", pads=pads, **attrs)
+        y = self.node("Pad", [y, self.const(f"{out}._pads", [0, 0, 0, 0, 0, 0, eh, ew], np.int64)],
+                      f"{out}/pad" if layer.use_bias else out, mode="constant")
+        if layer.use_bias:
+            y = self.node("Add", [y, self.const(f"{out}._bias", layer.params["bias"].reshape(1, -1, 1, 1))], out)
+        return y
+
+    def _Upsample(self, layer, x, out, gnode):
+        """Resize with the coordinate rule of corenet's (PyTorch's) kernels: nearest = ``asymmetric`` +
+        ``floor``; bilinear = ``half_pixel`` (the source coordinate clamped at 0 by linear
+        interpolation's edge rule) or ``align_corners``. A ``size`` becomes ``sizes`` (the source
+        scale ``in/out``): of the spatial axes from opset 18, below it the input's (N, C) at run time
+        and (H_out, W_out) (onnxruntime runs it; import_onnx reads constant sizes only); a
+        ``scale_factor`` becomes ``scales`` (``1/scale_factor``), 1 on an axis
+        whose size does not change (a copy) and 2 on an exact doubling in nearest mode (PyTorch's
+        halving)."""
+        (_, H, W), (_, ho, wo) = layer.input_shape, layer.output_shape
+        attrs = {}
+        if layer.size is not None and self.opset >= 18:  # sizes of the spatial axes only
+            inputs = [x, "", "", self.const(f"{out}._sizes", [ho, wo], np.int64)]
+            attrs = dict(axes=[2, 3])
+        elif layer.size is not None:  # (N, C) of the input at run time, then the fixed (ho, wo)
+            nc = self.node("Slice", [self.node("Shape", [x], f"{out}/shape"), self.const(f"{out}._s0", [0], np.int64),
+                                     self.const(f"{out}._s2", [2], np.int64)], f"{out}/nc")
+            inputs = [x, "", "", self.node("Concat", [nc, self.const(f"{out}._hw", [ho, wo], np.int64)],
+                                           f"{out}/sizes", axis=0)]
+        else:
+            sf = layer.scale_factor if isinstance(layer.scale_factor, list) else [layer.scale_factor] * 2
+            scales = []
+            for size, o, f in zip((H, W), (ho, wo), sf):
+                a = 1.0 if o == size else 2.0 if layer.mode == "nearest" and o == 2 * size else float(f)
+                if int(np.float32(a) * np.float32(size)) != o:  # onnxruntime sizes the output in float32
+                    raise self._refuse(layer, f"scale_factor {f} on a side of {size} gives {o} (floor in float64) "
+                                              f"but ONNX Resize's float32 scale gives another size; give size= instead")
+                scales.append(a)
+            inputs = [x, "", self.const(f"{out}._scales", [1.0, 1.0, *scales], np.float32)]
+        if layer.mode == "nearest":
+            attrs.update(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+        else:
+            ctm = "align_corners" if layer.align_corners else "half_pixel"
+            attrs.update(mode="linear", coordinate_transformation_mode=ctm)
+        return self.node("Resize", inputs, out, **attrs)
 
     def _Linear(self, layer, x, out, gnode):
         return self.node("Gemm", [x, *self._weights(layer, "weight", "bias")], out, transB=1)
@@ -280,5 +341,5 @@ class _Exporter:
 
 
 def _supported() -> list[str]:
-    return [n[1:] for n in vars(_Exporter) if n[:2] != "__" and n[1:2].isupper()
+    return [n[1:] for n in dir(_Exporter) if n[:2] != "__" and n[1:2].isupper()
             and n[1:] not in ("MinPool2d", "SumPool2d")]
