@@ -323,3 +323,39 @@ def test_csv_logger_continues_one_file_across_a_resume(tmp_path):
     resumable(seed=0).fit(x, y, epochs=3, callbacks=[callbacks.CSVLogger(log, append=True)], **kw)
     rows = log.read_text().splitlines()
     assert rows[0] == "epoch,accuracy,loss,lr" and [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2"]
+
+
+
+def _imported(source: str, module: str) -> list:
+    """Every corenet module name an import in ``source`` (the text of ``module``) may load, at any depth."""
+    import ast
+
+    package = module.split(".")[:-1]  # a package's __init__ counts as a module inside it
+    names = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            base = ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else [])
+                            ) if node.level else node.module
+            names += [base] + [f"{base}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+    return names
+
+
+def test_io_training_and_callbacks_import_nothing_above_them():
+    """The floors of issue 14 for these packages, read with ast (function-level imports count): io works on
+    plain state dicts and imports no Model; training sits below the model; callbacks need neither io nor training."""
+    import pathlib
+
+    assert "corenet.model.Model" in _imported("def f():\n    from ...model import Model\n", "corenet.io.onnx.importer")
+    root = pathlib.Path(corenet.__file__).parent
+    above = {"io": ("corenet.model", "corenet.training", "corenet.models", "corenet.cli"),
+             "training": ("corenet.model", "corenet.models", "corenet.cli"),
+             "callbacks": ("corenet.io", "corenet.training", "corenet.model", "corenet.models", "corenet.cli")}
+    found = []
+    for package, banned in above.items():
+        for path in sorted((root / package).rglob("*.py")):
+            module = ".".join(("corenet", *path.relative_to(root).with_suffix("").parts))
+            found += [f"{module} imports {name}" for name in _imported(path.read_text(), module)
+                      if any(name == b or name.startswith(b + ".") for b in banned)]
+    assert found == []
