@@ -24,7 +24,6 @@ import numpy as np
 from ...geometry import padding4
 from ...graph import InputLayer
 from .common import OPSETS, require_onnx
-from .export_mobile import MobileExports
 
 __all__ = ["export"]
 
@@ -52,7 +51,7 @@ def export(model, path, opset: int = 17) -> None:
             os.remove(tmp)
 
 
-class _Exporter(MobileExports):  # the mobile architectures' layers: export_mobile.py
+class _Exporter:
     def __init__(self, onnx, model, opset: int):
         self.onnx, self.h, self.model, self.opset = onnx, onnx.helper, model, opset
         self.nodes, self.inits, self.names = [], {}, {}
@@ -341,5 +340,5 @@ class _Exporter(MobileExports):  # the mobile architectures' layers: export_mobi
 
 
 def _supported() -> list[str]:
-    return [n[1:] for n in dir(_Exporter) if n[:2] != "__" and n[1:2].isupper()
+    return [n[1:] for n in vars(_Exporter) if n[:2] != "__" and n[1:2].isupper()
             and n[1:] not in ("MinPool2d", "SumPool2d")]
