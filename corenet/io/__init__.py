@@ -1,5 +1,10 @@
 """Checkpoints: weights, architecture, optimizer and training state in one ``.npz``, written atomically.
 
+The format works on plain parts (:func:`write_checkpoint`, :func:`read_checkpoint`: a state dict, JSON
+config, optimizer and training state) and imports no ``Model``: ``corenet.model`` registers ``Model``
+and ``Sequential`` (``checks.register_model_class``) for :func:`load` and the ONNX importer, and
+``save``/``load``/``save_weights``/``load_weights`` only collect the parts from a model or apply them.
+
 Layout of a file written by ``model.save(path)`` (a plain ``np.savez`` archive, no pickles)::
 
     __meta__        JSON string: format, version, kind ("model" | "weights"), compile settings,

@@ -19,7 +19,7 @@ from .. import callbacks as _cb
 from .. import distributed
 from ..data.loader import DataLoader, os_seed
 from ..distributed import fit as dist_fit
-from .checks import _as_list, _take, check_lengths
+from .checks import _as_list, _take
 from .progress import EpochProgress, resolve_verbose
 from .state import restore, training_state
 
@@ -75,16 +75,11 @@ def run_fit(model, x, y, *, batch_size, epochs, validation_data, validation_spli
                              f"(received validation_split={validation_split}, transform={transform!r})")
         batch_size, seed = loader.batch_size, loader.seed
         steps = len(loader)
-    else:
+    else:  # arrays, checked by Model.fit (count, kind, dtype, shapes, lengths, batch_size)
         xs = _as_list(x)
-        if y is None:
-            raise ValueError("fit: targets y are required")
-        check_lengths(xs, y)
         if validation_split and validation_data is None:
             n_val = _split_sizes(len(xs[0]), validation_split)
         n = len(xs[0]) - n_val  # the split itself needs the resolved seed, below
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"fit: batch_size must be a positive int, received {batch_size!r}")
         steps = n // batch_size if drop_last else math.ceil(n / batch_size)
         if steps == 0:
             raise ValueError(f"fit: drop_last=True with batch_size={batch_size} > {n} samples leaves no batch")
