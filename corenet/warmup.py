@@ -11,7 +11,7 @@ from . import _malloc, config
 
 # Each functional module defines ``_warmup(dtype)``, which runs its ops forward and backward
 # on tiny inputs so that every kernel specialisation for ``dtype`` is compiled.
-_MODULES = ("conv", "pool", "lrn", "norm", "act", "act_mobile", "shuffle", "drop_path")
+_MODULES = ("conv", "pool", "lrn", "norm", "act", "act_mobile", "shuffle", "drop_path", "resample")
 
 
 def warmup(dtypes=(np.float32, np.float64), verbose: bool = False) -> dict:

@@ -14,6 +14,7 @@ function names with the same signatures::
     <every backend>/{ops,train}.py                                the tensor glue of the graph and layers (add,
                                                                   accumulate, copy, fill, concat, pad) and the
                                                                   loss/optimizer updates (numpy on the CPU)
+    <every backend>/resample.py                                   nearest/bilinear upsampling from per-axis tables
 
 A backend may add primitives of its own beside the contract names (the Cython backend's
 ``simd_*`` convolution kernels, which ``_cpu_conv`` looks up with ``getattr``);
