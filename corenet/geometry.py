@@ -21,6 +21,7 @@ __all__ = [
     "pair",
     "same_padding",
     "padding4",
+    "plain_padding",
     "out_size",
     "output_hw",
     "check_window_fits",
@@ -87,6 +88,13 @@ def padding4(op: str, padding, kernel: tuple[int, int], stride: tuple[int, int],
         return t, b, l, r
     ph, pw = pair(op, "padding", padding, minimum=0)
     return ph, ph, pw, pw
+
+
+def plain_padding(padding):
+    """A padding argument in plain JSON-friendly form: numpy ints as ints, tuples as lists, strings kept."""
+    if isinstance(padding, (list, tuple)):
+        return [plain_padding(p) for p in padding]
+    return int(padding) if is_int(padding) else padding
 
 
 def out_size(size: int, k: int, stride: int, pad_before: int, pad_after: int, dilation: int,

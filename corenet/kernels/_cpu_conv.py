@@ -337,3 +337,22 @@ def conv2d_backward(prims, x, w, gy, stride, padding4, dilation, groups, need_gx
                 _blas.matmul(w2[rows].T, gyT[rows], out=col[cols], threads=nt)  # (kg, cog) @ (cog, m*P)
             prims.col2im(col, kh, kw, sh, sw, pt, pl, dh, dw, ho, wo, gx[n0 : n0 + m])
     return gx, gw, gb
+
+
+def bind(prims):
+    """The contract entry points ``(conv2d_forward, conv2d_backward)`` of a CPU backend whose
+    primitives are the module ``prims``: each backend's ``conv.py`` ends with
+    ``conv2d_forward, conv2d_backward = _cpu_conv.bind(sys.modules[__name__])``."""
+
+    def conv2d_forward_bound(x, w, b, stride, padding4, dilation, groups):
+        return conv2d_forward(prims, x, w, b, stride, padding4, dilation, groups)
+
+    def conv2d_backward_bound(x, w, gy, stride, padding4, dilation, groups, need_gx, need_gw, need_gb):
+        return conv2d_backward(prims, x, w, gy, stride, padding4, dilation, groups, need_gx, need_gw, need_gb)
+
+    name = prims.__name__.rsplit(".", 2)[-2]  # numba_cpu / cython_cpu
+    for fn, target in ((conv2d_forward_bound, conv2d_forward), (conv2d_backward_bound, conv2d_backward)):
+        fn.__name__ = fn.__qualname__ = target.__name__
+        fn.__module__ = prims.__name__
+        fn.__doc__ = f"Contract entry point: ``_cpu_conv.{target.__name__}`` on the {name} primitives."
+    return conv2d_forward_bound, conv2d_backward_bound

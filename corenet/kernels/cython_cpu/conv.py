@@ -96,15 +96,4 @@ def simd_dw_wgrad(x, gy, stride, padding4, dilation, gw):
     _simd.dw_wgrad(x, gy, sh, sw, pt, pl, dh, dw, gw, _cpu_conv.workspace(2, need, np.uint8), nt)
 
 
-_PRIMS = sys.modules[__name__]
-
-
-def conv2d_forward(x, w, b, stride, padding4, dilation, groups):
-    """Contract entry point: ``_cpu_conv.conv2d_forward`` on the Cython primitives."""
-    return _cpu_conv.conv2d_forward(_PRIMS, x, w, b, stride, padding4, dilation, groups)
-
-
-def conv2d_backward(x, w, gy, stride, padding4, dilation, groups, need_gx, need_gw, need_gb):
-    """Contract entry point: ``_cpu_conv.conv2d_backward`` on the Cython primitives."""
-    return _cpu_conv.conv2d_backward(_PRIMS, x, w, gy, stride, padding4, dilation, groups,
-                                     need_gx, need_gw, need_gb)
+conv2d_forward, conv2d_backward = _cpu_conv.bind(sys.modules[__name__])  # the shared orchestration

@@ -292,15 +292,4 @@ def direct_backward_weight(x, gy, groups, sh, sw, pt, pl, dh, dw, gw):
                     gw[co, cl, i, j] = acc.sum()
 
 
-_PRIMS = sys.modules[__name__]
-
-
-def conv2d_forward(x, w, b, stride, padding4, dilation, groups):
-    """Contract entry point: ``_cpu_conv.conv2d_forward`` on the Numba primitives."""
-    return _cpu_conv.conv2d_forward(_PRIMS, x, w, b, stride, padding4, dilation, groups)
-
-
-def conv2d_backward(x, w, gy, stride, padding4, dilation, groups, need_gx, need_gw, need_gb):
-    """Contract entry point: ``_cpu_conv.conv2d_backward`` on the Numba primitives."""
-    return _cpu_conv.conv2d_backward(_PRIMS, x, w, gy, stride, padding4, dilation, groups,
-                                     need_gx, need_gw, need_gb)
+conv2d_forward, conv2d_backward = _cpu_conv.bind(sys.modules[__name__])  # the shared orchestration
