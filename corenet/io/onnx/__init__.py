@@ -31,6 +31,12 @@ activations            Relu LeakyRelu Elu Selu Sigmoid      same, plus Gelu (ops
 Add, Multiply, Concat  Add/Sum, Mul, Concat                 Add/Sum, Mul, Concat (tensor inputs)
 ZeroPad2d              Pad (constant 0)                     Pad (constant 0, H and W only)
 Dropout                removed                              Dropout, Identity: removed
+ReLU6, Hardsigmoid     Clip(0, 6), HardSigmoid(1/6, 1/2),   same, Clip(0) as ReLU; x*Sigmoid(x)
+Hardswish, SiLU        HardSwish (opset 13: x*HardSig-      and x*HardSigmoid(x) matched as
+                       moid(x)), x*Sigmoid(x)               SiLU and Hardswish
+ChannelShuffle         Reshape, Transpose, Reshape          the same three (constant shapes)
+SeparableConv2d        Conv (group C_in), Conv 1x1          (comes back as two Conv2d)
+DropPath               removed                              -
 (constant subgraphs)   -                                    folded (ConstantOfShape, Slice, Cast,
                                                             Transpose...: PyTorch's F.pad pads)
 =====================  ===================================  ===================================

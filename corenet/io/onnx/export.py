@@ -24,6 +24,7 @@ import numpy as np
 from ...geometry import padding4
 from ...graph import InputLayer
 from .common import OPSETS, require_onnx
+from .export_mobile import MobileExports
 
 __all__ = ["export"]
 
@@ -51,7 +52,7 @@ def export(model, path, opset: int = 17) -> None:
             os.remove(tmp)
 
 
-class _Exporter:
+class _Exporter(MobileExports):  # the mobile architectures' layers: export_mobile.py
     def __init__(self, onnx, model, opset: int):
         self.onnx, self.h, self.model, self.opset = onnx, onnx.helper, model, opset
         self.nodes, self.inits, self.names = [], {}, {}
@@ -340,5 +341,5 @@ class _Exporter:
 
 
 def _supported() -> list[str]:
-    return [n[1:] for n in vars(_Exporter) if n[:2] != "__" and n[1:2].isupper()
+    return [n[1:] for n in dir(_Exporter) if n[:2] != "__" and n[1:2].isupper()
             and n[1:] not in ("MinPool2d", "SumPool2d")]

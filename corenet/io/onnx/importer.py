@@ -24,6 +24,7 @@ from ...graph import Input
 from ...layers.base import get_layer_class
 from ..checks import model_classes
 from .common import require_onnx
+from .import_mobile import MOBILE_OPS, MobileImports
 from .import_resampling import ResamplingImports
 from .patterns import constant_nodes, find_lrn, fold, verify_lrn
 
@@ -34,7 +35,7 @@ _PASS = ("Dropout", "Identity")
 _OPS = {"Conv", "Gemm", "MatMul", "Flatten", "Reshape", "MaxPool", "AveragePool", "GlobalAveragePool",
         "GlobalMaxPool", "BatchNormalization", "LRN", "LeakyRelu", "Elu", "Softmax", "LogSoftmax", "Gelu",
         "Add", "Sum", "Mul", "Concat", "Pad", "Constant", "Unsqueeze", "Squeeze", "ConvTranspose", "Resize",
-        *_ACTS, *_PASS}
+        *_ACTS, *_PASS, *MOBILE_OPS}
 
 
 def import_model(path):
@@ -94,7 +95,7 @@ def _layer_name(raw: str, fallback: str, taken: set) -> str:
     return name
 
 
-class _Importer(ResamplingImports):
+class _Importer(MobileImports, ResamplingImports):
     def __init__(self, onnx, proto, where: str):
         self.onnx, self.proto, self.g = onnx, proto, proto.graph
         self.where = f"import_onnx: {where}"
@@ -113,6 +114,7 @@ class _Importer(ResamplingImports):
         self.skip = {j for m in self.lrn.values() for n, j in zip(m.nodes, m.indices) if n.op_type != "Constant"}
         self.skip -= set(self.lrn)
         self.folded = constant_nodes(self.g, self.consts) - self.skip  # e.g. the pads PyTorch computes for F.pad
+        self.skip |= self._fuse_mobile()  # x * Sigmoid(x) -> SiLU, ...: corenet/io/onnx/import_mobile.py
         bad = [f"{n.name or '#' + str(i)!r} ({n.op_type}{'' if n.domain in ('', 'ai.onnx') else ' in ' + n.domain})"
                for i, n in enumerate(self.g.node) if i not in self.skip | self.folded and i not in self.lrn
                and (n.op_type not in _OPS or n.domain not in ("", "ai.onnx"))]
@@ -208,6 +210,8 @@ class _Importer(ResamplingImports):
     def _node(self, node, i):
         if i in self.skip:
             return
+        if i in self.fused:
+            return self._fused(node, i)
         if i in self.folded:
             return self.consts.update(fold(self.onnx, node, self.consts, self.opset))
         if i in self.lrn:
