@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -15,8 +15,7 @@ MODES = ("across", "within")
 CONVENTIONS = ("torch", "caffe", "paper", "tf")
 
 
-@dataclass(frozen=True)
-class LRNState:
+class LRNState(NamedTuple):
     """What ``local_response_norm_backward`` needs: the input, the scale and the coefficients."""
 
     mode: str
