@@ -233,6 +233,39 @@ def adaptive_avg_pool2d_backward(x_shape, gy):
     return gx
 
 
+def adaptive_max_pool2d(x, out):
+    """PyTorch's bins; returns ``(y, argmax)``, argmax the flat ``h*W + w`` of each bin's first
+    maximum in row-major order (a NaN counts as the maximum, the first NaN wins)."""
+    N, C, H, W = x.shape
+    y = np.zeros((N, C, out[0], out[1]))
+    argmax = np.zeros((N, C, out[0], out[1]), np.int64)
+    for oh, (h0, h1) in enumerate(_adaptive_bins(H, out[0])):
+        for ow, (w0, w1) in enumerate(_adaptive_bins(W, out[1])):
+            for n in range(N):
+                for c in range(C):
+                    best, at = None, None
+                    for h in range(h0, h1):
+                        for w in range(w0, w1):
+                            v = x[n, c, h, w]
+                            if np.isnan(best if best is not None else 0.0):
+                                continue  # the first NaN stays
+                            if best is None or v > best or np.isnan(v):
+                                best, at = v, h * W + w
+                    y[n, c, oh, ow], argmax[n, c, oh, ow] = best, at
+    return y, argmax
+
+
+def adaptive_max_pool2d_backward(x, gy):
+    """dL/dx of ``adaptive_max_pool2d``: each gy added at its bin's argmax."""
+    N, C, H, W = x.shape
+    _, argmax = adaptive_max_pool2d(x, gy.shape[2:])
+    gx = np.zeros(x.shape)
+    for n, c, oh, ow in np.ndindex(gy.shape):
+        a = argmax[n, c, oh, ow]
+        gx[n, c, a // W, a % W] += gy[n, c, oh, ow]
+    return gx
+
+
 # ---------------------------------------------------------------- local response normalization
 
 

@@ -1,10 +1,13 @@
 # Design
 # ------
 # Pooling kernels of the Cython backend: max/min with first-extremum argmax, average/sum with
-# PyTorch's divisor rules, adaptive average; forward and backward. Names, arguments and
+# PyTorch's divisor rules, adaptive average and max; forward and backward. Names, arguments and
 # semantics are the contract documented at the top of ``corenet/kernels/numba_cpu/pool.py``,
 # plus one extra last argument, ``num_threads`` (filled in by
-# ``corenet/kernels/cython_cpu/pool.py`` from ``corenet.config``).
+# ``corenet/kernels/cython_cpu/pool.py`` from ``corenet.config``). One exception: the argmax
+# scatter ``extreme_pool_backward(gy, idx, gx, num_threads)`` takes no window geometry (the
+# contract's geometry arguments serve the cuda gather; the wrapper drops them), and it is the
+# backward of adaptive max pooling too.
 #
 # Window geometry: output ``(oh, ow)`` reads the taps ``(oh*sh - pt + i*dh, ow*sw - pl + j*dw)``.
 # The taps of each output row and column that fall inside the input (and, for the average
@@ -309,3 +312,52 @@ def adaptive_avg_pool_backward(const real[:, :, :, ::1] gy, real[:, :, :, ::1] g
     cdef real* gxp = &gx[0, 0, 0, 0]
     for p in prange(N * C, nogil=True, schedule="static", num_threads=num_threads):
         _adaptive_plane(NULL, NULL, gxp + p * HW, gyp + p * P, H, W, Ho, Wo)
+
+
+# ---------------------------------------------------------------------------- adaptive max
+
+cdef void _adaptive_max_plane(const real* x, real* y, int32_t* idx, Py_ssize_t H, Py_ssize_t W,
+                              Py_ssize_t Ho, Py_ssize_t Wo) noexcept nogil:
+    """IN x plane (H, W); OUT y, idx planes (Ho, Wo): each bin's first maximum and its flat index."""
+    cdef Py_ssize_t oh, ow, h0, h1, w0, w1, h, w, q, besti, first
+    cdef real best, v, total
+    cdef bint u
+    for oh in range(Ho):
+        h0 = (oh * H) // Ho
+        h1 = ((oh + 1) * H + Ho - 1) // Ho
+        for ow in range(Wo):
+            w0 = (ow * W) // Wo
+            w1 = ((ow + 1) * W + Wo - 1) // Wo
+            besti = h0 * W + w0
+            best = x[besti]
+            total = best - best  # NaN iff some element is NaN (or +inf and -inf meet)
+            for h in range(h0, h1):
+                for w in range(w0, w1):
+                    q = h * W + w
+                    v = x[q]
+                    total = total + v
+                    u = v > best  # strict: the first maximum stays
+                    besti = q if u else besti
+                    best = v if u else best
+            if total != total:
+                first = _first_nan(x, h0 * W + w0, 0, h1 - h0, 0, w1 - w0, W, 1)
+                if first >= 0:
+                    besti = first
+                    best = x[first]
+            y[oh * Wo + ow] = best
+            idx[oh * Wo + ow] = <int32_t>besti
+
+
+def adaptive_max_pool_forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int32_t[:, :, :, ::1] idx,
+                              int num_threads):
+    """IN x (N, C, H, W); OUT y, idx (N, C, Ho, Wo): bin maxima and the flat index of each first maximum."""
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t Ho = y.shape[2], Wo = y.shape[3], HW = H * W, P = Ho * Wo
+    cdef Py_ssize_t p
+    if N * C * P == 0:
+        return
+    cdef const real* xp = &x[0, 0, 0, 0]
+    cdef real* yp = &y[0, 0, 0, 0]
+    cdef int32_t* ip = &idx[0, 0, 0, 0]
+    for p in prange(N * C, nogil=True, schedule="static", num_threads=num_threads):
+        _adaptive_max_plane(xp + p * HW, yp + p * P, ip + p * P, H, W, Ho, Wo)

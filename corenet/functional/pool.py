@@ -1,32 +1,21 @@
-"""Pooling: max, min, average and sum over 2-D windows; global and adaptive average pooling.
+"""Pooling: max, min, average and sum over 2-D windows; global and adaptive average and max pooling.
 
 Every op returns ``y`` or, with ``return_state=True``, ``(y, state)``; the gradient of every one
-of them is ``pool2d_backward(gy, state)`` (the state says which op it came from). Max/min pooling
-keeps only the argmax (int32 flat index ``h*W + w`` into each input plane), never ``x``.
+of them is ``pool2d_backward(gy, state)`` (the state says which op it came from;
+``adaptive_max_pool2d_backward`` is the same for that op). Max/min pooling keeps only the argmax
+(int32 flat index ``h*W + w`` into each input plane), never ``x``. ``pool_output_shape`` and
+``adaptive_pool_output_shape`` give the output shapes (and raise the ops' errors) without data.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-from .. import kernels
-from ._args import (
-    as_float_array,
-    backend_for,
-    check_elements,
-    check_padded,
-    check_state,
-    check_window_fits,
-    choice,
-    empty,
-    flag,
-    out_size,
-    padding4,
-    pair,
-    positive_float,
-)
+from ..geometry import check_padded, check_window_fits, out_size, padding4, pair
+from .device import backend_for, empty
+from .validation import as_float_array, check_elements, check_state, choice, flag, positive_float
 
 __all__ = [
     "pool2d",
@@ -38,17 +27,20 @@ __all__ = [
     "global_avg_pool2d",
     "global_max_pool2d",
     "adaptive_avg_pool2d",
+    "adaptive_max_pool2d",
+    "adaptive_max_pool2d_backward",
+    "pool_output_shape",
+    "adaptive_pool_output_shape",
     "PoolState",
 ]
 
 MODES = ("max", "min", "avg", "sum")
 
 
-@dataclass(frozen=True)
-class PoolState:
-    """What ``pool2d_backward`` needs: the op, the geometry and, for max/min, the argmax."""
+class PoolState(NamedTuple):
+    """What ``pool2d_backward`` needs: the op, the geometry and, for max/min, the argmax (immutable)."""
 
-    mode: str  # "max", "min", "avg", "sum" or "adaptive_avg"
+    mode: str  # "max", "min", "avg", "sum", "adaptive_avg" or "adaptive_max"
     x_shape: tuple
     y_shape: tuple
     dtype: np.dtype
@@ -58,7 +50,83 @@ class PoolState:
     dilation: tuple = (1, 1)
     count_include_pad: bool = True
     divisor: float = 0.0  # > 0: fixed divisor (override, or 1 for sum); 0: counted per window
-    argmax: np.ndarray | None = None
+    argmax: np.ndarray | None = None  # max, min and adaptive_max: int32 (N, C, H_out, W_out)
+
+
+def _geometry(op, x_shape, kernel_size, stride, padding, dilation, ceil_mode):
+    """Checked ``(kernel, stride, dilation, pads, (N, C, H_out, W_out))`` of a window pooling."""
+    kernel = pair(op, "kernel_size", kernel_size)
+    stride = kernel if stride is None else pair(op, "stride", stride)
+    dilation = pair(op, "dilation", dilation)
+    ceil_mode = flag(op, "ceil_mode", ceil_mode)
+    N, C, H, W = x_shape
+    pads = padding4(op, padding, kernel, stride, dilation, (H, W))
+    t, b, l, r = pads
+    if 2 * max(t, b) > kernel[0] or 2 * max(l, r) > kernel[1]:
+        raise ValueError(
+            f"{op}: padding must be at most half the kernel on every side, received padding "
+            f"(top, bottom, left, right)={pads} for kernel_size={kernel} (from padding={padding!r})"
+        )
+    check_padded(op, (H, W), pads)
+    check_window_fits(op, x_shape, kernel, dilation, pads)
+    if H * W >= 2**31:
+        raise ValueError(f"{op}: input planes above 2**31 elements are not supported, received x.shape={x_shape}")
+    Ho = out_size(H, kernel[0], stride[0], t, b, dilation[0], ceil_mode)
+    Wo = out_size(W, kernel[1], stride[1], l, r, dilation[1], ceil_mode)
+    check_elements(op, (N, C, Ho, Wo))
+    return kernel, stride, dilation, pads, (N, C, Ho, Wo)
+
+
+def _shape_arg(op, x_shape):
+    if (not isinstance(x_shape, (tuple, list)) or len(x_shape) != 4
+            or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 for d in x_shape)):
+        raise TypeError(f"{op}: x_shape must be a tuple of 4 ints >= 0 (N, C, H, W), received {x_shape!r}")
+    return tuple(int(d) for d in x_shape)
+
+
+def pool_output_shape(x_shape, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+    """Output shape ``(N, C, H_out, W_out)`` of :func:`pool2d` (any mode) for an input of ``x_shape``.
+
+    ``H_out = floor((H + top + bottom - dH*(kH-1) - 1) / sH) + 1`` (rounded up with ``ceil_mode``,
+    except that the last window must start inside the input or the top padding); likewise
+    ``W_out``. Raises the errors :func:`pool2d` raises for these arguments.
+
+    Examples
+    --------
+    >>> pool_output_shape((1, 3, 7, 7), 3, 2)
+    (1, 3, 3, 3)
+    >>> pool_output_shape((1, 3, 7, 7), 3, 3, ceil_mode=True)
+    (1, 3, 3, 3)
+    """
+    op = "pool_output_shape"
+    return _geometry(op, _shape_arg(op, x_shape), kernel_size, stride, padding, dilation, ceil_mode)[4]
+
+
+def _adaptive_shape(op, x_shape, output_size):
+    """Checked ``(N, C, H_out, W_out)``; an entry ``None`` of ``output_size`` keeps that input size."""
+    N, C, H, W = x_shape
+    if H < 1 or W < 1:
+        raise ValueError(f"{op}: x needs H, W >= 1, received x.shape={x_shape}")
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+        output_size = tuple(s if s is not None else d for s, d in zip(output_size, (H, W)))
+    Ho, Wo = pair(op, "output_size", output_size)
+    if Ho * Wo >= 2**31:
+        raise ValueError(f"{op}: output planes of 2**31 elements or more are not supported, received "
+                         f"output_size={(Ho, Wo)} for x.shape={x_shape}")
+    check_elements(op, (N, C, Ho, Wo))
+    return N, C, Ho, Wo
+
+
+def adaptive_pool_output_shape(x_shape, output_size):
+    """Output shape ``(N, C, H_out, W_out)`` of :func:`adaptive_avg_pool2d` / :func:`adaptive_max_pool2d`.
+
+    ``output_size`` is an int or ``(H_out, W_out)``; an entry ``None`` keeps that input size.
+
+    >>> adaptive_pool_output_shape((2, 3, 9, 8), (4, None))
+    (2, 3, 4, 8)
+    """
+    op = "adaptive_pool_output_shape"
+    return _adaptive_shape(op, _shape_arg(op, x_shape), output_size)
 
 
 def pool2d(x, kernel_size, stride=None, padding=0, mode="max", dilation=1, ceil_mode=False,
@@ -116,34 +184,18 @@ def pool2d(x, kernel_size, stride=None, padding=0, mode="max", dilation=1, ceil_
     op = _op
     x = as_float_array(op, "x", x, ndim=4)
     choice(op, "mode", mode, MODES)
-    kernel = pair(op, "kernel_size", kernel_size)
-    stride = kernel if stride is None else pair(op, "stride", stride)
-    dilation = pair(op, "dilation", dilation)
-    ceil_mode = flag(op, "ceil_mode", ceil_mode)
+    kernel, stride, dilation, pads, out_shape = _geometry(op, x.shape, kernel_size, stride, padding, dilation,
+                                                          ceil_mode)
     count_include_pad = flag(op, "count_include_pad", count_include_pad)
-    N, C, H, W = x.shape
-    pads = padding4(op, padding, kernel, stride, dilation, (H, W))
     t, b, l, r = pads
-    if 2 * max(t, b) > kernel[0] or 2 * max(l, r) > kernel[1]:
-        raise ValueError(
-            f"{op}: padding must be at most half the kernel on every side, received padding "
-            f"(top, bottom, left, right)={pads} for kernel_size={kernel} (from padding={padding!r})"
-        )
-    check_padded(op, (H, W), pads)
-    check_window_fits(op, x.shape, kernel, dilation, pads)
-    if H * W >= 2**31:
-        raise ValueError(f"{op}: input planes above 2**31 elements are not supported, received x.shape={x.shape}")
-    Ho = out_size(H, kernel[0], stride[0], t, b, dilation[0], ceil_mode)
-    Wo = out_size(W, kernel[1], stride[1], l, r, dilation[1], ceil_mode)
-    check_elements(op, (N, C, Ho, Wo))
-    y = empty((N, C, Ho, Wo), x.dtype, x)
+    y = empty(out_shape, x.dtype, x)
     pool = backend_for(x).pool
     argmax = None
     divisor = 0.0
     if mode in ("max", "min"):
         if divisor_override is not None:
             raise ValueError(f"{op}: divisor_override applies to avg/sum pooling, received it with mode={mode!r}")
-        argmax = empty((N, C, Ho, Wo), np.int32, x)
+        argmax = empty(out_shape, np.int32, x)
         pool.extreme_pool_forward(x, y, argmax, kernel[0], kernel[1], stride[0], stride[1], t, l,
                                   dilation[0], dilation[1], mode == "min")
     else:
@@ -171,8 +223,9 @@ def pool2d_backward(gy, state: PoolState):
     Returns
     -------
     gx : ndarray, (N, C, H, W)
-        max/min: ``gy`` added at each window's argmax. avg/sum: ``gy / divisor`` added to every
-        input element of the window. adaptive: ``gy / bin area`` added over the bin.
+        max/min and adaptive max: ``gy`` added at each window's (bin's) argmax. avg/sum:
+        ``gy / divisor`` added to every input element of the window. adaptive average:
+        ``gy / bin area`` added over the bin.
     """
     op = "pool2d_backward"
     check_state(op, state, PoolState, "pool2d")
@@ -182,20 +235,15 @@ def pool2d_backward(gy, state: PoolState):
             f"{op}: gy must match the forward output, shape {state.y_shape} dtype {state.dtype}; "
             f"received gy.shape={gy.shape}, gy.dtype={gy.dtype}"
         )
-    if isinstance(gy, np.ndarray):
-        gx = np.empty(state.x_shape, gy.dtype)
-        pool = kernels.active().pool
-    else:
-        gx = empty(state.x_shape, gy.dtype, gy)
-        pool = backend_for(gy).pool
+    gx = empty(state.x_shape, gy.dtype, gy)
+    pool = backend_for(gy).pool
     if state.mode in ("max", "min"):
-        if isinstance(gy, np.ndarray):  # the CPU kernels' signature (scatter from the argmax)
-            pool.extreme_pool_backward(gy, state.argmax, gx)
-        else:  # cuda: the window geometry lets one thread per input element gather its gradient
-            (kh, kw), (sh, sw), (dh, dw) = state.kernel, state.stride, state.dilation
-            pool.extreme_pool_backward(gy, state.argmax, gx, kh, kw, sh, sw, state.pads[0], state.pads[2], dh, dw)
+        (kh, kw), (sh, sw), (dh, dw) = state.kernel, state.stride, state.dilation
+        pool.extreme_pool_backward(gy, state.argmax, gx, kh, kw, sh, sw, state.pads[0], state.pads[2], dh, dw)
     elif state.mode == "adaptive_avg":
         pool.adaptive_avg_pool_backward(gy, gx)
+    elif state.mode == "adaptive_max":
+        pool.adaptive_max_pool_backward(gy, state.argmax, gx)
     else:
         (kh, kw), (sh, sw), (dh, dw) = state.kernel, state.stride, state.dilation
         t, b, l, r = state.pads
@@ -266,20 +314,59 @@ def adaptive_avg_pool2d(x, output_size, return_state=False):
     y : ndarray, (N, C, H_out, W_out); and the PoolState with ``return_state=True``
     """
     op = "adaptive_avg_pool2d"
-    x = _whole_plane(op, x)
-    N, C, H, W = x.shape
-    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
-        output_size = tuple(s if s is not None else d for s, d in zip(output_size, (H, W)))
-    Ho, Wo = pair(op, "output_size", output_size)
-    if Ho * Wo >= 2**31:
-        raise ValueError(f"{op}: output planes of 2**31 elements or more are not supported, received "
-                         f"output_size={(Ho, Wo)} for x.shape={x.shape}")
-    check_elements(op, (N, C, Ho, Wo))
-    y = empty((N, C, Ho, Wo), x.dtype, x)
+    x = as_float_array(op, "x", x, ndim=4)
+    y = empty(_adaptive_shape(op, x.shape, output_size), x.dtype, x)
     backend_for(x).pool.adaptive_avg_pool_forward(x, y)
     if not return_state:
         return y
     return y, PoolState("adaptive_avg", x.shape, y.shape, x.dtype)
+
+
+def adaptive_max_pool2d(x, output_size, return_state=False):
+    """Max pooling onto a fixed output size (PyTorch's ``adaptive_max_pool2d``).
+
+    Output ``(i, j)`` is the maximum of input rows ``[floor(i*H/H_out), ceil((i+1)*H/H_out))`` and
+    columns ``[floor(j*W/W_out), ceil((j+1)*W/W_out))``; bins may overlap and ``H_out > H`` is
+    allowed. The backward routes each gradient to the FIRST maximal element of its bin in
+    row-major order (PyTorch's rule for ties); a NaN is maximal and the first NaN wins (PyTorch
+    takes the last NaN of a bin).
+
+    Parameters
+    ----------
+    x : ndarray, (N, C, H, W), float32 or float64
+    output_size : int or (H_out, W_out)
+        An entry ``None`` keeps that input size.
+    return_state : bool
+        Also return the ``PoolState`` (with the int32 argmax) that the backward takes.
+
+    Returns
+    -------
+    y : ndarray, (N, C, H_out, W_out), dtype of ``x``; and the PoolState with ``return_state=True``
+
+    Examples
+    --------
+    >>> x = np.arange(25, dtype=np.float32).reshape(1, 1, 5, 5)
+    >>> adaptive_max_pool2d(x, 2)[0, 0]
+    array([[12., 14.],
+           [22., 24.]], dtype=float32)
+    """
+    op = "adaptive_max_pool2d"
+    x = as_float_array(op, "x", x, ndim=4)
+    shape = _adaptive_shape(op, x.shape, output_size)
+    y = empty(shape, x.dtype, x)
+    argmax = empty(shape, np.int32, x)
+    backend_for(x).pool.adaptive_max_pool_forward(x, y, argmax)
+    if not return_state:
+        return y
+    return y, PoolState("adaptive_max", x.shape, y.shape, x.dtype, argmax=argmax)
+
+
+def adaptive_max_pool2d_backward(gy, state: PoolState):
+    """Gradient of :func:`adaptive_max_pool2d`: ``gy`` added at each bin's argmax (``pool2d_backward``)."""
+    if isinstance(state, PoolState) and state.mode != "adaptive_max":
+        raise ValueError(f"adaptive_max_pool2d_backward: state comes from a {state.mode!r} pooling, expected the "
+                         f"PoolState of adaptive_max_pool2d (pool2d_backward takes every pooling state)")
+    return pool2d_backward(gy, state)
 
 
 def _warmup(dtype) -> None:
@@ -288,5 +375,6 @@ def _warmup(dtype) -> None:
     for mode in MODES:
         y, st = pool2d(x, 3, 2, 1, mode, return_state=True)
         pool2d_backward(np.ones_like(y), st)
-    y, st = adaptive_avg_pool2d(x, 2, return_state=True)
-    pool2d_backward(np.ones_like(y), st)
+    for adaptive in (adaptive_avg_pool2d, adaptive_max_pool2d):
+        y, st = adaptive(x, 2, return_state=True)
+        pool2d_backward(np.ones_like(y), st)

@@ -27,6 +27,7 @@ from .merge import Add, Concat, Multiply
 from .norm import BatchNorm1d, BatchNorm2d
 from .pool import (
     AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
     AvgPool2d,
     GlobalAvgPool2d,
     GlobalMaxPool2d,
@@ -43,6 +44,7 @@ __all__ = [
     "Layer", "get_layer_class",
     "Conv2d", "ConvTranspose2d", "Linear",
     "MaxPool2d", "AvgPool2d", "MinPool2d", "SumPool2d", "GlobalAvgPool2d", "GlobalMaxPool2d", "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d",
     "LocalResponseNorm", "BatchNorm2d", "BatchNorm1d", "Dropout", "DropPath",
     "ReLU", "LeakyReLU", "ELU", "SELU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
     "ReLU6", "SiLU", "Hardswish", "Hardsigmoid",

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import functional as F
 from ..functional.validation import positive_int
-from ..geometry import padding4, pair
+from ..geometry import padding4, pair, plain_padding
 from .base import Layer
 
 __all__ = ["Conv2d"]
@@ -44,7 +42,7 @@ class Conv2d(Layer):
         self.dilation = pair(op, "dilation", dilation)
         self.groups = positive_int(op, "groups", groups)
         padding4(op, padding, self.kernel_size, self.stride, self.dilation, (1, 1))  # checks the form and range
-        self.padding = padding if isinstance(padding, str) else _plain(padding)
+        self.padding = padding if isinstance(padding, str) else plain_padding(padding)
         self.use_bias = bool(bias)
         self.in_channels = None if in_channels is None else positive_int(op, "in_channels", in_channels)
         self.kernel_init, self.bias_init = kernel_init, bias_init
@@ -103,9 +101,3 @@ class Conv2d(Layer):
                 "bias": self.use_bias, "in_channels": self.in_channels,
                 "kernel_init": to_config(self.kernel_init), "bias_init": to_config(self.bias_init)}
 
-
-def _plain(v):
-    """Padding as plain ints/lists (JSON-friendly)."""
-    if isinstance(v, (list, tuple)):
-        return [_plain(e) for e in v]
-    return int(v) if isinstance(v, (int, np.integer)) else v

@@ -1,15 +1,18 @@
-"""Pooling layers: max, min, average, sum, global and adaptive (see ``corenet.functional.pool2d``)."""
+"""Pooling layers: max, min, average, sum, global and adaptive (see ``corenet.functional.pool2d``).
+
+Shapes come from the functional module (``F.pool_output_shape``, ``F.adaptive_pool_output_shape``),
+so a layer infers exactly the shape its op computes and raises the op's errors, under its own name.
+"""
 
 from __future__ import annotations
 
 from .. import functional as F
 from ..functional.validation import flag, positive_float
-from ..geometry import check_padded, check_window_fits, out_size, padding4, pair
+from ..geometry import padding4, pair, plain_padding
 from .base import Layer
-from .conv import _plain
 
 __all__ = ["MaxPool2d", "AvgPool2d", "MinPool2d", "SumPool2d", "GlobalAvgPool2d", "GlobalMaxPool2d",
-           "AdaptiveAvgPool2d"]
+           "AdaptiveAvgPool2d", "AdaptiveMaxPool2d"]
 
 
 class _Pool(Layer):
@@ -18,6 +21,14 @@ class _Pool(Layer):
     def _check_4d(self, input_shape):
         if len(input_shape) != 3:
             raise self._error("expects per-sample input (channels, height, width)", input_shape)
+
+    def _shape(self, shape_fn, input_shape, *args):
+        """``shape_fn((1, C, H, W), *args)[1:]``, its errors raised under this layer's name."""
+        self._check_4d(input_shape)
+        try:
+            return shape_fn((1, *input_shape), *args)[1:]
+        except (ValueError, TypeError) as e:
+            raise self._error(str(e).replace(f"{shape_fn.__name__}: ", ""), input_shape) from None
 
     def forward(self, x, training=False, retain=True):
         if retain:
@@ -42,7 +53,7 @@ class _WindowPool(_Pool):
         self.stride = self.kernel_size if stride is None else pair(op, "stride", stride)
         self.dilation = pair(op, "dilation", dilation)
         padding4(op, padding, self.kernel_size, self.stride, self.dilation, (1, 1))  # checks the form and range
-        self.padding = padding if isinstance(padding, str) else _plain(padding)
+        self.padding = plain_padding(padding)
         self.ceil_mode = flag(op, "ceil_mode", ceil_mode)
         self.count_include_pad = flag(op, "count_include_pad", count_include_pad)
         if divisor_override is not None:
@@ -50,20 +61,8 @@ class _WindowPool(_Pool):
         self.divisor_override = divisor_override
 
     def _build(self, input_shape):
-        self._check_4d(input_shape)
-        C, H, W = input_shape
-        op, k, s, d = type(self).__name__, self.kernel_size, self.stride, self.dilation
-        try:
-            pads = padding4(op, self.padding, k, s, d, (H, W))
-            if 2 * max(pads[:2]) > k[0] or 2 * max(pads[2:]) > k[1]:
-                raise ValueError(f"padding (top, bottom, left, right)={pads} must be at most half the kernel {k}")
-            check_window_fits(op, (1, C, H, W), k, d, pads)
-        except ValueError as e:
-            raise self._error(str(e).replace(f"{op}: ", ""), input_shape) from None
-        check_padded(op, (H, W), pads)
-        ho = out_size(H, k[0], s[0], pads[0], pads[1], d[0], self.ceil_mode)
-        wo = out_size(W, k[1], s[1], pads[2], pads[3], d[1], self.ceil_mode)
-        return C, ho, wo
+        return self._shape(F.pool_output_shape, input_shape, self.kernel_size, self.stride, self.padding,
+                           self.dilation, self.ceil_mode)
 
     def _call(self, x, rs):
         return F.pool2d(x, self.kernel_size, self.stride, self.padding, self.mode, self.dilation, self.ceil_mode,
@@ -129,6 +128,7 @@ class AdaptiveAvgPool2d(_Pool):
     """Average pooling onto ``output_size`` (int or (H_out, W_out); ``None`` keeps that size), PyTorch's bins."""
 
     prefix = "adaptive_avg_pool2d"
+    _fn = staticmethod(F.adaptive_avg_pool2d)
 
     def __init__(self, output_size, **kwargs):
         super().__init__(**kwargs)
@@ -140,16 +140,21 @@ class AdaptiveAvgPool2d(_Pool):
             self.output_size = pair(op, "output_size", output_size)[0]
 
     def _build(self, input_shape):
-        self._check_4d(input_shape)
-        C, H, W = input_shape
-        size = self.output_size
-        if isinstance(size, list):
-            size = tuple(s if s is not None else d for s, d in zip(size, (H, W)))
-        ho, wo = pair(type(self).__name__, "output_size", size)
-        return C, ho, wo
+        return self._shape(F.adaptive_pool_output_shape, input_shape, self.output_size)
 
     def _call(self, x, rs):
-        return F.adaptive_avg_pool2d(x, self.output_size, return_state=rs)
+        return self._fn(x, self.output_size, return_state=rs)
 
     def _config(self):
         return {"output_size": self.output_size}
+
+
+class AdaptiveMaxPool2d(AdaptiveAvgPool2d):
+    """Max pooling onto ``output_size`` (int or (H_out, W_out); ``None`` keeps that size), PyTorch's bins.
+
+    Bin ``i`` of ``H_out`` covers rows ``[floor(i*H/H_out), ceil((i+1)*H/H_out))`` (likewise columns);
+    the gradient goes to the first maximum of each bin (see ``corenet.functional.adaptive_max_pool2d``).
+    """
+
+    prefix = "adaptive_max_pool2d"
+    _fn = staticmethod(F.adaptive_max_pool2d)

@@ -1,4 +1,4 @@
-"""CUDA pooling: max/min with argmax, average/sum, adaptive average; forward and backward.
+"""CUDA pooling: max/min with argmax, average/sum, adaptive average and max; forward and backward.
 
 Contract: exactly ``numba_cpu/pool.py``'s names, signatures and semantics (read its docstring):
 OUT arrays (``y``, ``idx``, ``gx``) are preallocated by the caller, numpy or device; a numpy OUT
@@ -16,9 +16,9 @@ window covers it, in ascending ``(oh, ow)`` order (taps ``i``/``j`` descending),
 contributions straight into its ``gx`` element. That is the CPU backend's order of additions for
 every element, so there are no atomics, no races, and results equal the CPU backend's bit for bit
 (sums and quotients in float64 where the CPU kernels promote; checked under the simulator).
-``extreme_pool_backward`` needs the window geometry for the gather; with the CPU signature alone
-(``gy, idx, gx``) it falls back to one thread per (image, channel) plane scattering in row-major
-output order.
+``extreme_pool_backward`` reads the window geometry of the contract for that gather (the CPU
+kernels scatter from ``idx`` and ignore it); ``adaptive_max_pool_backward`` gathers over the
+adaptive bins, which the shapes alone determine.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import math
 
 import numba
 
-from .._windows import tap_range
+from ...geometry import tap_range
 from ._runtime import cuda, dev, dmin, grid, out_pair
 
 __all__ = [
@@ -37,6 +37,8 @@ __all__ = [
     "avg_pool_backward",
     "adaptive_avg_pool_forward",
     "adaptive_avg_pool_backward",
+    "adaptive_max_pool_forward",
+    "adaptive_max_pool_backward",
 ]
 
 
@@ -111,22 +113,6 @@ def _extreme_backward(gy, idx, kh, kw, sh, sw, pt, pl, dh, dw, gx):
                 tw = w + pl - j * dw
                 if tw >= 0 and tw % sw == 0 and tw // sw < Wo and idx[n, c, oh, tw // sw] == me:
                     gx[n, c, h, w] += gy[n, c, oh, tw // sw]
-
-
-@cuda.jit
-def _extreme_backward_planes(gy, idx, gx):
-    N, C, H, W = gx.shape
-    Ho, Wo = gy.shape[2], gy.shape[3]
-    for p in range(cuda.grid(1), N * C, cuda.gridsize(1)):
-        n, c = p // C, p % C
-        for h in range(H):
-            for w in range(W):
-                gx[n, c, h, w] = 0
-        for oh in range(Ho):
-            for ow in range(Wo):
-                k = idx[n, c, oh, ow]
-                if k >= 0:
-                    gx[n, c, k // W, k % W] += gy[n, c, oh, ow]
 
 
 @cuda.jit
@@ -218,6 +204,49 @@ def _adaptive_backward(gy, gx):
                     gx[n, c, h, w] += numba.float64(gy[n, c, oh, ow]) / ((h1 - h0) * (w1 - w0))
 
 
+@cuda.jit
+def _adaptive_max_forward(x, y, idx):
+    N, C, H, W = x.shape
+    Ho, Wo = y.shape[2], y.shape[3]
+    for e in range(cuda.grid(1), N * C * Ho * Wo, cuda.gridsize(1)):
+        ow = e % Wo
+        oh = (e // Wo) % Ho
+        p = e // (Ho * Wo)
+        n, c = p // C, p % C
+        h0 = (oh * H) // Ho
+        h1 = -((-(oh + 1) * H) // Ho)
+        w0 = (ow * W) // Wo
+        w1 = -((-(ow + 1) * W) // Wo)
+        best = x[n, c, h0, w0]
+        besti = h0 * W + w0
+        for h in range(h0, h1):
+            for w in range(w0, w1):
+                v = x[n, c, h, w]
+                if v > best or (v != v and best == best):  # first maximum; first NaN wins
+                    best = v
+                    besti = h * W + w
+        y[n, c, oh, ow] = best
+        idx[n, c, oh, ow] = besti
+
+
+@cuda.jit
+def _adaptive_max_backward(gy, idx, gx):
+    N, C, H, W = gx.shape
+    Ho, Wo = gy.shape[2], gy.shape[3]
+    for e in range(cuda.grid(1), N * C * H * W, cuda.gridsize(1)):
+        w = e % W
+        h = (e // W) % H
+        p = e // (H * W)
+        n, c = p // C, p % C
+        gx[n, c, h, w] = 0
+        me = h * W + w
+        # the bins that can hold (h, w), in ascending (oh, ow) order: the CPU scatter's order
+        for oh in range((h * Ho) // H, dmin(Ho, -((-(h + 1) * Ho) // H))):
+            for ow in range((w * Wo) // W, dmin(Wo, -((-(w + 1) * Wo) // W))):
+                if idx[n, c, oh, ow] == me:
+                    gx[n, c, h, w] += gy[n, c, oh, ow]
+
+
 # ---------------------------------------------------------------------- entry points
 
 
@@ -229,17 +258,9 @@ def extreme_pool_forward(x, y, idx, kh, kw, sh, sw, pt, pl, dh, dw, find_min):
     fin_i()
 
 
-def extreme_pool_backward(gy, idx, gx, kh=None, kw=None, sh=None, sw=None, pt=None, pl=None, dh=None, dw=None):
-    """``gx`` from ``gy`` routed to ``idx`` (the CPU contract). Given the window geometry as extra
-    arguments, one thread per input element gathers from the outputs whose window can hold it;
-    with the CPU signature alone, one thread per (image, channel) plane scatters its outputs in
-    row-major order (the CPU kernel's loop: no races, fewer threads). Both give the CPU result."""
+def extreme_pool_backward(gy, idx, gx, kh, kw, sh, sw, pt, pl, dh, dw):
     dg, fin = out_pair(gx)
-    if kh is None:
-        planes = gx.shape[0] * gx.shape[1]
-        _extreme_backward_planes[grid(planes)](dev(gy), dev(idx), dg)
-    else:
-        _extreme_backward[grid(gx.size)](dev(gy), dev(idx), kh, kw, sh, sw, pt, pl, dh, dw, dg)
+    _extreme_backward[grid(gx.size)](dev(gy), dev(idx), kh, kw, sh, sw, pt, pl, dh, dw, dg)
     fin()
 
 
@@ -266,4 +287,18 @@ def adaptive_avg_pool_forward(x, y):
 def adaptive_avg_pool_backward(gy, gx):
     dg, fin = out_pair(gx)
     _adaptive_backward[grid(gx.size)](dev(gy), dg)
+    fin()
+
+
+def adaptive_max_pool_forward(x, y, idx):
+    dy, fin_y = out_pair(y)
+    di, fin_i = out_pair(idx)
+    _adaptive_max_forward[grid(y.size)](dev(x), dy, di)
+    fin_y()
+    fin_i()
+
+
+def adaptive_max_pool_backward(gy, idx, gx):
+    dg, fin = out_pair(gx)
+    _adaptive_max_backward[grid(gx.size)](dev(gy), dev(idx), dg)
     fin()

@@ -4,6 +4,8 @@ The names, signatures and semantics are the contract documented at the top of
 ``corenet/kernels/numba_cpu/pool.py``; each wrapper only appends the thread count for the
 OpenMP ``prange`` of the compiled kernel: ``corenet.config``'s, or one thread for small calls
 (``corenet._ext.threads_for``, with the per-element costs of the Numba backend's ``@sized``).
+The argmax scatter takes no window geometry, so ``extreme_pool_backward`` drops it and
+``adaptive_max_pool_backward`` calls the same compiled scatter.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ __all__ = [
     "avg_pool_backward",
     "adaptive_avg_pool_forward",
     "adaptive_avg_pool_backward",
+    "adaptive_max_pool_forward",
+    "adaptive_max_pool_backward",
 ]
 
 
@@ -25,7 +29,7 @@ def extreme_pool_forward(x, y, idx, kh, kw, sh, sw, pt, pl, dh, dw, find_min):
     _pool.extreme_pool_forward(x, y, idx, kh, kw, sh, sw, pt, pl, dh, dw, find_min, threads_for(x.size, 4))
 
 
-def extreme_pool_backward(gy, idx, gx):
+def extreme_pool_backward(gy, idx, gx, kh, kw, sh, sw, pt, pl, dh, dw):
     _pool.extreme_pool_backward(gy, idx, gx, threads_for(gy.size, 2))
 
 
@@ -45,3 +49,11 @@ def adaptive_avg_pool_forward(x, y):
 
 def adaptive_avg_pool_backward(gy, gx):
     _pool.adaptive_avg_pool_backward(gy, gx, threads_for(gy.size, 2))
+
+
+def adaptive_max_pool_forward(x, y, idx):
+    _pool.adaptive_max_pool_forward(x, y, idx, threads_for(x.size, 4))
+
+
+def adaptive_max_pool_backward(gy, idx, gx):
+    _pool.extreme_pool_backward(gy, idx, gx, threads_for(gy.size, 2))

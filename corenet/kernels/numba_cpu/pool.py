@@ -1,4 +1,4 @@
-"""Pooling kernels (Numba CPU): max/min, average/sum, adaptive average; forward and backward.
+"""Pooling kernels (Numba CPU): max/min, average/sum, adaptive average and max; forward and backward.
 
 Contract (every backend defines exactly these names and signatures)
 -------------------------------------------------------------------
@@ -13,9 +13,11 @@ geometry: output ``(oh, ow)`` reads the taps ``(oh*sh - pt + i*dh, ow*sw - pl + 
     never wins. ``idx`` = flat index ``h*W + w`` into the input plane of the FIRST extremal tap in
     row-major window order (strict comparison). A NaN tap is extremal: the first NaN wins. A window
     with no tap inside the input gives the padding value and ``idx = -1``.
-``extreme_pool_backward(gy, idx, gx)``
+``extreme_pool_backward(gy, idx, gx, kh, kw, sh, sw, pt, pl, dh, dw)``
     IN gy, idx (N, C, Ho, Wo); OUT gx (N, C, H, W): zeroed, then ``gx.flat[plane][idx] += gy``
-    for every output with ``idx >= 0``, outputs in row-major order.
+    for every output with ``idx >= 0``, outputs in row-major order. The window geometry is that
+    of the forward call: the CPU kernels scatter from ``idx`` alone and do not read it; the cuda
+    kernel uses it to gather, one thread per input element, without atomics.
 ``avg_pool_forward(x, y, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include_pad, divisor)``
     IN x; OUT y. ``y = (sum of taps inside the input, accumulated in float64) / d``.
     ``d = divisor`` when ``divisor > 0``
@@ -29,6 +31,13 @@ geometry: output ``(oh, ow)`` reads the taps ``(oh*sh - pt + i*dh, ow*sw - pl + 
 ``adaptive_avg_pool_forward(x, y)`` / ``adaptive_avg_pool_backward(gy, gx)``
     Output bin ``i`` of ``Ho`` covers rows ``[floor(i*H/Ho), ceil((i+1)*H/Ho))`` (PyTorch's rule),
     likewise columns; ``y`` is the bin mean and the backward spreads ``gy / area`` over the bin.
+``adaptive_max_pool_forward(x, y, idx)``
+    IN x (N, C, H, W); OUT y, idx (N, C, Ho, Wo): the bins above (never empty); ``y`` = the bin's
+    maximum, ``idx`` = flat index ``h*W + w`` of its FIRST maximal element in row-major order
+    (strict comparison; a NaN is maximal and the first NaN wins), as ``extreme_pool_forward``.
+``adaptive_max_pool_backward(gy, idx, gx)``
+    IN gy, idx (N, C, Ho, Wo); OUT gx (N, C, H, W): zeroed, then ``gy`` added at ``idx``, outputs
+    in row-major order (``extreme_pool_backward``'s scatter; the cuda kernel gathers over the bins).
 
 Parallel over the N*C planes (``prange``); each plane, including its backward scatter, belongs to
 one thread, so there are no races and results do not depend on the thread count. ``@sized``
@@ -38,7 +47,7 @@ runs small calls on one thread (``_threads.py``); the kernels stay plain Numba d
 import numpy as np
 from numba import prange
 
-from .._windows import tap_range
+from ...geometry import tap_range
 from ._jit import helper, kernel
 from ._threads import sized
 
@@ -49,6 +58,8 @@ __all__ = [
     "avg_pool_backward",
     "adaptive_avg_pool_forward",
     "adaptive_avg_pool_backward",
+    "adaptive_max_pool_forward",
+    "adaptive_max_pool_backward",
 ]
 
 
@@ -130,23 +141,25 @@ def extreme_pool_forward(x, y, idx, kh, kw, sh, sw, pt, pl, dh, dw, find_min):
                 ip[oh, ow] = besti
 
 
+@helper
+def _scatter_plane(g, gyp, ip):
+    """``g`` (flat plane) zeroed, then ``gyp`` added at ``ip``, outputs in row-major order."""
+    g[:] = 0
+    for oh in range(gyp.shape[0]):
+        for ow in range(gyp.shape[1]):
+            k = ip[oh, ow]
+            if k >= 0:
+                g[k] += gyp[oh, ow]
+
+
 @sized(2)
 @kernel
-def extreme_pool_backward(gy, idx, gx):
+def extreme_pool_backward(gy, idx, gx, kh, kw, sh, sw, pt, pl, dh, dw):
     N, C, H, W = gx.shape
-    Ho, Wo = gy.shape[2], gy.shape[3]
-    for p in prange(N * C):
+    for p in prange(N * C):  # the geometry is not needed: scatter from the argmax
         n = p // C
         c = p - n * C
-        g = gx[n, c].reshape(H * W)
-        g[:] = 0
-        gyp = gy[n, c]
-        ip = idx[n, c]
-        for oh in range(Ho):
-            for ow in range(Wo):
-                k = ip[oh, ow]
-                if k >= 0:
-                    g[k] += gyp[oh, ow]
+        _scatter_plane(gx[n, c].reshape(H * W), gy[n, c], idx[n, c])
 
 
 @sized(2)
@@ -259,3 +272,50 @@ def adaptive_avg_pool_backward(gy, gx):
                 for h in range(h0, h1):
                     for w in range(w0, w1):
                         g[h, w] += v
+
+
+@sized(4)
+@kernel
+def adaptive_max_pool_forward(x, y, idx):
+    N, C, H, W = x.shape
+    Ho, Wo = y.shape[2], y.shape[3]
+    for p in prange(N * C):
+        n = p // C
+        c = p - n * C
+        xf = x[n, c].reshape(H * W)
+        yp = y[n, c]
+        ip = idx[n, c]
+        for oh in range(Ho):
+            h0 = (oh * H) // Ho
+            h1 = -((-(oh + 1) * H) // Ho)
+            for ow in range(Wo):
+                w0 = (ow * W) // Wo
+                w1 = -((-(ow + 1) * W) // Wo)
+                besti = h0 * W + w0
+                best = xf[besti]
+                total = best - best  # NaN iff some element is NaN (or +inf and -inf meet)
+                for h in range(h0, h1):
+                    for w in range(w0, w1):
+                        q = h * W + w
+                        v = xf[q]
+                        total += v
+                        u = v > best  # strict: the first maximum stays
+                        besti = q if u else besti
+                        best = v if u else best
+                if total != total:
+                    first = _first_nan(xf, h0 * W + w0, 0, h1 - h0, 0, w1 - w0, W, 1)
+                    if first >= 0:
+                        besti = first
+                        best = xf[first]
+                yp[oh, ow] = best
+                ip[oh, ow] = besti
+
+
+@sized(2)
+@kernel
+def adaptive_max_pool_backward(gy, idx, gx):
+    N, C, H, W = gx.shape
+    for p in prange(N * C):
+        n = p // C
+        c = p - n * C
+        _scatter_plane(gx[n, c].reshape(H * W), gy[n, c], idx[n, c])
