@@ -117,9 +117,10 @@ def out_size(size: int, k: int, stride: int, pad_before: int, pad_after: int, di
 
 def output_hw(x_shape, kernel, stride, padding4, dilation, ceil_mode: bool = False) -> tuple[int, int]:
     """``(ho, wo)`` of a window op over ``x_shape (..., H, W)`` with a ``kernel (kh, kw)`` window."""
+    H, W = tuple(x_shape)[-2:]  # (a simulated device array's shape refuses negative indices)
     t, b, l, r = padding4
-    ho = out_size(x_shape[-2], kernel[0], stride[0], t, b, dilation[0], ceil_mode)
-    wo = out_size(x_shape[-1], kernel[1], stride[1], l, r, dilation[1], ceil_mode)
+    ho = out_size(H, kernel[0], stride[0], t, b, dilation[0], ceil_mode)
+    wo = out_size(W, kernel[1], stride[1], l, r, dilation[1], ceil_mode)
     return ho, wo
 
 

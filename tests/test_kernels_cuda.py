@@ -320,7 +320,7 @@ def test_batch_norm_kernels(dt):
     close(norm.bn_affine(x, m, a, b, np.empty_like(x)), (x - m[:, None]) * a[:, None] + b[:, None], dt)
     want = a[:, None] * gy + b[:, None] * (x - m[:, None]) + c[:, None]
     close(norm.bn_backward_gx(gy, x, m, a, b, c, np.empty_like(x)), want, dt)
-    close(norm.bn_scale_gx(gy, a), a[:, None] * gy, dt)
+    close(norm.bn_scale_gx(gy, a, np.empty_like(gy)), a[:, None] * gy, dt)
 
 
 # ------------------------------------------------------------------------- real GPU only

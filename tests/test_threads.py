@@ -220,6 +220,19 @@ def _norm_cases(rng, dt):
              [gy, x, m64.astype(dt), *vecs, Out(shape, dt)]),
             (f"norm.bn_scale_gx[{tag}]", "norm", "bn_scale_gx", [gy, vecs[0], Out(shape, dt)]),
         ]
+    # the (C,) steps between those kernels: plain numpy on both CPU backends, run here all the same
+    # (the running statistics are only read: use_running=True, update=False keeps the inputs fixed)
+    C, M = 5, 42
+    m64, v64 = rng.standard_normal(C), rng.random(C) + 0.5
+    g, b = rng.standard_normal(C).astype(dt), rng.standard_normal(C).astype(dt)
+    rm, rv = rng.standard_normal(C).astype(np.float32), (rng.random(C) + 0.5).astype(np.float32)
+    sg, sgx = rng.standard_normal(C), rng.standard_normal(C)
+    cases += [
+        ("norm.bn_prepare[batch]", "norm", "bn_prepare", [m64, v64, g, b, None, None, False, False, 0.1, M, 1e-5, dt]),
+        ("norm.bn_prepare[running]", "norm", "bn_prepare",
+         [None, None, g, None, rm, rv, True, False, 0.1, M, 1e-5, dt]),
+        ("norm.bn_backward_coeffs", "norm", "bn_backward_coeffs", [sg, sgx, g, 1.0 / np.sqrt(v64), m64, M, True, dt]),
+    ]
     return cases
 
 
