@@ -168,6 +168,8 @@ def cmd_visualize(args) -> int:
 
     configure(args)
     need_matplotlib("visualize")
+    if args.layers < 1:
+        raise UserError(f"--layers must be >= 1, received {args.layers}")
     model, pipe = load_for_images(args)
     if not os.path.isfile(args.image):
         raise UserError(f"no such image file: {args.image}")

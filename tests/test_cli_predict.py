@@ -231,6 +231,7 @@ def test_visualize_writes_a_png(shapes, tmp_path, capsys):
 @pytest.mark.parametrize("extra, message", [
     (["--image", "missing.png"], "no such image file: missing.png"),
     (["--image-size", "20,20"], "input shape"),  # the model was built for 16x16
+    (["--layers", "0"], "--layers must be >= 1, received 0"),
 ])
 def test_visualize_user_errors(shapes, tmp_path, extra, message, capsys):
     root, ckpt, _, _ = shapes
