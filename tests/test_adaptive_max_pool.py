@@ -208,3 +208,25 @@ def test_adaptive_max_pool_model_trains_a_step():
     m.backward(np.ones_like(out))
     grads = m.gradients()
     assert np.abs(grads["conv2d.weight"]).sum() > 0  # the gradient reached the convolution through the pool
+
+
+def test_adaptive_max_pool_onnx_export(tmp_path):
+    """GlobalMaxPool for output 1, a MaxPool window when the bins are one plain window, else refused."""
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    x = Input((3, 6, 8))
+    h = L.Conv2d(4, 1)(x)
+    model = Model(x, [L.AdaptiveMaxPool2d((3, 2))(h), L.AdaptiveMaxPool2d(1)(h)], seed=0)  # 6x8: windows 2x4
+    xs = np.random.default_rng(0).standard_normal((2, 3, 6, 8)).astype(np.float32)
+    corenet.export_onnx(model, tmp_path / "m.onnx")
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: xs})
+    for g, w in zip(got, model.predict(xs)):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)  # onnxruntime's convolution rounds differently
+    back = corenet.import_onnx(tmp_path / "m.onnx")
+    assert {"MaxPool2d", "GlobalMaxPool2d"} <= {type(layer).__name__ for layer in back.layers}
+    for g, w in zip(back.predict(xs), model.predict(xs)):
+        np.testing.assert_array_equal(g, w)
+    odd = Model(x, L.AdaptiveMaxPool2d(4, name="amp")(x), seed=0)  # 6 rows into 4 overlapping bins
+    with pytest.raises(ValueError, match=r"AdaptiveMaxPool2d.*amp.*not one plain window"):
+        corenet.export_onnx(odd, tmp_path / "odd.onnx")

@@ -22,6 +22,7 @@ MaxPool2d, AvgPool2d   MaxPool / AveragePool (ceil_mode,    MaxPool / AveragePoo
                        count_include_pad always written)
 GlobalAvg/MaxPool2d    GlobalAveragePool / GlobalMaxPool    same
 AdaptiveAvgPool2d      a plain window or GlobalAveragePool  (comes back as AvgPool2d)
+AdaptiveMaxPool2d      a plain window or GlobalMaxPool      (comes back as MaxPool2d)
 BatchNorm2d/1d         BatchNormalization (running stats)   BatchNormalization (inference)
 LocalResponseNorm      LRN (odd sizes, across channels)     LRN (odd sizes); PyTorch's ~50-node
                                                             decomposition (any size), matched

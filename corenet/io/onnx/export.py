@@ -249,6 +249,16 @@ class _Exporter(MobileExports):  # the mobile architectures' layers: export_mobi
         return self.node("AveragePool", [x], out, kernel_shape=k, strides=k, pads=[0, 0, 0, 0], ceil_mode=0,
                          count_include_pad=1)
 
+    def _AdaptiveMaxPool2d(self, layer, x, out, gnode):
+        (_, H, W), (_, ho, wo) = layer.input_shape, layer.output_shape
+        if (ho, wo) == (1, 1):
+            return self.node("GlobalMaxPool", [x], out)
+        if H % ho or W % wo:
+            raise self._refuse(layer, f"its bins from {H}x{W} to {ho}x{wo} are not one plain window (ONNX has no "
+                                      f"adaptive pooling; the input size must be a multiple of the output size)")
+        k = [H // ho, W // wo]
+        return self.node("MaxPool", [x], out, kernel_shape=k, strides=k, pads=[0, 0, 0, 0], ceil_mode=0)
+
     def _BatchNorm2d(self, layer, x, out, gnode):
         C, dt = layer.num_features, layer.buffers["running_mean"].dtype
         if layer.affine:
