@@ -24,18 +24,25 @@ cdef void _nearest_plane(const real* x, real* y, real* gx, const real* gy, const
                          const int64_t* iw, Py_ssize_t W, Py_ssize_t HW, Py_ssize_t Ho,
                          Py_ssize_t Wo) noexcept nogil:
     """Forward (gather into ``y``) when ``gx`` is NULL, else backward (zero ``gx``, scatter ``gy``)."""
-    cdef Py_ssize_t oh, ow, q, row
-    if gx != NULL:
-        for q in range(HW):
-            gx[q] = 0
+    cdef Py_ssize_t oh, ow, q
+    cdef const real* xr
+    cdef real* yr
+    cdef real* gr
+    cdef const real* gyr
+    if gx == NULL:
+        for oh in range(Ho):
+            xr = x + ih[oh] * W
+            yr = y + oh * Wo
+            for ow in range(Wo):
+                yr[ow] = xr[iw[ow]]
+        return
+    for q in range(HW):
+        gx[q] = 0
     for oh in range(Ho):
-        row = ih[oh] * W
-        if gx == NULL:
-            for ow in range(Wo):
-                y[oh * Wo + ow] = x[row + iw[ow]]
-        else:
-            for ow in range(Wo):
-                gx[row + iw[ow]] += gy[oh * Wo + ow]
+        gr = gx + ih[oh] * W
+        gyr = gy + oh * Wo
+        for ow in range(Wo):
+            gr[iw[ow]] += gyr[ow]
 
 
 cdef void _bilinear_plane(const real* x, real* y, real* gx, const real* gy, const int64_t* h0,
@@ -43,30 +50,46 @@ cdef void _bilinear_plane(const real* x, real* y, real* gx, const real* gy, cons
                           const real* lw, Py_ssize_t W, Py_ssize_t HW, Py_ssize_t Ho,
                           Py_ssize_t Wo) noexcept nogil:
     """Forward when ``gx`` is NULL, else backward; ``lh``/``lw`` hold the two weights of each row/column."""
-    cdef Py_ssize_t oh, ow, q, r0, r1, j0, j1
-    cdef real a0, a1, b0, b1, g
-    if gx != NULL:
-        for q in range(HW):
-            gx[q] = 0
+    cdef Py_ssize_t oh, ow, q, j0, j1
+    cdef real a0, a1, b0, b1, g, ga0, ga1
+    cdef const real* r0
+    cdef const real* r1
+    cdef real* g0
+    cdef real* g1
+    cdef real* yr
+    cdef const real* gyr
+    if gx == NULL:
+        for oh in range(Ho):
+            a0 = lh[2 * oh]
+            a1 = lh[2 * oh + 1]
+            r0 = x + h0[oh] * W
+            r1 = x + h1[oh] * W
+            yr = y + oh * Wo
+            for ow in range(Wo):
+                b0 = lw[2 * ow]
+                b1 = lw[2 * ow + 1]
+                j0 = w0[ow]
+                j1 = w1[ow]
+                yr[ow] = a0 * (b0 * r0[j0] + b1 * r0[j1]) + a1 * (b0 * r1[j0] + b1 * r1[j1])
+        return
+    for q in range(HW):
+        gx[q] = 0
     for oh in range(Ho):
         a0 = lh[2 * oh]
         a1 = lh[2 * oh + 1]
-        r0 = h0[oh] * W
-        r1 = h1[oh] * W
+        g0 = gx + h0[oh] * W
+        g1 = gx + h1[oh] * W
+        gyr = gy + oh * Wo
         for ow in range(Wo):
             b0 = lw[2 * ow]
             b1 = lw[2 * ow + 1]
             j0 = w0[ow]
             j1 = w1[ow]
-            if gx == NULL:
-                y[oh * Wo + ow] = (a0 * (b0 * x[r0 + j0] + b1 * x[r0 + j1])
-                                   + a1 * (b0 * x[r1 + j0] + b1 * x[r1 + j1]))
-            else:
-                g = gy[oh * Wo + ow]
-                gx[r0 + j0] += a0 * b0 * g
-                gx[r0 + j1] += a0 * b1 * g
-                gx[r1 + j0] += a1 * b0 * g
-                gx[r1 + j1] += a1 * b1 * g
+            g = gyr[ow]
+            g0[j0] += a0 * b0 * g
+            g0[j1] += a0 * b1 * g
+            g1[j0] += a1 * b0 * g
+            g1[j1] += a1 * b1 * g
 
 
 def nearest_forward(const real[:, :, :, ::1] x, const int64_t[::1] ih, const int64_t[::1] iw,
