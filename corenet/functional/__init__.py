@@ -10,6 +10,12 @@ Inputs are NCHW numpy arrays, float32 or float64; outputs keep the input dtype. 
 arrays are accepted too: the array kind picks the kernels (numpy -> the active CPU backend,
 device -> the cuda backend) and outputs are allocated in kind, so device arrays stay on the GPU
 (``Model.to("cuda")`` builds on this).
+
+Every state is a frozen NamedTuple (``Conv2dState``, ``BatchNormState``, ...), checked by its backward.
+Two public helper modules serve the floors above: ``functional.validation`` (the argument checks every
+op, layer and trainer shares; the window arithmetic itself is ``corenet.geometry``, one floor below
+kernels) and ``functional.device`` (``is_device``, ``backend_for``, host/device moves): the only
+place that tells a numpy array from a device array. Nothing above this package imports ``kernels``.
 """
 
 from .act import *  # noqa: F401,F403
