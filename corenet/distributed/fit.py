@@ -198,20 +198,9 @@ class FitSync:
         """A ``FitSync`` when ``size() > 1``, else None (the single-process path is untouched)."""
         return FitSync(model, seed) if size() > 1 else None
 
-    def local(self, idx):
-        """This rank's share of a global batch's indices (of a slice ``start:stop``, ``shuffle=False``: the
-        strided slice ``start+rank:stop:size``, which stops at the data's end as the slice does)."""
-        if isinstance(idx, slice):
-            return slice(idx.start + self.rank, idx.stop, self.size)
-        return idx[self.rank::self.size]
-
     def begin_epoch(self, model, epoch):
         """Per-rank generators of the model's layers for ``epoch`` (see the module docstring)."""
         reseed_layers(model, self.seed, epoch, self.rank)
-
-    def seed_sequence(self, seed, epoch):
-        """The augmentation generator's seed sequence of this rank."""
-        return np.random.SeedSequence([seed, epoch, 1, self.rank])
 
     def train_step(self, model, xs, y, nan_policy, sums):
         """One synchronous step on this rank's share ``(xs, y)`` (it may be empty).
