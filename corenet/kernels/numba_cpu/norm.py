@@ -14,8 +14,10 @@ pairwise update to combine blocks.
 
 Full-size outputs are allocated by the caller (numpy, huge pages) and passed last; see act.py.
 
-Forward (training): ``bn_stats`` (one read of x) then ``bn_affine`` (read x, write y).
-Backward: ``bn_backward_reduce`` (read gy and x) then ``bn_backward_gx`` (read gy and x, write gx).
+Forward (training): ``bn_stats`` (one read of x), ``bn_prepare`` (the ``(C,)`` step) then ``bn_affine``
+(read x, write y). Backward: ``bn_backward_reduce`` (read gy and x), ``bn_backward_coeffs`` (``(C,)``)
+then ``bn_backward_gx`` (read gy and x, write gx). The two ``(C,)`` steps are plain numpy, shared with
+the Cython backend (``kernels/_norm_coeffs.py``); the cuda backend runs them on the device.
 """
 
 import numba
