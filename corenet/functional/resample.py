@@ -164,8 +164,8 @@ def upsample(x, size=None, scale_factor=None, mode="nearest", align_corners=None
             raise ValueError(f"{op}: align_corners can only be set with mode='bilinear', received "
                              f"align_corners={align_corners} with mode='nearest'")
     N, C, H, W = x.shape
-    if min(N, C, H, W) < 1:
-        raise ValueError(f"{op}: every axis of x must be >= 1, received x.shape={x.shape}")
+    if min(C, H, W) < 1:
+        raise ValueError(f"{op}: channels, height and width must be >= 1, received x.shape={x.shape}")
     y_shape = (N, C, ho, wo)
     check_elements(op, y_shape)
     rows = _axis_table(H, ho, sh, mode, bool(align_corners), x.dtype)
