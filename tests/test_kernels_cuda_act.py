@@ -49,10 +49,10 @@ def test_act_kernels_against_oracle_and_cpu(name, dt):
     if name == "relu6":  # exact in any precision
         np.testing.assert_array_equal(y, cy)
         np.testing.assert_array_equal(gx, cg)
-    dy = fwd(cuda.to_device(x))  # device in, device out (no OUT array)
+    dy = fwd(cuda.to_device(x), cuda.device_array(x.shape, dt))  # device in, device out
     assert _runtime.is_device(dy)
     np.testing.assert_array_equal(dy.copy_to_host(), y)
-    dg = bwd(cuda.to_device(gy), cuda.to_device(saved))
+    dg = bwd(cuda.to_device(gy), cuda.to_device(saved), cuda.device_array(x.shape, dt))
     np.testing.assert_array_equal(dg.copy_to_host(), gx)
 
 
@@ -74,9 +74,9 @@ def test_act_drop_path_and_channel_shuffle_kernels_equal_cpu(dt):
     x4 = rng.standard_normal((2, 3, 4, 5)).astype(dt)
     y4 = act.channel_shuffle(x4, np.empty((2, 4, 3, 5), dt))
     np.testing.assert_array_equal(y4, x4.transpose(0, 2, 1, 3))
-    d4 = act.channel_shuffle(cuda.to_device(x4))  # no OUT array: the transposed shape is allocated
+    d4 = act.channel_shuffle(cuda.to_device(x4), cuda.device_array((2, 4, 3, 5), dt))  # device in, device out
     assert _runtime.is_device(d4) and d4.shape == (2, 4, 3, 5)
-    np.testing.assert_array_equal(act.channel_shuffle(d4).copy_to_host(), x4)
+    np.testing.assert_array_equal(act.channel_shuffle(d4, cuda.device_array(x4.shape, dt)).copy_to_host(), x4)
 
 
 @needs_cuda

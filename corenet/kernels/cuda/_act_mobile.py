@@ -3,7 +3,7 @@
 Contract: exactly ``numba_cpu/_act_mobile.py``'s names and signatures (relu6, hardsigmoid,
 hardswish, silu forward/backward on flat arrays; ``drop_path_*`` on ``(N, L)`` views with one
 uint8 keep flag per sample; ``channel_shuffle`` from ``(N, A, B, L)`` into ``(N, B, A, L)``); the
-output comes last, is filled and returned, or (``out=None``) a new array of the input's kind is.
+output comes last (named ``y`` or ``gx``, as on the CPU), is filled and returned.
 
 Design
 ------
@@ -21,7 +21,7 @@ import math
 
 import numba
 
-from ._runtime import cuda, dev, empty, grid, host_or_device, out_pair
+from ._runtime import cuda, dev, grid, out_pair
 
 __all__ = [
     "relu6_forward", "relu6_backward", "hardsigmoid_forward", "hardsigmoid_backward",
@@ -114,62 +114,55 @@ def _shuffle(x, y):
         y[n, b, a, j] = x[n, a, b, j]
 
 
-def _run(kernel, like, shape, out, *args):
-    """Launch ``kernel(*args, out)`` over the ``prod(shape)`` output elements; ``out`` (numpy or
-    device) is filled and returned, or a new ``shape`` array of ``like``'s kind."""
-    n = math.prod(shape)
-    if out is None:
-        d = empty(shape, like.dtype)
-        kernel[grid(n)](*args, d)
-        return host_or_device(d, like)
+def _run(kernel, out, *args):
+    """Launch ``kernel(*args, out)`` over the elements of ``out`` (numpy or device), fill it, return it."""
     d, finish = out_pair(out)
-    kernel[grid(n)](*args, d)
+    kernel[grid(math.prod(out.shape))](*args, d)
     finish()
     return out
 
 
-def relu6_forward(x, out=None):
-    return _run(_relu6_f, x, x.shape, out, dev(x))
+def relu6_forward(x, y):
+    return _run(_relu6_f, y, dev(x))
 
 
-def relu6_backward(gy, y, out=None):
-    return _run(_relu6_b, gy, gy.shape, out, dev(gy), dev(y))
+def relu6_backward(gy, y, gx):
+    return _run(_relu6_b, gx, dev(gy), dev(y))
 
 
-def hardsigmoid_forward(x, out=None):
-    return _run(_hardsigmoid_f, x, x.shape, out, dev(x))
+def hardsigmoid_forward(x, y):
+    return _run(_hardsigmoid_f, y, dev(x))
 
 
-def hardsigmoid_backward(gy, x, out=None):
-    return _run(_hardsigmoid_b, gy, gy.shape, out, dev(gy), dev(x))
+def hardsigmoid_backward(gy, x, gx):
+    return _run(_hardsigmoid_b, gx, dev(gy), dev(x))
 
 
-def hardswish_forward(x, out=None):
-    return _run(_hardswish_f, x, x.shape, out, dev(x))
+def hardswish_forward(x, y):
+    return _run(_hardswish_f, y, dev(x))
 
 
-def hardswish_backward(gy, x, out=None):
-    return _run(_hardswish_b, gy, gy.shape, out, dev(gy), dev(x))
+def hardswish_backward(gy, x, gx):
+    return _run(_hardswish_b, gx, dev(gy), dev(x))
 
 
-def silu_forward(x, out=None):
-    return _run(_silu_f, x, x.shape, out, dev(x))
+def silu_forward(x, y):
+    return _run(_silu_f, y, dev(x))
 
 
-def silu_backward(gy, x, out=None):
-    return _run(_silu_b, gy, gy.shape, out, dev(gy), dev(x))
+def silu_backward(gy, x, gx):
+    return _run(_silu_b, gx, dev(gy), dev(x))
 
 
-def drop_path_forward(x, keep, scale, out=None):
+def drop_path_forward(x, keep, scale, y):
     """``y[n] = x[n] * scale`` where ``keep[n]`` (uint8) is 1, else 0; ``x (N, L)``."""
-    return _run(_drop_path, x, x.shape, out, dev(x), dev(keep), scale)
+    return _run(_drop_path, y, dev(x), dev(keep), scale)
 
 
-def drop_path_backward(gy, keep, scale, out=None):
-    return _run(_drop_path, gy, gy.shape, out, dev(gy), dev(keep), scale)
+def drop_path_backward(gy, keep, scale, gx):
+    return _run(_drop_path, gx, dev(gy), dev(keep), scale)
 
 
-def channel_shuffle(x, out=None):
+def channel_shuffle(x, y):
     """``y[n, b, a, :] = x[n, a, b, :]`` for ``x (N, A, B, L)``, ``y (N, B, A, L)``."""
-    N, A, B, L = x.shape
-    return _run(_shuffle, x, (N, B, A, L), out, dev(x))
+    return _run(_shuffle, y, dev(x))

@@ -1,9 +1,8 @@
 """CUDA activation, dropout and softmax kernels, forward and backward side by side.
 
 Contract: exactly ``numba_cpu/act.py``'s names and signatures: elementwise kernels take flat 1-D
-arrays, softmax ``(P, K, Q)`` views; the output array comes last (``out``), is filled and
-returned. ``out`` may be omitted (older callers): a new array is then returned, numpy for numpy
-input, a device array for device input.
+arrays, softmax ``(P, K, Q)`` views; the output array comes last (``y`` or ``gx``, numpy or
+device), is filled and returned.
 
 Design
 ------
@@ -46,9 +45,7 @@ from ._runtime import (
     create_xoroshiro128p_states,
     cuda,
     dev,
-    empty,
     grid,
-    host_or_device,
     out_pair,
     xoroshiro128p_uniform_float32,
 )
@@ -208,84 +205,80 @@ def _softmax_b(gy, y, log, gx):
                 gx[p, k, q] = numba.float64(y[p, k, q]) * (numba.float64(gy[p, k, q]) - s)
 
 
-def _run(kernel, like, n, out, *args):
-    """Launch ``kernel(*args, out)`` over ``n`` items. ``out`` (the caller's OUT array, numpy or
-    device) is filled and returned; without one a new array of ``like``'s kind is returned."""
-    if out is None:
-        d = empty(like.shape, like.dtype)
-        kernel[grid(n)](*args, d)
-        return host_or_device(d, like)
+def _run(kernel, n, out, *args):
+    """Launch ``kernel(*args, out)`` over ``n`` items; ``out`` (the caller's OUT array, numpy or
+    device) is filled and returned."""
     d, finish = out_pair(out)
     kernel[grid(n)](*args, d)
     finish()
     return out
 
 
-def relu_forward(x, out=None):
-    return _run(_relu_f, x, x.shape[0], out, dev(x))
+def relu_forward(x, y):
+    return _run(_relu_f, x.shape[0], y, dev(x))
 
 
-def relu_backward(gy, y, out=None):
-    return _run(_relu_b, gy, gy.shape[0], out, dev(gy), dev(y))
+def relu_backward(gy, y, gx):
+    return _run(_relu_b, gy.shape[0], gx, dev(gy), dev(y))
 
 
-def leaky_relu_forward(x, slope, out=None):
-    return _run(_leaky_f, x, x.shape[0], out, dev(x), slope)
+def leaky_relu_forward(x, slope, y):
+    return _run(_leaky_f, x.shape[0], y, dev(x), slope)
 
 
-def leaky_relu_backward(gy, x, slope, out=None):
-    return _run(_leaky_b, gy, gy.shape[0], out, dev(gy), dev(x), slope)
+def leaky_relu_backward(gy, x, slope, gx):
+    return _run(_leaky_b, gy.shape[0], gx, dev(gy), dev(x), slope)
 
 
-def elu_forward(x, alpha, scale, out=None):
-    return _run(_elu_f, x, x.shape[0], out, dev(x), float(alpha), float(scale))
+def elu_forward(x, alpha, scale, y):
+    return _run(_elu_f, x.shape[0], y, dev(x), float(alpha), float(scale))
 
 
-def elu_backward(gy, x, alpha, scale, out=None):
-    return _run(_elu_b, gy, gy.shape[0], out, dev(gy), dev(x), float(alpha), float(scale))
+def elu_backward(gy, x, alpha, scale, gx):
+    return _run(_elu_b, gy.shape[0], gx, dev(gy), dev(x), float(alpha), float(scale))
 
 
-def gelu_forward(x, tanh_approx, out=None):
-    return _run(_gelu_f, x, x.shape[0], out, dev(x), bool(tanh_approx))
+def gelu_forward(x, tanh_approx, y):
+    return _run(_gelu_f, x.shape[0], y, dev(x), bool(tanh_approx))
 
 
-def gelu_backward(gy, x, tanh_approx, out=None):
-    return _run(_gelu_b, gy, gy.shape[0], out, dev(gy), dev(x), bool(tanh_approx))
+def gelu_backward(gy, x, tanh_approx, gx):
+    return _run(_gelu_b, gy.shape[0], gx, dev(gy), dev(x), bool(tanh_approx))
 
 
-def sigmoid_forward(x, out=None):
-    return _run(_sigmoid_f, x, x.shape[0], out, dev(x))
+def sigmoid_forward(x, y):
+    return _run(_sigmoid_f, x.shape[0], y, dev(x))
 
 
-def sigmoid_backward(gy, y, out=None):
-    return _run(_sigmoid_b, gy, gy.shape[0], out, dev(gy), dev(y))
+def sigmoid_backward(gy, y, gx):
+    return _run(_sigmoid_b, gy.shape[0], gx, dev(gy), dev(y))
 
 
-def tanh_forward(x, out=None):
-    return _run(_tanh_f, x, x.shape[0], out, dev(x))
+def tanh_forward(x, y):
+    return _run(_tanh_f, x.shape[0], y, dev(x))
 
 
-def tanh_backward(gy, y, out=None):
-    return _run(_tanh_b, gy, gy.shape[0], out, dev(gy), dev(y))
+def tanh_backward(gy, y, gx):
+    return _run(_tanh_b, gy.shape[0], gx, dev(gy), dev(y))
 
 
-def dropout_forward(x, keep, scale, out=None):
+def dropout_forward(x, keep, scale, y):
     """``y = x * scale`` where ``keep`` (uint8) is 1, else 0."""
-    return _run(_dropout, x, x.shape[0], out, dev(x), dev(keep), scale)
+    return _run(_dropout, x.shape[0], y, dev(x), dev(keep), scale)
 
 
-def dropout_backward(gy, keep, scale, out=None):
-    return _run(_dropout, gy, gy.shape[0], out, dev(gy), dev(keep), scale)
+def dropout_backward(gy, keep, scale, gx):
+    return _run(_dropout, gy.shape[0], gx, dev(gy), dev(keep), scale)
 
 
-def softmax_forward(x, log, out=None):
+def softmax_forward(x, log, y):
     """Softmax (or log-softmax when ``log``) over axis 1 of ``x (P, K, Q)``."""
-    return _run(_softmax_f, x, x.shape[0] * x.shape[2], out, dev(x), bool(log))
+    return _run(_softmax_f, x.shape[0] * x.shape[2], y, dev(x), bool(log))
 
 
-def softmax_backward(gy, y, log, out=None):
+def softmax_backward(gy, y, log, gx):
     """softmax: ``gx = y * (gy - sum_k gy*y)``; log-softmax: ``gx = gy - exp(y) * sum_k gy``."""
-    return _run(_softmax_b, gy, y.shape[0] * y.shape[2], out, dev(gy), dev(y), bool(log))
+    return _run(_softmax_b, y.shape[0] * y.shape[2], gx, dev(gy), dev(y), bool(log))
 
 
 # ------------------------------------------------------------------ device-side dropout masks
