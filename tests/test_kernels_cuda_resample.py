@@ -87,3 +87,39 @@ def test_conv_transpose2d_on_device_arrays(dt, case):
     assert all(is_device(g) for g in grads)
     for g, r in zip(grads, naive.conv_transpose2d_backward(x, w, gy, stride, pads, dil, groups)):
         close(g.copy_to_host(), r, dt)
+
+
+@needs_cuda
+def test_encoder_decoder_trains_on_device_like_on_cpu(monkeypatch):
+    """ConvTranspose2d (bias, output_padding) and Upsample inside a graph on ``model.to("cuda")``:
+    two SGD steps give the CPU's weights, and only the loss comes back to the host."""
+    from corenet import Input, Model, optim
+    from corenet import layers as L
+    from corenet.kernels.cuda._runtime import cuda
+
+    def net():
+        x = Input((2, 6, 6), np.float64)
+        h = L.ReLU()(L.Conv2d(3, 3, stride=2, padding=1)(x))                                    # (3, 3, 3)
+        h = L.ConvTranspose2d(2, 3, stride=2, padding=1, output_padding=1)(h)                   # (2, 6, 6)
+        h = L.MaxPool2d(2)(L.Concat()([h, x]))                                                  # (4, 3, 3)
+        h = L.Conv2d(2, 1)(L.Upsample(scale_factor=2, mode="bilinear")(h))                      # (2, 6, 6)
+        return Model(x, L.Linear(3)(L.Flatten()(L.Upsample(size=(4, 5))(h))), seed=2)
+
+    cpu, gpu = net(), net()
+    for m in (cpu, gpu):
+        m.compile(optim.SGD(lr=0.1, momentum=0.9), "cross_entropy")
+    gpu.to("cuda")
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((4, 2, 6, 6)), rng.integers(0, 3, 4)
+    cls = type(cuda.to_device(np.zeros(1)))
+    copies, original = [], cls.copy_to_host
+    monkeypatch.setattr(cls, "copy_to_host", lambda self, *a, **k: copies.append(tuple(self.shape))
+                        or original(self, *a, **k))
+    for _ in range(2):
+        del copies[:]
+        np.testing.assert_allclose(gpu.train_on_batch(x, y), cpu.train_on_batch(x, y), rtol=1e-9)
+        assert copies == [(1,)], f"device-to-host copies {copies} (only the loss may come back)"
+    monkeypatch.undo()
+    ref, got = cpu.state_dict(), gpu.state_dict()
+    for k in ref:
+        close(got[k] if isinstance(got[k], np.ndarray) else got[k].copy_to_host(), ref[k], np.float64)
