@@ -91,6 +91,8 @@ def test_pool_matches_oracle(backend, dtype, case):
     ho = naive.pool_out_size(x.shape[2], case["kernel"][0], (case["stride"] or case["kernel"])[0],
                              case["pads"][0], case["pads"][1], case["dilation"][0], case["ceil_mode"])
     assert y.shape == want.shape and y.shape[2] == ho
+    assert F.pool_output_shape(x.shape, case["kernel"], case["stride"], case["padding"], case["dilation"],
+                               case["ceil_mode"]) == y.shape
     assert y.dtype == dtype
     np.testing.assert_allclose(y, want, **TOL[dtype])
     gy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..geometry import check_padded, check_window_fits, out_size, padding4, pair
+from ..geometry import check_padded, check_window_fits, is_int, output_hw, padding4, pair
 from .device import backend_for, empty
 from .validation import as_float_array, check_elements, check_state, choice, flag, positive_float
 
@@ -71,15 +71,14 @@ def _geometry(op, x_shape, kernel_size, stride, padding, dilation, ceil_mode):
     check_window_fits(op, x_shape, kernel, dilation, pads)
     if H * W >= 2**31:
         raise ValueError(f"{op}: input planes above 2**31 elements are not supported, received x.shape={x_shape}")
-    Ho = out_size(H, kernel[0], stride[0], t, b, dilation[0], ceil_mode)
-    Wo = out_size(W, kernel[1], stride[1], l, r, dilation[1], ceil_mode)
+    Ho, Wo = output_hw(x_shape, kernel, stride, pads, dilation, ceil_mode)
     check_elements(op, (N, C, Ho, Wo))
     return kernel, stride, dilation, pads, (N, C, Ho, Wo)
 
 
 def _shape_arg(op, x_shape):
     if (not isinstance(x_shape, (tuple, list)) or len(x_shape) != 4
-            or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0 for d in x_shape)):
+            or not all(is_int(d) and d >= 0 for d in x_shape)):
         raise TypeError(f"{op}: x_shape must be a tuple of 4 ints >= 0 (N, C, H, W), received {x_shape!r}")
     return tuple(int(d) for d in x_shape)
 
