@@ -58,8 +58,9 @@ def plot_history(history, path) -> str:
     """Loss and every logged metric per epoch, training and validation, one panel each; returns ``path``.
 
     ``history`` is what ``Model.fit`` returns (a ``History``, or its ``.history`` dict): keys such as
-    ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``; ``lr`` and other keys without a training
-    counterpart are left out. A validation curve is drawn where ``val_<key>`` was logged.
+    ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``. ``lr`` is left out, and so is a quantity
+    logged in fewer epochs than the first one drawn. A validation curve is drawn where ``val_<key>``
+    was logged every epoch.
     """
     logs = getattr(history, "history", history)
     if not isinstance(logs, dict):
@@ -71,6 +72,7 @@ def plot_history(history, path) -> str:
     if not keys:
         raise ValueError(f"plot_history: the history holds no epochs to draw (keys: {sorted(logs)})")
     n = len(logs[keys[0]])
+    keys = [k for k in keys if len(logs[k]) == n]
     done = list(getattr(history, "epoch", []) or [])
     epochs = np.asarray(done) + 1 if len(done) == n else np.arange(1, n + 1)
     Figure = _figure("plot_history")
