@@ -394,3 +394,34 @@ def test_small_kernels_restore_the_thread_count(backend, two_threads):
     for y in (F.relu(x), F.softmax(x), F.gelu(x)):
         assert y.shape == x.shape
     assert numba.get_num_threads() == two_threads and corenet.get_num_threads() == two_threads
+
+
+# ------------------------------------------------------------------------------- state types
+
+
+def test_every_backward_state_is_one_frozen_namedtuple():
+    """Issue 14, item 5: every op's backward state has one shape, a frozen NamedTuple (no dataclasses or dicts)."""
+    names = [n for n in dir(F) if n.endswith("State") and isinstance(getattr(F, n), type)]
+    mine = {"Conv2dState", "LinearState", "BatchNormState", "LRNState", "BatchNormReluState", "AddReluState"}
+    assert mine <= set(names)
+    for name in names:
+        cls = getattr(F, name)
+        assert issubclass(cls, tuple) and hasattr(cls, "_fields"), f"{name} is not a NamedTuple"
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 5, 5))
+    _, lrn_state = F.local_response_norm(x, 3, return_state=True)
+    _, bn_state = F.batch_norm(x, None, None, None, None, True, return_state=True)
+    for state in (lrn_state, bn_state):
+        with pytest.raises(AttributeError):
+            state.x = None  # frozen: a backward cannot be fed a state edited after the forward
+
+
+def test_conv2d_state_still_unpacks():
+    """The public Conv2dState keeps what users could do with it: fields by name and tuple unpacking."""
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((1, 2, 5, 5)), rng.standard_normal((4, 2, 3, 3))
+    y, state = F.conv2d(x, w, None, stride=2, padding=1, return_state=True)
+    xs, ws, has_bias, stride, padding, dilation, groups, y_shape = state
+    assert xs is x and ws is w and not has_bias
+    assert (stride, padding, dilation, groups, y_shape) == ((2, 2), (1, 1, 1, 1), (1, 1), 1, y.shape)
+    assert state._replace(groups=1) == state
