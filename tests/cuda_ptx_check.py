@@ -21,7 +21,7 @@ def main(dtypes=("float32",)) -> int:
     from numba.cuda.random import xoroshiro128p_dtype
 
     from corenet.kernels.cuda import _act_mobile as am
-    from corenet.kernels.cuda import _igemm, _reduce, act, conv, lrn, norm, ops, pool, train
+    from corenet.kernels.cuda import _igemm, _reduce, act, conv, lrn, norm, ops, pool, resample, train
 
     class _Sm90:
         compute_capability = (9, 0)
@@ -29,10 +29,12 @@ def main(dtypes=("float32",)) -> int:
     dispatcher.get_current_device = lambda: _Sm90()  # no driver here: device functions target sm_90
     failures = []
     count = 0
+    checked = set()
 
     def check(name, kernel, args):
         nonlocal count
         count += 1
+        checked.add(kernel.py_func)
         sig = numba.void(*[a if isinstance(a, numba.types.Type) else numba.typeof(a) for a in args])
         try:
             cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
@@ -45,6 +47,7 @@ def main(dtypes=("float32",)) -> int:
         x4, x3, x2, x1, v = (np.empty(s, dt) for s in ((2, 2, 2, 2), (2, 2, 2), (2, 2), 4, 2))
         f64, f64_3, i32, u8, s = np.empty(2), np.empty((2, 2, 2)), np.empty((2, 2, 2, 2), np.int32), \
             np.empty(4, np.uint8), dt(0.1)
+        i64, i64_2 = np.empty(2, np.int64), np.empty((2, 2), np.int64)
         fwd, gin, gw = _igemm.kernels_for(np.dtype(dt))
         cases = [
             ("igemm.forward", fwd, [x4, x1, x2, v, b] + [i] * 9 + [x4]),
@@ -59,7 +62,8 @@ def main(dtypes=("float32",)) -> int:
             ("conv._cast", conv._cast, [f64, v]),
             ("pool._extreme_forward", pool._extreme_forward, [x4, x4, i32] + [i] * 8 + [b]),
             ("pool._extreme_backward", pool._extreme_backward, [x4, i32] + [i] * 8 + [x4]),
-            ("pool._extreme_backward_planes", pool._extreme_backward_planes, [x4, i32, x4]),
+            ("pool._adaptive_max_forward", pool._adaptive_max_forward, [x4, x4, i32]),
+            ("pool._adaptive_max_backward", pool._adaptive_max_backward, [x4, i32, x4]),
             ("pool._avg_forward", pool._avg_forward, [x4, x4] + [i] * 10 + [b, f]),
             ("pool._avg_backward", pool._avg_backward, [x4, x4] + [i] * 10 + [b, f]),
             ("pool._adaptive_forward", pool._adaptive_forward, [x4, x4]),
@@ -71,6 +75,8 @@ def main(dtypes=("float32",)) -> int:
             ("norm._affine", norm._affine, [x3, v, v, v, x3]),
             ("norm._backward_gx", norm._backward_gx, [x3, x3, v, v, v, v, x3]),
             ("norm._scale_gx", norm._scale_gx, [x3, v, x3]),
+            ("norm._prepare", norm._prepare, [f64, f64, v, v, v, v, b, b, f, s, f, f, b, b, f64, f64, v, v, v]),
+            ("norm._coeffs", norm._coeffs, [f64, f64, v, b, f64, f64, f, b, b, v, v, v, v, v, v]),
             ("act._relu_f", act._relu_f, [x1, x1]), ("act._relu_b", act._relu_b, [x1, x1, x1]),
             ("act._leaky_f", act._leaky_f, [x1, s, x1]), ("act._leaky_b", act._leaky_b, [x1, x1, s, x1]),
             ("act._elu_f", act._elu_f, [x1, f, f, x1]), ("act._elu_b", act._elu_b, [x1, x1, f, f, x1]),
@@ -92,15 +98,45 @@ def main(dtypes=("float32",)) -> int:
             ("ops._add", ops._add, [x1, x1, x1]), ("ops._accumulate", ops._accumulate, [x1, x1]),
             ("ops._fill", ops._fill, [x1, s]), ("ops._copy_block", ops._copy_block, [x3, x3, i]),
             ("ops._take_block", ops._take_block, [x3, x3, i]),
+            ("ops._scale", ops._scale, [x1, s]), ("ops._pad", ops._pad, [x4, i, i, x4]),
+            ("ops._crop", ops._crop, [x4, i, i, x4]), ("ops._mul", ops._mul, [x1, x1, x1]),
+            ("ops._mul_channels", ops._mul_channels, [x3, x2, x3]),
+            ("ops._sum_mul_lanes", ops._sum_mul_lanes, [x3, x3, x2]),
+            ("train._rms", train._rms, [x1, x1, x1] + [s] * 5),
+            ("resample._nearest_f", resample._nearest_f, [x4, i64, i64, x4]),
+            ("resample._nearest_b", resample._nearest_b, [x4, i64, i64, i64_2, i64_2, x4]),
+            ("resample._bilinear_f", resample._bilinear_f, [x4, i64, i64, x2, i64, i64, x2, x4]),
+            ("resample._bilinear_b", resample._bilinear_b, [x4, i64, i64, x2, i64, i64, x2, i64_2, i64_2, x4]),
         ]
         for kname, kernel, args in cases:
             check(f"{kname}[{name}]", kernel, args)
     check("act._keep_mask", act._keep_mask,
           [numba.from_dtype(xoroshiro128p_dtype)[:], numba.float32, numba.uint8[:]])
+    for name in _unlisted_kernels(checked):
+        failures.append(f"{name}: a kernel of corenet.kernels.cuda that this check does not compile: add it")
     for line in failures:
         print("FAIL", line)
     print(f"compiled {count - len(failures)} of {count} kernels to PTX for sm_90")
     return 1 if failures else 0
+
+
+def _unlisted_kernels(checked) -> list[str]:
+    """Every module-level ``@cuda.jit`` kernel (not device function) of the cuda backend whose
+    Python function was not compiled above, so a new kernel cannot slip past the check."""
+    import importlib
+    import pkgutil
+
+    import corenet.kernels.cuda as package
+    from numba.cuda.dispatcher import CUDADispatcher
+
+    missing = []
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"corenet.kernels.cuda.{info.name}")
+        for attr, value in vars(module).items():
+            if isinstance(value, CUDADispatcher) and not value.targetoptions.get("device") \
+                    and value.py_func.__module__ == module.__name__ and value.py_func not in checked:
+                missing.append(f"{info.name}.{attr}")
+    return missing
 
 
 if __name__ == "__main__":
