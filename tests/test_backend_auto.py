@@ -1,8 +1,12 @@
 """The default backend ``auto``: a composition of the named CPU backends' op families."""
 
+import functools
 import inspect
+import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -56,18 +60,64 @@ def test_auto_matches_numba_on_a_small_network():
     np.testing.assert_allclose(outs["auto"], outs["numba"], rtol=1e-4, atol=1e-5)
 
 
-def test_cpu_backends_share_every_contract_name_and_signature():
-    """The kernel contract: every name of a family on one CPU backend exists on the others with the
-    same signature, except the compiled direct-convolution primitives (``simd_*``) that only the
-    Cython backend has and ``_cpu_conv`` looks up with getattr."""
-    names = [b for b in corenet.backends() if b in ("numba", "cython")]
+# Run in a fresh interpreter with numba's CUDA simulator on (it must be chosen before numba.cuda is first
+# imported), so the cuda backend's modules import without a GPU: every backend present, every family it
+# has, every exported name with its signature, as JSON.
+_SIGNATURES = """
+import importlib, inspect, json
+from corenet import kernels
+out = {}
+for backend, reason in kernels.status().items():
+    if backend == "auto" or reason is not None:
+        continue
     for family in kernels.FAMILIES:
-        modules = {b: getattr(kernels.require(b), family) for b in names}
-        union = sorted({n for m in modules.values() for n in m.__all__})
-        for name in union:
-            present = {b: getattr(m, name) for b, m in modules.items() if hasattr(m, name)}
-            if len(present) < len(modules):
-                assert name.startswith("simd_"), f"{family}.{name} is missing on {set(modules) - set(present)}"
-                continue
-            sigs = {b: inspect.signature(fn) for b, fn in present.items()}
-            assert len(set(map(str, sigs.values()))) == 1, f"{family}.{name}: {sigs}"
+        try:
+            module = importlib.import_module(f"corenet.kernels.{kernels._PACKAGES[backend]}.{family}")
+        except ImportError:
+            continue  # a family the backend does not have (cuda: fused)
+        out.setdefault(family, {})[backend] = {n: str(inspect.signature(getattr(module, n))) for n in module.__all__}
+print(json.dumps(out))
+"""
+
+
+@functools.lru_cache(maxsize=1)
+def _signatures():
+    # the child imports the corenet this process imported (the source tree or the installed one)
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONWARNINGS="ignore",
+               PYTHONPATH=str(Path(corenet.__file__).resolve().parent.parent))
+    proc = subprocess.run([sys.executable, "-c", _SIGNATURES], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_every_backend_shares_every_kernel_name_with_one_signature():
+    """The kernel contract across every backend present (cuda under numba's simulator): a name that
+    two backends export has one signature on both (parameter names, order and defaults). The CPU
+    backends have the same names, except the compiled direct-convolution primitives (``simd_*``) that
+    only the Cython backend has and ``_cpu_conv`` looks up with getattr; the cuda backend may lack the
+    CPU convolution's primitives (im2col, direct loops) and add device helpers of its own."""
+    sigs = _signatures()
+    backends = {b for fam in sigs.values() for b in fam}
+    assert {"numba", "cuda"} <= backends, f"expected the numba and (simulated) cuda backends, found {backends}"
+    if "cython" in corenet.backends():
+        assert "cython" in backends
+    mismatched = []
+    for family, per_backend in sigs.items():
+        cpu = {b: names for b, names in per_backend.items() if b != "cuda"}
+        for name in sorted({n for names in cpu.values() for n in names}):
+            missing = [b for b, names in cpu.items() if name not in names]
+            assert not missing or name.startswith("simd_"), f"{family}.{name} is missing on {missing}"
+        for name in sorted({n for names in per_backend.values() for n in names}):
+            found = {b: names[name] for b, names in per_backend.items() if name in names}
+            if len(set(found.values())) > 1:
+                mismatched.append(f"{family}.{name}: {found}")
+    assert not mismatched, "one signature per kernel name:\n" + "\n".join(mismatched)
+
+
+def test_batch_norm_kernels_are_one_contract_on_every_backend():
+    """functional/norm.py runs one path for every array kind: the (C,) steps exist everywhere."""
+    sigs = _signatures()["norm"]
+    for backend, names in sigs.items():
+        for name in ("bn_stats", "bn_prepare", "bn_affine", "bn_backward_reduce", "bn_backward_coeffs",
+                     "bn_backward_gx", "bn_scale_gx"):
+            assert name in names, f"norm.{name} is missing on {backend}"
