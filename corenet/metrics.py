@@ -12,12 +12,15 @@ import numpy as np
 __all__ = ["accuracy", "get"]
 
 
-def accuracy(output: np.ndarray, target: np.ndarray) -> tuple[float, int]:
+def accuracy(output: np.ndarray, target: np.ndarray, ignore_index: int = -100) -> tuple[float, int]:
     """Number of correct predictions and the number of predictions.
 
     - ``output`` of shape ``(N, C, ...)`` with ``C > 1`` (class scores, logits or probabilities):
       the prediction is the argmax over axis 1; ``target`` holds class indices ``(N, ...)`` or
-      one-hot / soft labels ``(N, C, ...)`` (then its argmax is the class).
+      one-hot / soft labels ``(N, C, ...)`` (then its argmax is the class). Segmentation logits
+      ``(N, C, H, W)`` against ``(N, H, W)`` labels give the pixel accuracy (as Keras's accuracy).
+      Class indices equal to ``ignore_index`` (-100, the default of ``losses.CrossEntropy`` and
+      PyTorch) are left out of both counts.
     - ``output`` of shape ``(N,)`` or ``(N, 1)`` (binary logits): the prediction is ``output > 0``
       and the target class is ``target > 0.5``.
     """
@@ -30,11 +33,15 @@ def accuracy(output: np.ndarray, target: np.ndarray) -> tuple[float, int]:
     pred = output.argmax(axis=1)
     if target.shape == output.shape:
         target = target.argmax(axis=1)
-    if target.shape != pred.shape:
+    elif target.shape != pred.shape:
         raise ValueError(
             f"accuracy: targets must be class indices of shape {pred.shape} or one-hot of shape {output.shape}, "
             f"received target.shape={target.shape}"
         )
+    else:
+        keep = target != ignore_index
+        if not keep.all():
+            return float(np.count_nonzero((pred == target) & keep)), int(np.count_nonzero(keep))
     return float(np.count_nonzero(pred == target)), int(pred.size)
 
 

@@ -99,6 +99,9 @@ def test_cross_entropy_bad_shapes_and_types():
     with pytest.raises(ValueError, match="target must be labels"):
         losses.CrossEntropy()(z, np.zeros((3, 9), np.float32))
     with pytest.raises(ValueError, match=r"\(N, K\)"):
+        losses.CrossEntropy()(np.zeros(10, np.float32), np.array([1]))
+    # (N, K, L) logits are per-element: labels (N, L) expected (tests/test_losses_spatial.py)
+    with pytest.raises(ValueError, match=r"labels \(3, 2\) or probabilities \(3, 10, 2\)"):
         losses.CrossEntropy()(np.zeros((3, 10, 2), np.float32), np.array([1, 2, 3]))
     with pytest.raises(ValueError, match="whole numbers"):
         losses.CrossEntropy()(z, np.array([1.0, 2.5, 0.0]))

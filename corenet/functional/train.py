@@ -9,7 +9,8 @@ Losses return ``(loss, grad)`` with the gradient with respect to the output: the
 computed in float64 and returned as a Python float for numpy outputs; for device logits
 :func:`softmax_cross_entropy` returns it as a device ``(1,)`` float64 array (no host
 synchronisation; :func:`corenet.functional.tensor.item` reads it). Device outputs are supported by
-softmax cross-entropy with integer labels; MSE, BCE and probability targets run on the CPU.
+softmax cross-entropy on ``(N, K)`` logits with integer labels; per-element ``(N, K, d1, ...)``
+logits, ``ignore_index`` labels, ``reduction="none"``, MSE, BCE and probability targets run on the CPU.
 
 Updates change ``p`` (and the optimizer's slot arrays) in place; see ``corenet/kernels/cuda/train.py``
 for the formulas and ``corenet.optim`` for the rules they implement.
@@ -47,15 +48,19 @@ def _real_target(name, target):
     return target
 
 
-def class_labels(name, target, n, k):
-    """Integer class labels ``(n,)`` as int64, checked to lie in ``[0, k)``.
+def class_labels(name, target, n, k, ignore_index=None):
+    """Integer class labels as int64, checked to lie in ``[0, k)`` (or to equal ``ignore_index``).
 
-    Float labels are accepted when every value is a whole number (as Keras allows).
+    ``n`` is the batch size (labels ``(n,)``) or the whole label shape (``(N, d1, ...)`` for
+    per-element logits ``(N, k, d1, ...)``). Float labels are accepted when every value is a whole
+    number (as Keras allows).
     """
     target = np.asarray(target)
-    if target.shape != (n,):
-        raise ValueError(f"{name}: integer targets must have shape ({n},) for a batch of {n}, "
-                         f"received target.shape={target.shape}")
+    shape = (n,) if isinstance(n, (int, np.integer)) else tuple(n)
+    if target.shape != shape:
+        expected = (f"shape ({shape[0]},) for a batch of {shape[0]}" if len(shape) == 1
+                    else f"shape {shape} (the logits' shape without the class axis 1)")
+        raise ValueError(f"{name}: integer targets must have {expected}, received target.shape={target.shape}")
     if target.dtype.kind == "f":
         if not np.all(np.isfinite(target)) or np.any(target != np.round(target)):
             bad = target[~np.isfinite(target) | (target != np.round(target))][0]
@@ -64,55 +69,131 @@ def class_labels(name, target, n, k):
         raise TypeError(f"{name}: targets must be integer labels or float probabilities, received dtype {target.dtype}")
     labels = target.astype(np.int64)
     bad = (labels < 0) | (labels >= k)
+    if ignore_index is not None:
+        bad &= labels != ignore_index
     if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(f"{name}: label {labels[i]} (at index {i}) is out of range for {k} classes; "
-                         f"expected 0 <= label < {k}")
+        flat = int(np.argmax(bad))
+        where = flat if labels.ndim == 1 else tuple(int(i) for i in np.unravel_index(flat, labels.shape))
+        also = "" if ignore_index is None else f" or label == ignore_index ({ignore_index})"
+        raise ValueError(f"{name}: label {labels.reshape(-1)[flat]} (at index {where}) is out of range for {k} "
+                         f"classes; expected 0 <= label < {k}{also}")
     return labels
 
 
 # ------------------------------------------------------------------------------ losses
-def softmax_cross_entropy(output, target, label_smoothing=0.0, reduction="mean"):
-    """Softmax cross-entropy of logits ``(N, K)`` against labels ``(N,)`` or a distribution ``(N, K)``.
+def softmax_cross_entropy(output, target, label_smoothing=0.0, reduction="mean", ignore_index=-100):
+    """Softmax cross-entropy of logits ``(N, K)`` or ``(N, K, d1, d2, ...)`` (class axis 1), as
+    ``torch.nn.functional.cross_entropy``.
 
-    ``loss_i = -sum_k q_ik log softmax(z_i)_k`` with ``q_i = (1 - ls) t_i + ls / K``; gradient
-    ``softmax(z_i) sum_k q_ik - q_i``, both divided by ``N`` for ``reduction="mean"``.
-    ``label_smoothing`` and ``reduction`` are trusted (``losses.CrossEntropy`` checks them).
+    ``target``: integer labels ``(N,)`` / ``(N, d1, ...)``, or a distribution of the logits' shape
+    (one-hot or probabilities). Every element ``e`` (a sample, or a sample's pixel) has
+    ``loss_e = -sum_k q_ek log softmax(z_e)_k`` with ``q_e = (1 - ls) t_e + ls / K``; gradient
+    ``softmax(z_e) sum_k q_ek - q_e``. Labels equal to ``ignore_index`` add nothing (zero loss and
+    gradient). ``reduction``: ``"mean"`` divides both by the number of elements that are not
+    ignored (no element left: the loss is NaN and the gradient zero, as PyTorch's); ``"sum"``
+    does not divide; ``"none"`` returns the per-element losses ``(N, d1, ...)`` in the logits' dtype
+    with the gradient of their sum. ``label_smoothing``, ``reduction`` and ``ignore_index`` are
+    trusted (``losses.CrossEntropy`` checks them).
+
+    Per-element logits are moved to rows ``(N*d1*..., K)`` (class axis last) for the ``(N, K)`` kernel
+    and the gradient moved back; on device arrays only ``(N, K)`` logits with labels run.
     """
     name = "cross_entropy"
     if is_device(output):
-        return _device_cross_entropy(output, target, label_smoothing, reduction)
+        return _device_cross_entropy(output, target, label_smoothing, reduction, ignore_index)
     output = _host_float_output(name, output)
-    if output.ndim != 2:
-        raise ValueError(f"{name}: output must be logits of shape (N, K), received output.shape={output.shape}")
-    n, k = output.shape
-    if n == 0 or k == 0:
-        raise ValueError(f"{name}: output must hold at least one sample and one class, received "
+    if output.ndim < 2:
+        raise ValueError(f"{name}: output must be logits of shape (N, K) or (N, K, d1, ...), received "
                          f"output.shape={output.shape}")
+    if output.size == 0:
+        raise ValueError(f"{name}: output must hold at least one sample and one class (and no empty axis), "
+                         f"received output.shape={output.shape}")
+    n, k, rest = output.shape[0], output.shape[1], output.shape[2:]
     target = _real_target(name, target)
     if target.shape == output.shape:  # one-hot or probabilities (any numeric dtype)
         labels = target
-    elif target.ndim == 1:
-        labels = class_labels(name, target, n, k)
+    elif target.ndim == 1 + len(rest):  # labels; class_labels checks the shape
+        labels = class_labels(name, target, (n, *rest), k, ignore_index)
     else:
-        raise ValueError(f"{name}: target must be labels ({n},) or probabilities {output.shape}, "
-                         f"received target.shape={target.shape} (dtype {target.dtype})")
-    return backend_for(output).train.softmax_cross_entropy(output, labels, label_smoothing, reduction)
+        lab = f"({n},)" if not rest else str((n, *rest))
+        raise ValueError(f"{name}: target must be labels {lab} or probabilities {output.shape} for logits of shape "
+                         f"{output.shape}, received target.shape={target.shape} (dtype {target.dtype})")
+    if rest:  # (N, K, d1, ...) -> rows (N*d1*..., K), class axis last
+        rows = np.ascontiguousarray(np.moveaxis(output, 1, -1)).reshape(-1, k)
+        labels = (labels.reshape(-1) if labels.ndim == 1 + len(rest)
+                  else np.ascontiguousarray(np.moveaxis(labels, 1, -1)).reshape(-1, k))
+    else:
+        rows = output
+    value, grad = _rows_cross_entropy(backend_for(output).train, rows, labels, label_smoothing, reduction,
+                                      ignore_index)
+    if rest:  # back to (N, K, d1, ...)
+        grad = np.ascontiguousarray(np.moveaxis(grad.reshape(n, *rest, k), -1, 1))
+        if reduction == "none":
+            value = value.reshape(n, *rest)
+    return value, grad
 
 
-def _device_cross_entropy(output, target, label_smoothing, reduction):
-    """Device logits: integer labels only (checked on the host when given as a numpy array)."""
+def _rows_cross_entropy(kernels, rows, labels, ls, reduction, ignore_index):
+    """Rows ``(M, K)`` against labels ``(M,)`` (some maybe ``ignore_index``) or a distribution ``(M, K)``."""
+    keep = None
+    if labels.ndim == 1:
+        ignored = labels == ignore_index
+        if ignored.any():
+            keep = ~ignored
+    if reduction == "none":
+        value = _row_losses(rows, labels, ls)
+        _, grad = kernels.softmax_cross_entropy(rows, np.where(keep, labels, 0) if keep is not None else labels,
+                                                ls, "sum")
+        if keep is not None:
+            value[~keep] = 0.0
+            grad[~keep] = 0
+        return value.astype(rows.dtype), grad
+    if keep is None:
+        return kernels.softmax_cross_entropy(rows, labels, ls, reduction)
+    grad = np.zeros_like(rows)
+    if not keep.any():  # nothing left to average: PyTorch's 0/0
+        return (math.nan if reduction == "mean" else 0.0), grad
+    value, kept = kernels.softmax_cross_entropy(np.ascontiguousarray(rows[keep]), labels[keep], ls, reduction)
+    grad[keep] = kept  # "mean": the kernel divided by the number of rows kept
+    return value, grad
+
+
+def _row_losses(rows, labels, ls):
+    """Per-row losses ``-sum_k q_k log softmax(z)_k`` in float64, in the kernels' order of operations."""
+    z = rows.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))  # (M, K)
+    if labels.ndim == 2:
+        q = labels.astype(np.float64)
+        if ls:
+            q = (1.0 - ls) * q + ls / rows.shape[1]
+        return -(q * logp).sum(axis=1)
+    picked = logp[np.arange(len(rows)), np.where((labels >= 0) & (labels < rows.shape[1]), labels, 0)]
+    return -((1.0 - ls) * picked + ls * logp.mean(axis=1))
+
+
+def _device_cross_entropy(output, target, label_smoothing, reduction, ignore_index):
+    """Device logits: ``(N, K)`` with integer labels (checked on the host when given as a numpy array)."""
     name = "cross_entropy"
-    if output.dtype not in (np.float32, np.float64) or len(output.shape) != 2:
-        raise ValueError(f"{name}: output must be float logits of shape (N, K), received "
-                         f"output.shape={tuple(output.shape)} dtype {output.dtype}")
+    if output.dtype not in (np.float32, np.float64):
+        raise ValueError(f"{name}: output must be float logits, received dtype {output.dtype}")
+    if len(output.shape) != 2:
+        raise NotImplementedError(f"{name}: device (GPU) logits must have shape (N, K), received "
+                                  f"{tuple(output.shape)}; per-element (N, K, d1, ...) cross-entropy runs on the "
+                                  f"CPU only (model.to('cpu'))")
+    if reduction == "none":
+        raise NotImplementedError(f"{name}: reduction='none' runs on the CPU only; device logits take 'mean' "
+                                  f"or 'sum'")
     n, k = output.shape
     if not is_device(target):
         target = np.asarray(target)
         if target.ndim != 1:
             raise NotImplementedError(f"{name}: device outputs take integer labels ({n},); probability "
                                       f"targets of shape {target.shape} run on the CPU only")
-        target = class_labels(name, target, n, k)
+        target = class_labels(name, target, n, k, ignore_index)
+        if np.any(target == ignore_index):
+            raise NotImplementedError(f"{name}: labels equal to ignore_index ({ignore_index}) are skipped on the "
+                                      f"CPU only; device logits need every label in [0, {k})")
     elif tuple(target.shape) != (n,) or target.dtype.kind not in "iu":
         raise ValueError(f"{name}: device targets must be integer labels of shape ({n},), received "
                          f"shape {tuple(target.shape)} dtype {target.dtype}")
