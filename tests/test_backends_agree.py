@@ -136,6 +136,12 @@ def dropout_case(rng, dtype):
     return y, F.dropout_backward(_normal(rng, y.shape, dtype), state)
 
 
+def drop_path_case(rng, dtype):
+    x = _normal(rng, (6, 5, 4, 3), dtype)
+    y, state = F.drop_path(x, 0.5, np.random.default_rng(7), training=True, return_state=True)
+    return y, F.drop_path_backward(_normal(rng, y.shape, dtype), state)
+
+
 CASES = {
     **{f"conv_{name}": conv_case(name) for name in CONV},
     **{f"pool_{name}": pool_case(name, ties=False) for name in POOL},
@@ -159,6 +165,12 @@ CASES = {
     "softmax": act_case(F.softmax, F.softmax_backward),
     "log_softmax_last_axis": act_case(F.log_softmax, F.log_softmax_backward, axis=-1),
     "dropout": dropout_case,
+    "relu6": act_case(F.relu6, F.relu6_backward),
+    "hardsigmoid": act_case(F.hardsigmoid, F.hardsigmoid_backward),
+    "hardswish": act_case(F.hardswish, F.hardswish_backward),
+    "silu": act_case(F.silu, F.silu_backward),
+    "channel_shuffle": act_case(F.channel_shuffle, F.channel_shuffle_backward, groups=5),
+    "drop_path": drop_path_case,
 }
 
 
