@@ -126,8 +126,9 @@ def _unlisted_kernels(checked) -> list[str]:
     import importlib
     import pkgutil
 
-    import corenet.kernels.cuda as package
     from numba.cuda.dispatcher import CUDADispatcher
+
+    import corenet.kernels.cuda as package
 
     missing = []
     for info in pkgutil.iter_modules(package.__path__):

@@ -251,3 +251,44 @@ def test_float32_and_frozen_batch_norm():
         for k in ref:
             assert _host(got[k]).dtype == ref[k].dtype, k
             np.testing.assert_allclose(_host(got[k]), ref[k], **tol, err_msg=k)
+
+
+@needs_cuda
+@pytest.mark.parametrize("make", [_plain_net, _merge_net, _gated_net], ids=["plain", "merge", "gated"])
+def test_a_training_step_reuses_device_memory_and_uploads_only_the_batch(make, host_copies, monkeypatch):
+    """From the third step on, every device allocation of a step (outputs, partials, gradients:
+    dozens) is served by the caching allocator, none by a new allocation (the first step fills the
+    cache; in the second, the first step's retained activations and gradients are still alive
+    until replaced, so it adds their blocks once); the only host-to-device copies are the batch
+    (inputs and labels), the only device-to-host copy the loss."""
+    import gc
+
+    from corenet.kernels.cuda import _runtime
+
+    if not _runtime.alloc_stats():
+        pytest.skip("CORENET_CUDA_ALLOCATOR=numba: numba's own manager, no cache to count")
+    model = make()
+    x, y = _data(model.inputs[0].shape, model.outputs[0].shape[0])
+    model.compile(optim.Adam(lr=0.01), "cross_entropy")
+    model.to("cuda")
+    uploads = []
+    to_device = _runtime.cuda.to_device
+
+    def spy(a, *args, **kwargs):
+        uploads.append(np.shape(a))
+        return to_device(a, *args, **kwargs)
+
+    monkeypatch.setattr(_runtime.cuda, "to_device", spy)
+    for _ in range(2):  # the optimizer's slots, and the cache filled
+        model.train_on_batch(x, y)
+    gc.collect()
+    for step in (3, 4):
+        del uploads[:], host_copies[:]
+        before = _runtime.alloc_stats()
+        model.train_on_batch(x, y)
+        after = _runtime.alloc_stats()
+        requests = after["requests"] - before["requests"]
+        new = after["raw_allocs"] - before["raw_allocs"]
+        assert requests > 20 and new == 0, f"step {step}: {requests} device allocations, {new} of them new"
+        assert sorted(uploads) == sorted([x.shape, y.shape]), f"step {step}: host-to-device copies {uploads}"
+        assert host_copies == [(1,)], f"step {step}: device-to-host copies {host_copies}"

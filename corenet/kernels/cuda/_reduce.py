@@ -3,12 +3,14 @@
 Design
 ------
 A per-channel reduction over ``(N, C, L)`` runs in two kernels. ``_partials`` launches a grid of
-``(S, C)`` blocks: block ``(s, c)`` walks its contiguous share ``[s*chunk, (s+1)*chunk)`` of the
-channel's ``M = N*L`` values with a block-stride loop (consecutive threads read consecutive
-pixels), each thread keeps two float64 running sums, and the block combines its threads' sums
-with a shared-memory tree (halving strides, ``THREADS`` a power of two). ``_finish`` then adds
-the ``S`` block results of a channel in split order. Launch shapes depend only on the array
-shape, so every run gives bit-identical results; nothing uses atomics.
+``(C, S)`` blocks (channels on grid.x, whose limit is 2**31 - 1, so a Linear layer's bias gradient
+with more than 65535 outputs is a valid launch; ``S <= MAX_BLOCKS`` on grid.y): block ``(c, s)``
+walks its contiguous share ``[s*chunk, (s+1)*chunk)`` of the channel's ``M = N*L`` values with a
+block-stride loop (consecutive threads read consecutive pixels), each thread keeps two float64
+running sums, and the block combines its threads' sums with a shared-memory tree (halving strides,
+``THREADS`` a power of two). ``_finish`` then adds the ``S`` block results of a channel in split
+order. Launch shapes depend only on the array shape, so every run gives bit-identical results;
+nothing uses atomics.
 
 Modes (``a``, ``b`` are ``(N, C, L)``; ``center`` a float64 ``(C,)`` vector)::
 
@@ -35,8 +37,8 @@ _TARGET_BLOCKS = 4 if SIM else 1024
 @cuda.jit
 def _partials(a, b, center, mode, chunk, part):
     N, C, L = a.shape
-    s = cuda.blockIdx.x
-    c = cuda.blockIdx.y
+    c = cuda.blockIdx.x
+    s = cuda.blockIdx.y
     tid = cuda.threadIdx.x
     M = N * L
     shift = 0.0
@@ -91,16 +93,25 @@ def _finish(part, a, mode, M, out1, out2):
             out2[c] = s2
 
 
+def partials_grid(C: int, M: int) -> tuple[tuple[int, int], int]:
+    """``((C, splits), chunk)``: ``_partials``' grid for ``C`` channels of ``M`` values each."""
+    splits = max(1, min(-(-_TARGET_BLOCKS // max(C, 1)), -(-M // (4 * THREADS)), MAX_BLOCKS))
+    return (C, splits), max(1, -(-M // splits))
+
+
 def channel_sums(a, b, center, mode):
-    """Two float64 ``(C,)`` device vectors per the mode table above; ``a``/``b`` device ``(N, C, L)``."""
+    """Two float64 ``(C,)`` device vectors per the mode table above; ``a``/``b`` device ``(N, C, L)``.
+    With no values (``N*L == 0``) the sums are 0 and the statistics NaN (nothing is read)."""
     N, C, L = a.shape
     M = N * L
-    splits = max(1, min(-(-_TARGET_BLOCKS // C), -(-M // (4 * THREADS)), MAX_BLOCKS))
-    chunk = -(-M // splits)
-    part = empty((C, splits, 2), np.float64)
+    if M == 0 or C == 0:
+        fill = np.nan if mode == STATS else 0.0
+        return cuda.to_device(np.full(C, fill)), cuda.to_device(np.full(C, fill))
+    blocks, chunk = partials_grid(C, M)
+    part = empty((C, blocks[1], 2), np.float64)
     b = a if b is None else b
     center = empty(1, np.float64) if center is None else center
-    _partials[(splits, C), THREADS](a, b, center, mode, chunk, part)
+    _partials[blocks, THREADS](a, b, center, mode, chunk, part)
     out1, out2 = empty(C, np.float64), empty(C, np.float64)
     _finish[max(1, min(MAX_BLOCKS, -(-C // THREADS))), THREADS](part, a, mode, M, out1, out2)
     return out1, out2

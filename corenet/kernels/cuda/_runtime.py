@@ -22,6 +22,8 @@ import os
 
 import numpy as np
 
+from . import _alloc
+
 # numba-cuda 0.30.4 calls np.row_stack at import time, and numpy 2.5 removed it (it was an alias
 # of np.vstack since numpy 1.x): restore the alias before numba.cuda is imported, and only when
 # it is missing, so an older numpy is left exactly as it is.
@@ -133,6 +135,11 @@ if cuda is not None:
 
     if SIM:
         _patch_simulator_races()
+    elif os.environ.get("CORENET_CUDA_ALLOCATOR", "caching") != "numba":
+        # before the first context: every device allocation then goes through the block cache
+        from numba.cuda.cudadrv import driver as _driver
+
+        cuda.set_memory_manager(_alloc.make_manager_class(_driver))
 
 THREADS = 16 if SIM else 256
 MAX_BLOCKS = 4 if SIM else 65535
@@ -163,16 +170,63 @@ def is_device(a) -> bool:
     return a is not None and not isinstance(a, np.ndarray) and hasattr(a, "copy_to_host")
 
 
+def _contiguous(a):
+    """``a`` itself when it is a C-contiguous device array, else a ValueError: kernels reshape their
+    arrays to flat views, which a real device array refuses for a strided view and the simulator
+    answers with a silent copy (an in-place update of a view would be lost)."""
+    if not a.is_c_contiguous():
+        raise ValueError(
+            f"cuda kernels: device arrays must be C-contiguous, received a view of shape {tuple(a.shape)} with "
+            f"strides {tuple(a.strides)} (a slice or transpose of a device array); pass a contiguous array, "
+            f"e.g. cuda.to_device(np.ascontiguousarray(a.copy_to_host())), or write the result into one")
+    return a
+
+
 def dev(a):
-    """``a`` on the device: device arrays pass through, numpy arrays are copied (C-contiguous)."""
-    if a is None or is_device(a):
+    """``a`` on the device: C-contiguous device arrays pass through (a strided device view is a
+    ValueError), numpy arrays are copied (C-contiguous)."""
+    if a is None:
         return a
+    if is_device(a):
+        return _contiguous(a)
     return cuda.to_device(np.ascontiguousarray(a))
 
 
+_sim_array_type = None
+
+
+def _sim_wrap(ary):
+    global _sim_array_type
+    if _sim_array_type is None:
+        _sim_array_type = type(cuda.device_array(0, np.uint8))
+    return _sim_array_type(ary)
+
+
 def empty(shape, dtype):
-    """An uninitialised device array."""
+    """An uninitialised device array, from the caching allocator (``_alloc.py``)."""
+    if SIM:
+        return _alloc.sim_empty(shape, dtype, _sim_wrap)
     return cuda.device_array(shape, dtype=np.dtype(dtype))
+
+
+def _cache():
+    if SIM:
+        return _alloc._sim_cache
+    return getattr(cuda.current_context().memory_manager, "cache", None)
+
+
+def alloc_stats() -> dict:
+    """The caching allocator's counters (``_alloc.BlockCache.stats``): ``requests`` and
+    ``raw_allocs`` since the start, ``in_use`` and ``cached`` bytes; empty when numba's own
+    manager is in use (``CORENET_CUDA_ALLOCATOR=numba``, or a context made before corenet's import)."""
+    cache = _cache()
+    return cache.stats() if cache is not None else {}
+
+
+def empty_cache() -> int:
+    """Release the allocator's free blocks to the driver; the bytes released."""
+    cache = _cache()
+    return cache.clear() if cache is not None else 0
 
 
 def host_or_device(result, like):
@@ -186,8 +240,8 @@ def out_pair(out):
     """For a caller-provided OUT array: ``(device array to fill, finish)``; ``finish()`` copies back
     into ``out`` when it is a numpy array (device OUT arrays are filled in place)."""
     if is_device(out):
-        return out, lambda: None
-    d = cuda.device_array(out.shape, dtype=out.dtype)
+        return _contiguous(out), lambda: None
+    d = empty(out.shape, out.dtype)
 
     def finish():
         d.copy_to_host(out)

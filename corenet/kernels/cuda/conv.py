@@ -38,6 +38,7 @@ __all__ = ["conv2d_forward", "conv2d_backward", "choose_path"]
 
 _GW_TARGET_BLOCKS = 4 if SIM else 512  # grad-weight: split the reduction until the grid fills the GPU
 _GW_MIN_CHUNK = 2 * _igemm.TK if SIM else 512
+_INT32_MAX = 2**31 - 1
 
 
 def choose_path(w_shape, groups) -> str:
@@ -145,14 +146,33 @@ def _cast(src, dst):
 # ---------------------------------------------------------------------- entry points
 
 
+def _check_table_range(op, x_shape, w_shape, gy_hw, groups):
+    """The implicit GEMM's k-table holds int32 offsets ``o * plane`` within one image's group
+    (forward: ``plane = H*W`` over the group's ``cg`` input channels; grad-input: ``plane = ho*wo``
+    over its ``C_out/groups`` output channels). Refuse shapes whose offsets would wrap, before
+    anything is copied to the device. The direct path has no table."""
+    C_out, cg = w_shape[0], w_shape[1]
+    if choose_path(w_shape, groups) == "direct":
+        return
+    spans = {"input": cg * x_shape[2] * x_shape[3], "upstream gradient": (C_out // groups) * gy_hw[0] * gy_hw[1]}
+    for what, n in spans.items():
+        if n > _INT32_MAX:
+            raise ValueError(
+                f"{op} (cuda): one image's group of the {what} spans {n} elements (channels per group x "
+                f"height x width; x.shape={tuple(x_shape)}, w.shape={tuple(w_shape)}, groups={groups}), past the "
+                f"2**31 - 1 the implicit GEMM's int32 offsets address; use smaller images or more groups, "
+                f"or the CPU backend")
+
+
 def conv2d_forward(x, w, b, stride, padding4, dilation, groups):
     """``y (N, C_out, ho, wo)``: grouped cross-correlation plus bias (see the module docstring)."""
+    ho, wo = output_hw(x.shape, w.shape[2:], stride, padding4, dilation)
+    _check_table_range("conv2d_forward", x.shape, w.shape, (ho, wo), groups)
     dx, dwt = dev(x), dev(w)
     db = dev(b) if b is not None else empty(1, x.dtype)
     N = x.shape[0]
     C_out, cg, kh, kw = w.shape
     (sh, sw), (dh, dw_), (pt, _, pl, _) = stride, dilation, padding4
-    ho, wo = output_hw(x.shape, w.shape[2:], stride, padding4, dilation)
     y = empty((N, C_out, ho, wo), x.dtype)
     if choose_path(w.shape, groups) == "direct":
         _direct_forward[grid(y.size)](dx, dwt, db, b is not None, groups, sh, sw, pt, pl, dh, dw_, y)
@@ -166,6 +186,7 @@ def conv2d_forward(x, w, b, stride, padding4, dilation, groups):
 
 def conv2d_backward(x, w, gy, stride, padding4, dilation, groups, need_gx, need_gw, need_gb):
     """``(gx, gw, gb)`` for upstream ``gy``; ``None`` for what was not asked."""
+    _check_table_range("conv2d_backward", x.shape, w.shape, gy.shape[2:], groups)
     dgy = dev(gy)
     N, C_in, H, W = x.shape
     C_out, cg, kh, kw = w.shape
@@ -199,8 +220,8 @@ def conv2d_backward(x, w, gy, stride, padding4, dilation, groups, need_gx, need_
             tiles = -(-kcols // _igemm.TN) * -(-(C_out // groups) // _igemm.TM) * groups
             splits = max(1, min(-(-_GW_TARGET_BLOCKS // tiles), -(-R // _GW_MIN_CHUNK)))
             chunk = -(-R // splits)
-            chunk = -(-chunk // _igemm.TK) * _igemm.TK
-            splits = -(-R // chunk)
+            chunk = max(_igemm.TK, -(-chunk // _igemm.TK) * _igemm.TK)  # an empty batch: one split of zeros
+            splits = max(1, -(-R // chunk))
             part = empty((splits, C_out, kcols), gy.dtype)
             gwk = _igemm.kernels_for(gy.dtype)[2]
             _igemm.launch(gwk, -(-kcols // _igemm.TN), C_out // groups, groups * splits,

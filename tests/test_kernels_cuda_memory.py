@@ -1,0 +1,180 @@
+"""The cuda backend's memory and launch edges: the caching allocator, empty batches, strided device
+views, the implicit GEMM's int32 offsets and grid limits (issue 18, part 1). How these run without
+a GPU (numba's CUDA simulator, in a child pytest): see tests/cuda_sim.py.
+"""
+
+import gc
+
+import numpy as np
+import pytest
+from cuda_sim import DTYPES, IN_SIM, close, needs_cuda, needs_gpu, run_under_simulator
+
+from corenet.kernels.cuda import _alloc
+
+if not IN_SIM:
+
+    def test_simulator_run():
+        """Every kernel test of this file on numba's CUDA simulator, in a fresh interpreter."""
+        run_under_simulator(__file__)
+
+
+# ------------------------------------------------------------------------- the block cache itself
+
+
+def test_size_classes():
+    assert [_alloc.size_class(n) for n in (0, 1, 512, 513, (1 << 20) - 1)] == [512, 512, 512, 1024, 1 << 20]
+    assert _alloc.size_class(1 << 20) == 1 << 20
+    assert _alloc.size_class((1 << 20) + 1) == (1 << 20) + (128 << 10)
+
+
+def test_block_cache_reuses_a_given_back_block_of_its_size_class():
+    made = []
+
+    def raw(size):
+        made.append(size)
+        return object()
+
+    cache = _alloc.BlockCache(raw)
+    s1, b1 = cache.take(1000)
+    s2, b2 = cache.take(1000)
+    assert s1 == s2 == 1024 and b1 is not b2 and made == [1024, 1024]
+    cache.give(s1, b1)
+    assert cache.stats() == dict(requests=2, raw_allocs=2, in_use=1024, cached=1024)
+    s3, b3 = cache.take(600)  # the same size class: the block just given back
+    assert b3 is b1 and made == [1024, 1024]
+    _, b4 = cache.take(5000)  # another class: a new block
+    assert b4 is not b2 and made == [1024, 1024, 5120]
+    cache.give(s2, b2)
+    cache.give(s3, b3)
+    assert cache.clear() == 2048
+    assert cache.stats() == dict(requests=4, raw_allocs=3, in_use=5120, cached=0)
+    _, b5 = cache.take(1024)
+    assert b5 not in (b1, b2) and cache.stats()["raw_allocs"] == 4
+
+
+# ------------------------------------------------------------------------- on the device (or simulator)
+
+
+def _address(a):
+    """Where a device array's memory starts (a real pointer on a GPU, the host buffer in the simulator)."""
+    return a._ary.ctypes.data if IN_SIM else a.device_ctypes_pointer.value
+
+
+@needs_cuda
+def test_freed_memory_is_reused_and_a_live_view_keeps_its_block():
+    from corenet.kernels.cuda import _runtime
+
+    if not _runtime.alloc_stats():
+        pytest.skip("CORENET_CUDA_ALLOCATOR=numba: numba's own manager, no cache to test")
+    a = _runtime.empty((6, 50), np.float32)
+    where = _address(a)
+    view = a.reshape(300)
+    del a
+    gc.collect()
+    b = _runtime.empty((300,), np.float32)  # same size class, but the view still uses the first block
+    assert _address(b) != where
+    view.copy_to_device(np.arange(300, dtype=np.float32))
+    b.copy_to_device(np.zeros(300, np.float32))
+    np.testing.assert_array_equal(view.copy_to_host(), np.arange(300))  # not overwritten through b
+    before = _runtime.alloc_stats()
+    del view
+    gc.collect()
+    c = _runtime.empty((10, 30), np.float32)
+    after = _runtime.alloc_stats()
+    assert _address(c) == where
+    assert after["requests"] == before["requests"] + 1 and after["raw_allocs"] == before["raw_allocs"]
+
+
+@needs_cuda
+@pytest.mark.parametrize("dt", DTYPES)
+@pytest.mark.parametrize("groups,cout", [(1, 4), (3, 3)], ids=["gemm", "direct"])
+def test_empty_batch(dt, groups, cout):
+    from corenet.kernels.cuda import _reduce, conv, norm
+    from corenet.kernels.cuda._runtime import cuda
+
+    x = np.zeros((0, 3, 5, 4), dt)
+    w = np.ones((cout, 3 // groups, 3, 3), dt)
+    b = np.ones(cout, dt)
+    geo = ((1, 1), (1, 1, 1, 1), (1, 1), groups)
+    y = conv.conv2d_forward(x, w, b, *geo)
+    assert y.shape == (0, cout, 5, 4) and y.dtype == dt
+    gx, gw, gb = conv.conv2d_backward(x, w, y, *geo, True, True, True)
+    assert gx.shape == x.shape
+    np.testing.assert_array_equal(gw, np.zeros_like(w))
+    np.testing.assert_array_equal(gb, np.zeros(cout, dt))
+    x3 = np.zeros((0, 3, 4), dt)
+    mean, var = norm.bn_stats(x3)  # nothing to read: NaN statistics, no element 0
+    assert mean.shape == var.shape == (3,) and np.isnan(mean).all() and np.isnan(var).all()
+    sg, sgx = norm.bn_backward_reduce(x3, x3, np.zeros(3))
+    np.testing.assert_array_equal(sg, np.zeros(3))
+    np.testing.assert_array_equal(sgx, np.zeros(3))
+    s1, _ = _reduce.channel_sums(cuda.to_device(np.zeros((2, 3, 0), dt)), None, None, _reduce.SUM)
+    np.testing.assert_array_equal(s1.copy_to_host(), np.zeros(3))
+
+
+@needs_cuda
+def test_strided_device_views_are_refused_and_contiguous_outputs_filled_in_place():
+    from corenet.kernels.cuda import norm, ops
+    from corenet.kernels.cuda._runtime import cuda
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 8))
+    mean, scale, shift = np.zeros(3), np.ones(3) * 2, np.ones(3)
+    dx = cuda.to_device(x)
+    with pytest.raises(ValueError, match=r"C-contiguous, received a view of shape \(2, 3, 4\)"):
+        norm.bn_affine(dx[:, :, ::2], mean, scale, shift, None)
+    out = cuda.to_device(np.zeros((2, 3, 16)))
+    with pytest.raises(ValueError, match="C-contiguous"):  # an OUT view: its update would be lost
+        norm.bn_affine(dx, mean, scale, shift, out[:, :, :8])
+    with pytest.raises(ValueError, match="C-contiguous"):
+        ops.accumulate(cuda.to_device(np.zeros((4, 4)))[:, 1:3], np.ones((4, 2)))
+    y = cuda.to_device(np.zeros_like(x))
+    assert norm.bn_affine(dx, mean, scale, shift, y) is y
+    close(y.copy_to_host(), x * 2 + 1, np.float64)
+    part = cuda.to_device(np.zeros((4, 2, 8)))[1:3]  # a leading-axis slice is contiguous: accepted
+    ops.accumulate(part, np.ones((2, 2, 8)))
+    np.testing.assert_array_equal(part.copy_to_host(), np.ones((2, 2, 8)))
+
+
+@needs_cuda
+def test_conv_refuses_offsets_past_int32_before_copying():
+    from corenet.kernels.cuda import conv
+
+    # 256 channels at 2900 x 2900 is 2**31.003 elements per image: a zero-stride stand-in, no allocation
+    x = np.broadcast_to(np.float32(0), (1, 256, 2900, 2900))
+    w = np.broadcast_to(np.float32(0), (8, 256, 3, 3))
+    geo = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    with pytest.raises(ValueError, match=r"conv2d_forward \(cuda\): one image's group of the input spans "
+                                         r"2152960000 elements.*2\*\*31 - 1"):
+        conv.conv2d_forward(x, w, None, *geo)
+    gy = np.broadcast_to(np.float32(0), (1, 8, 2900, 2900))
+    wide = np.broadcast_to(np.float32(0), (256, 8, 3, 3))  # grad-input: 256 output channels per group
+    with pytest.raises(ValueError, match="conv2d_backward \\(cuda\\): .* upstream gradient spans 2152960000"):
+        conv.conv2d_backward(gy, wide, np.broadcast_to(np.float32(0), (1, 256, 2900, 2900)), *geo,
+                             True, False, False)
+    # at the limit exactly: accepted by the check (2**31 - 1 = 7 * 151 * 2031671 elements)
+    conv._check_table_range("t", (1, 7, 151, 2031671), (8, 7, 1, 1), (1, 1), 1)
+    # grouped: the span is per group, so 4 groups of 64 channels fit
+    conv._check_table_range("t", (1, 256, 2900, 2900), (256, 64, 3, 3), (2900, 2900), 4)
+
+
+@needs_cuda
+def test_channel_reduction_grid_keeps_channels_on_x():
+    from corenet.kernels.cuda import _reduce
+    from corenet.kernels.cuda._runtime import MAX_BLOCKS
+
+    for C, M in ((70000, 128), (1, 10**9), (3, 1)):
+        (gx, gy), chunk = _reduce.partials_grid(C, M)
+        assert gx == C and 1 <= gy <= min(MAX_BLOCKS, 65535) and gy * chunk >= M
+
+
+@needs_gpu
+def test_gpu_linear_bias_gradient_with_more_than_65535_outputs():
+    from corenet.kernels.cuda import ops
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 2)).astype(np.float32)
+    w = rng.standard_normal((70000, 2)).astype(np.float32)
+    gy = rng.standard_normal((3, 70000)).astype(np.float32)
+    _, _, gb = ops.linear_backward(x, w, gy, False, False, True)
+    np.testing.assert_allclose(gb, gy.astype(np.float64).sum(0), rtol=1e-5, atol=1e-5)
