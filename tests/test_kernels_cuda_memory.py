@@ -52,6 +52,68 @@ def test_block_cache_reuses_a_given_back_block_of_its_size_class():
     assert b5 not in (b1, b2) and cache.stats()["raw_allocs"] == 4
 
 
+def _numba_driver():
+    try:
+        from numba.cuda.cudadrv import driver
+    except Exception:  # noqa: BLE001 - numba-cuda missing or broken
+        return None
+    return driver
+
+
+@pytest.mark.skipif(IN_SIM or _numba_driver() is None, reason="numba.cuda's driver module does not import here")
+def test_gpu_manager_leases_blocks_through_numbas_pointer_reference_counts():
+    """The EMM plugin's glue, without a GPU: numba's real pointer classes over a stand-in raw
+    allocator. A block returns to the cache only when the last (owned) view of its pointer is
+    gone, and the next request of its size class gets the same device address."""
+    import types
+
+    driver = _numba_driver()
+    raw, kept = [], []
+
+    class RawManager:  # stands in for numba's manager: cuMemAlloc, then a pointer
+        def __init__(self, context):
+            self.context = context
+            self.deallocations = types.SimpleNamespace(clear=lambda: raw.append("flushed"))
+
+        def memalloc(self, size):
+            if raw.count("oom") == 1 and raw[-1] == "oom":
+                raise driver.CudaAPIError(2, "out of memory")
+            raw.append(size)
+            mem = driver.AutoFreePointer(self.context, driver.drvapi.cu_device_ptr(4096 * len(raw)), size)
+            kept.append(mem)  # numba's manager keeps its pointers in self.allocations alike
+            return mem.own()
+
+        def reset(self):
+            pass
+
+    class Context:
+        pass
+
+    fake = types.SimpleNamespace(NumbaCUDAMemoryManager=RawManager, AutoFreePointer=driver.AutoFreePointer,
+                                 CudaAPIError=driver.CudaAPIError)
+    ctx = Context()
+    mm = _alloc.make_manager_class(fake)(context=ctx)
+    p = mm.memalloc(1000)
+    addr = p.device_pointer_value
+    view = p.view(100, 600)  # what a device-array slice holds
+    del p
+    gc.collect()
+    assert mm.cache.stats()["cached"] == 0  # the view keeps the lease
+    q = mm.memalloc(900)
+    assert q.device_pointer_value != addr and raw == [1024, 1024]
+    del view
+    gc.collect()
+    assert mm.cache.stats() == dict(requests=2, raw_allocs=2, in_use=1024, cached=1024)
+    r = mm.memalloc(1024)
+    assert r.device_pointer_value == addr and raw == [1024, 1024]
+    del q, r
+    gc.collect()
+    raw.append("oom")  # the next raw allocation fails once: the cache is emptied and it is retried
+    s = mm.memalloc(10_000)
+    assert raw[-3:] == ["oom", "flushed", 10240] and mm.cache.stats()["cached"] == 0
+    del s
+
+
 # ------------------------------------------------------------------------- on the device (or simulator)
 
 
