@@ -175,9 +175,10 @@ def _row_losses(rows, labels, ls):
 def _device_cross_entropy(output, target, label_smoothing, reduction, ignore_index):
     """Device logits: ``(N, K)`` with integer labels (checked on the host when given as a numpy array)."""
     name = "cross_entropy"
-    if output.dtype not in (np.float32, np.float64):
-        raise ValueError(f"{name}: output must be float logits, received dtype {output.dtype}")
-    if len(output.shape) != 2:
+    if output.dtype not in (np.float32, np.float64) or len(output.shape) < 2:
+        raise ValueError(f"{name}: output must be float logits of shape (N, K), received "
+                         f"output.shape={tuple(output.shape)} dtype {output.dtype}")
+    if len(output.shape) > 2:
         raise NotImplementedError(f"{name}: device (GPU) logits must have shape (N, K), received "
                                   f"{tuple(output.shape)}; per-element (N, K, d1, ...) cross-entropy runs on the "
                                   f"CPU only (model.to('cpu'))")
