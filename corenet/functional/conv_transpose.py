@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..geometry import padding4, pair
-from .device import backend_for, cuda_module, empty, is_device
+from .device import backend_for, empty, is_device
 from .validation import as_float_array, check_elements, check_state, positive_int, same_dtype
 
 __all__ = ["conv_transpose2d", "conv_transpose2d_backward", "conv_transpose_output_shape", "ConvTranspose2dState"]
@@ -223,18 +223,14 @@ def _pad_end(z, extra):
     """``z`` with ``extra`` zero rows/columns appended at the bottom/right."""
     if extra == (0, 0):
         return z
-    if is_device(z):
-        return cuda_module("ops").pad2d(z, 0, extra[0], 0, extra[1])
-    return np.pad(z, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
+    return backend_for(z).ops.pad2d(z, 0, extra[0], 0, extra[1])
 
 
 def _crop_end(g, extra):
     """The adjoint of :func:`_pad_end`."""
     if extra == (0, 0):
         return g
-    if is_device(g):
-        return cuda_module("ops").crop2d(g, 0, extra[0], 0, extra[1])
-    return np.ascontiguousarray(g[:, :, : g.shape[2] - extra[0], : g.shape[3] - extra[1]])
+    return backend_for(g).ops.crop2d(g, 0, extra[0], 0, extra[1])
 
 
 def _add_bias(y, b):

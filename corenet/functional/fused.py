@@ -98,7 +98,7 @@ def add_relu(a, b, return_state=False):
     Backward: :func:`add_relu_backward` gives ``gy * (y > 0)``, the gradient of both inputs."""
     op = "add_relu"
     if is_device(a) or is_device(b):
-        y, relu_state = relu(_device_add(a, b), return_state=True)
+        y, relu_state = relu(backend_for(a).ops.add(a, b), return_state=True)
         return (y, AddReluState(None, y.shape, relu_state)) if return_state else y
     a = as_float_array(op, "a", a)
     b = as_float_array(op, "b", b)
@@ -120,12 +120,6 @@ def add_relu_backward(gy, state):
         raise ValueError(f"{op}: gy must have the forward output's shape {state.shape}, received gy.shape={gy.shape}")
     same_dtype(op, gy=gy, y=state.y)
     return backend_for(gy).act.relu_backward(gy.reshape(-1), state.y, np.empty(gy.size, gy.dtype)).reshape(state.shape)
-
-
-def _device_add(a, b):
-    from .device import cuda_module
-
-    return cuda_module("ops").add(a, b)
 
 
 def fold_batch_norm(w, b, gamma, beta, running_mean, running_var, eps=1e-5):

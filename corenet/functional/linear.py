@@ -1,4 +1,5 @@
-"""Fully connected layer: ``y = x @ w.T + b`` through BLAS (numpy ``matmul``).
+"""Fully connected layer: ``y = x @ w.T + b``, the ``ops`` family's ``linear_forward``/``linear_backward``
+(BLAS on the CPU, split over corenet's threads when large; the 1x1 implicit GEMM on cuda).
 
 The weight is ``(out_features, in_features)`` as in PyTorch, so its weights import unchanged.
 """
@@ -9,9 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _blas
-from ..config import get_num_threads
-from .device import cuda_module
+from .device import backend_for
 from .validation import as_float_array, check_elements, check_state, same_dtype
 
 __all__ = ["linear", "linear_backward", "LinearState"]
@@ -54,13 +53,7 @@ def linear(x, w, b=None, return_state=False):
         raise ValueError(f"{op}: b must have shape ({w.shape[0]},), received b.shape={b.shape}")
     check_elements(op, shape[:-1] + (w.shape[0],))
     x2 = x.reshape(int(np.prod(shape[:-1])), w.shape[1])  # (M, in); -1 is ambiguous when in == 0
-    if isinstance(x2, np.ndarray):
-        y = _blas.matmul(x2, w.T, threads=get_num_threads())  # (M, out)
-        if b is not None:
-            y += b
-    else:  # device arrays: the 1x1 implicit GEMM of the cuda backend
-        y = cuda_module("ops").linear_forward(x2, w, b)
-    y = y.reshape(shape[:-1] + (w.shape[0],))
+    y = backend_for(x2).ops.linear_forward(x2, w, b).reshape(shape[:-1] + (w.shape[0],))
     if not return_state:
         return y
     return y, LinearState(x2, w, b is not None, shape)
@@ -80,16 +73,10 @@ def linear_backward(gy, state, need_gx=True, need_gw=True, need_gb=True):
         raise ValueError(f"{op}: gy must have the forward output's shape {expected}, received gy.shape={gy.shape}")
     same_dtype(op, gy=gy, x=x2)
     gy2 = gy.reshape(x2.shape[0], w.shape[0])  # (M, out); -1 is ambiguous when out == 0
-    if not isinstance(gy2, np.ndarray):
-        gx, gw, gb = cuda_module("ops").linear_backward(x2, w, gy2, bool(need_gx), bool(need_gw),
-                                                        bool(need_gb and has_b))
-        gx = gx.reshape(state.x_shape) if need_gx else None
-        return gx, (gw if need_gw else None), (gb if need_gb and has_b else None)
-    nt = get_num_threads()
-    gx = _blas.matmul(gy2, w, threads=nt).reshape(state.x_shape) if need_gx else None
-    gw = _blas.matmul(gy2.T, x2, threads=nt) if need_gw else None
-    gb = gy2.sum(axis=0) if (need_gb and has_b) else None
-    return gx, gw, gb
+    gx, gw, gb = backend_for(gy2).ops.linear_backward(x2, w, gy2, bool(need_gx), bool(need_gw),
+                                                      bool(need_gb and has_b))
+    gx = gx.reshape(state.x_shape) if need_gx else None
+    return gx, (gw if need_gw else None), (gb if need_gb and has_b else None)
 
 
 def _warmup(dtype):

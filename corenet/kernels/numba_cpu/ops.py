@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ... import _blas
+from ...config import get_num_threads
+
 __all__ = ["add", "accumulate", "copy", "fill", "concat_channels", "split_channels", "linear_forward",
            "linear_backward", "scale", "pad2d", "crop2d", "mul", "mul_channels", "sum_mul_lanes"]
 
@@ -48,8 +51,9 @@ def split_channels(g, sizes):
 
 
 def linear_forward(x, w, b=None):
-    """``y (N, out) = x (N, in) @ w.T + b`` with ``w (out, in)`` (PyTorch layout)."""
-    y = x @ w.T
+    """``y (N, out) = x (N, in) @ w.T + b`` with ``w (out, in)`` (PyTorch layout); BLAS, split over
+    corenet's threads when large (``_blas.matmul``)."""
+    y = _blas.matmul(x, w.T, threads=get_num_threads())
     if b is not None:
         y += b
     return y
@@ -57,8 +61,9 @@ def linear_forward(x, w, b=None):
 
 def linear_backward(x, w, gy, need_gx=True, need_gw=True, need_gb=True):
     """``(gx, gw, gb)`` of :func:`linear_forward`; ``None`` for what was not asked."""
-    gx = gy @ w if need_gx else None
-    gw = gy.T @ x if need_gw else None
+    nt = get_num_threads()
+    gx = _blas.matmul(gy, w, threads=nt) if need_gx else None
+    gw = _blas.matmul(gy.T, x, threads=nt) if need_gw else None
     gb = gy.sum(axis=0) if need_gb else None
     return gx, gw, gb
 
