@@ -249,3 +249,12 @@ def test_device_logits_take_rows_only_and_say_so(rng):
     want, want_g = losses.CrossEntropy(0.1)(rows, labels)
     assert F.item(loss) == pytest.approx(want, rel=1e-6)
     np.testing.assert_allclose(F.to_host(g), want_g, rtol=1e-4, atol=1e-6)
+
+
+def test_compile_refuses_a_per_element_loss():
+    from corenet import Sequential
+
+    model = Sequential([L.Flatten(), L.Linear(3)], input_shape=(1, 2, 2))
+    with pytest.raises(ValueError, match=r"compile: the loss CrossEntropy\(reduction='none'\).*expected reduction"):
+        model.compile("sgd", losses.CrossEntropy(reduction="none"))
+    model.compile("sgd", losses.CrossEntropy(reduction="sum"))  # one number: accepted

@@ -62,6 +62,11 @@ class TrainingMixin:
         n = len(names)
         loss_list = self._per_output("loss", loss, names, None)
         self._loss_fns = [_losses.get(fn) for fn in loss_list]
+        for fn in self._loss_fns:
+            if getattr(fn, "reduction", None) == "none":
+                raise ValueError(f"compile: the loss {type(fn).__name__}(reduction='none') gives one value per "
+                                 "element, but fit/evaluate minimise one number; expected reduction='mean' or "
+                                 "'sum' (use 'none' in a custom training loop)")
         weights = self._per_output("loss_weights", loss_weights, names, 1.0)
         self._loss_weights = [float(w) for w in weights]
         self._metric_fns = [_metrics.get(m) for m in (metrics or ())]
