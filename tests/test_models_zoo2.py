@@ -225,3 +225,28 @@ def test_channel_slice_forward_backward_and_gradient():
     check_layer(ChannelSlice(2, 5), (6, 3, 2))
     with pytest.raises(ValueError, match="channels 2:5 of an input with 4"):
         corenet.Model(i := corenet.Input((4, 3, 3)), ChannelSlice(2, 5)(i))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_shufflenet_onnx_round_trip_imports_the_channel_split(tmp_path):
+    pytest.importorskip("onnx", reason="onnx is not installed (pip install 'corenet[onnx]')")
+    model = models.shufflenet_v2_x0_5(num_classes=10, input_size=32)
+    corenet.export_onnx(model, tmp_path / "s.onnx", opset=13)
+    again = corenet.import_onnx(tmp_path / "s.onnx")
+    kinds = [type(la).__name__ for la in again.layers]
+    assert kinds.count("ChannelSlice") == 2 * 13 and kinds.count("ChannelShuffle") == 16
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32), dtype=np.float32)
+    np.testing.assert_allclose(again.predict(x), model.predict(x), rtol=1e-5, atol=1e-5)
+
+
+def test_onnx_slice_off_the_channel_axis_is_refused(tmp_path):
+    onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install 'corenet[onnx]')")
+    h = onnx.helper
+    consts = [onnx.numpy_helper.from_array(np.array([v], np.int64), n) for n, v in
+              (("starts", 0), ("ends", 2), ("axes", 2))]
+    graph = h.make_graph([h.make_node("Slice", ["x", "starts", "ends", "axes"], ["y"], name="slice")], "g",
+                         [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 4, 3, 3])],
+                         [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 4, 2, 3])], consts)
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 13)]), str(tmp_path / "s.onnx"))
+    with pytest.raises(ValueError, match="only a step-1 slice of the channel axis"):
+        corenet.import_onnx(tmp_path / "s.onnx")

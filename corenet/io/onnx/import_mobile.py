@@ -6,6 +6,7 @@ plumbing (``_x``, ``_const``, ``_call``, ``err``, ``skip``) is the importer's.
 - ``Clip(x, 0, 6)`` -> ReLU6 and ``Clip(x, 0)`` -> ReLU (bounds as inputs, or attributes before
   opset 11); other bounds have no corenet layer and are refused.
 - ``HardSigmoid`` with ``alpha = 1/6, beta = 1/2`` (PyTorch's) -> Hardsigmoid; ``HardSwish`` -> Hardswish.
+- ``Slice`` of one range of channels -> ``ChannelSlice`` (ShuffleNet v2's channel split, ``corenet.models``).
 - Patterns, found before any layer is built (:meth:`MobileImports._fuse_mobile`): ``x * Sigmoid(x)``
   -> SiLU and ``x * HardSigmoid(x)`` -> Hardswish (how ONNX, and PyTorch below opset 14, write them),
   when the gate feeds nothing else; ``Reshape (N, g, C/g, ...) -> Transpose (0, 2, 1, ...) ->
@@ -18,8 +19,9 @@ from __future__ import annotations
 import numpy as np
 
 from ... import layers as L
+from ...layers.base import get_layer_class
 
-MOBILE_OPS = ("Clip", "HardSigmoid", "HardSwish")
+MOBILE_OPS = ("Clip", "HardSigmoid", "HardSwish", "Slice")
 
 
 class MobileImports:
@@ -102,6 +104,20 @@ class MobileImports:
         else:
             raise self.err(node, f"Clip to [{lo}, {hi}]: only [0, 6] (ReLU6) and [0, inf) (ReLU) have corenet layers")
         self._call(node, i, layer, self._x(node))
+
+    def _Slice(self, node, i, a):
+        """One contiguous range of channels (axes [1], step 1) -> ChannelSlice, ShuffleNet v2's channel split."""
+        x = self._x(node)
+        starts, ends = (np.ravel(self._const(node, j, what)) for j, what in ((1, "starts"), (2, "ends")))
+        axes = self._const(node, 3, "axes", required=False)
+        steps = self._const(node, 4, "steps", required=False)
+        axes = list(range(len(starts))) if axes is None else [int(v) % (len(x.shape) + 1) for v in np.ravel(axes)]
+        if axes != [1] or (steps is not None and np.any(np.ravel(steps) != 1)):
+            raise self.err(node, f"axes {axes}, steps {steps}: only a step-1 slice of the channel axis maps "
+                                 f"(ChannelSlice)")
+        c = x.shape[0]
+        start, stop = (min(max(int(v) + c if v < 0 else int(v), 0), c) for v in (starts[0], ends[0]))  # ONNX clamps
+        self._call(node, i, get_layer_class("ChannelSlice")(start, stop), x)  # corenet.models.shufflenet
 
 
 def _is_torch_hardsigmoid(a) -> bool:
