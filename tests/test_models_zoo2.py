@@ -6,7 +6,8 @@ input size from ``summary()``; its logits against a twin written here in plain `
 names) from the same random weights, float64, eval mode, at a small input; ``summary()``'s MACs at
 that input against the twin's convolutions and linear layers counted with forward hooks (the
 depthwise and pointwise halves of a separable convolution included); a save/load round trip and
-one training step on a light variant.
+one training step on a light variant. (ONNX export of every zoo model: tests/test_onnx_zoo.py; here
+the import of ShuffleNet's channel split.)
 """
 
 import re
@@ -68,7 +69,7 @@ def _torch_macs(net, x):
     return sum(total)
 
 
-def compare_with_twin(net, model, tmp_path, torchvision_names=True, seed=0):
+def compare_with_twin(net, model, torchvision_names=True, seed=0):
     """Twin's random weights -> corenet (strict, by name); same logits in float64; same MACs. Returns max |diff|."""
     x = np.random.default_rng(seed).standard_normal((2, *model.inputs[0].shape))
     xt = torch.from_numpy(x)
@@ -141,30 +142,30 @@ def test_efficientnet_stochastic_depth_grows_with_depth_as_torchvision():
 
 
 # ----------------------------------------------------------------------------------- the twins
-def test_mobilenet_v2_matches_torch(tmp_path):
-    compare_with_twin(MobileNetV2(10), models.mobilenet_v2(num_classes=10, input_size=32), tmp_path)
+def test_mobilenet_v2_matches_torch():
+    compare_with_twin(MobileNetV2(10), models.mobilenet_v2(num_classes=10, input_size=32))
 
 
-def test_efficientnet_b0_matches_torch(tmp_path):
-    compare_with_twin(EfficientNetB0(10), models.efficientnet_b0(num_classes=10, input_size=32), tmp_path)
+def test_efficientnet_b0_matches_torch():
+    compare_with_twin(EfficientNetB0(10), models.efficientnet_b0(num_classes=10, input_size=32))
 
 
 @pytest.mark.parametrize("width, widths", [("0_5", (24, 48, 96, 192, 1024)), ("1_0", (24, 116, 232, 464, 1024)),
                                            ("1_5", (24, 176, 352, 704, 1024)), ("2_0", (24, 244, 488, 976, 2048))])
-def test_shufflenet_v2_matches_torch(tmp_path, width, widths):
+def test_shufflenet_v2_matches_torch(width, widths):
     model = models.get_model(f"shufflenet_v2_x{width}", num_classes=10, input_size=32)
-    compare_with_twin(ShuffleNetV2(widths, 10), model, tmp_path)
+    compare_with_twin(ShuffleNetV2(widths, 10), model)
 
 
-def test_xception_matches_keras_twin(tmp_path):
+def test_xception_matches_keras_twin():
     # 71x71, Keras's smallest input: maps 35, 33, 17, 9, 5, 3 (odd and even sizes for the 'same' pools)
-    compare_with_twin(Xception(10), models.xception(num_classes=10, input_size=71), tmp_path,
+    compare_with_twin(Xception(10), models.xception(num_classes=10, input_size=71),
                       torchvision_names=False)
 
 
-def test_zfnet_matches_torch(tmp_path):
+def test_zfnet_matches_torch():
     # the paper's 224x224 with 256-wide fc6/fc7 (the convolutional part is the paper's)
-    compare_with_twin(ZFNet(10, 256), models.zfnet(num_classes=10, hidden=256), tmp_path)
+    compare_with_twin(ZFNet(10, 256), models.zfnet(num_classes=10, hidden=256))
 
 
 # ----------------------------------------------------------------------------------- light variants
