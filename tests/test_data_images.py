@@ -298,3 +298,28 @@ def test_nested_hidden_and_order(tmp_path):
     assert x[:, 0, 0, 0].tolist() == [10, 20, 30, 40]
     again, _, _ = load_image_folder(root, image_size=4, color="gray", normalize=False)  # from the cache
     assert np.array_equal(again, x)
+
+
+@pytest.mark.parametrize("orientation, resize", [(None, "crop"), (6, "crop"), (8, "stretch")])
+def test_large_jpeg_draft_decoding_matches_the_full_decode(tmp_path, monkeypatch, orientation, resize):
+    """A JPEG much larger than image_size decodes at a reduced DCT scale (Image.draft), keeping at least twice
+    the pixels the resize needs: the pixels stay within a few levels of decoding it in full, EXIF included."""
+    from corenet.data import decode_image
+    from corenet.data import images as module
+
+    yy, xx = np.mgrid[0:900, 0:1200]
+    px = np.stack([xx * 255 // 1200, yy * 255 // 900, (xx // 100 % 2) * 200 + 20], -1).astype(np.uint8)
+    path = tmp_path / "big.jpg"
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    Image.fromarray(px, "RGB").save(path, quality=92, exif=exif)
+    with Image.open(path) as img:
+        module._draft(img, (40, 60), resize)
+        assert img.size[0] < 1200 and img.size[0] >= 2 * (60 if orientation != 8 else 40)  # reduced, not too far
+    fast = decode_image(path, (40, 60), resize=resize, normalize=False)
+    monkeypatch.setattr(module, "_draft", lambda *args: None)
+    full = decode_image(path, (40, 60), resize=resize, normalize=False)
+    diff = np.abs(fast.astype(int) - full.astype(int))
+    assert fast.shape == full.shape == (3, 40, 60)
+    assert diff.mean() < 1.0 and diff.max() < 12  # measured: mean 0.5, max 4 levels (of 255)

@@ -29,7 +29,7 @@ __all__ = ["load_image_folder", "decode_image", "train_val_split", "IMAGE_EXTENS
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 _COLORS = {"rgb": ("RGB", 3), "gray": ("L", 1)}
 _RESIZES = ("crop", "stretch")
-_CACHE_VERSION = 1  # bump when the decoded pixels of the same files would change
+_CACHE_VERSION = 2  # bump when the decoded pixels of the same files would change (2: JPEG draft decoding)
 _PROGRESS_MIN = 1000  # folders with at least this many files report progress on stderr
 
 
@@ -93,9 +93,33 @@ def _scan(root: Path):
     return classes, files, stamps
 
 
+_DRAFT_GAP = 2  # keep at least twice the pixels the resize needs (Pillow's own thumbnail() default)
+
+
+def _draft(img, size, resize) -> None:
+    """A large JPEG decodes at 1/2, 1/4 or 1/8 scale in the DCT domain (``Image.draft``) when that still
+    leaves ``_DRAFT_GAP`` times the pixels the crop or stretch needs: a phone photo (4032x3024) read at
+    224x224 decodes some 10x faster, and the antialiased resize that follows sees the same picture."""
+    if img.format != "JPEG":
+        return
+    height, width = size
+    w, h = img.size  # as stored; EXIF orientations 5-8 display it transposed
+    transposed = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    shown_w, shown_h = (h, w) if transposed else (w, h)
+    if resize == "crop":
+        scale = max(width / shown_w, height / shown_h)
+        need_w, need_h = shown_w * scale, shown_h * scale
+    else:
+        need_w, need_h = width, height
+    if transposed:
+        need_w, need_h = need_h, need_w
+    img.draft(None, (int(np.ceil(need_w * _DRAFT_GAP)), int(np.ceil(need_h * _DRAFT_GAP))))
+
+
 def _decode(path: Path, size, mode, resize, Image, ImageOps) -> np.ndarray:
     height, width = size
     with Image.open(path) as img:
+        _draft(img, size, resize)
         img.load()
         img = ImageOps.exif_transpose(img)
         if img.mode == "P" and "transparency" in img.info:
