@@ -14,7 +14,7 @@ The floors, lowest first (a module takes the floor of the longest matching prefi
     2  kernels     every backend's op families
     3  functional  validated forward/backward pairs, the one device seam
     4  layers      init, the symbolic graph (SymbolicTensor, Node), the layer families
-    5  graph       executing a graph; summary; fusion (graph rewrites)
+    5  graph       executing a graph; summary; fusion (graph rewrites); reading architecture configs
     6  training-blocks  losses, optim, metrics, schedules, callbacks
     7  io          checkpoints over plain state dicts, PyTorch and ONNX formats
     8  training    compile/fit/evaluate/predict, the epoch loop, progress, history, and the
@@ -42,7 +42,7 @@ FLOORS: list[tuple[int, tuple[str, ...]]] = [
     (2, ("kernels",)),
     (3, ("functional",)),
     (4, ("init", "layers", "graph.symbolic", "symbolic")),
-    (5, ("graph", "summary", "fusion")),
+    (5, ("graph", "summary", "fusion", "model_config")),
     (6, ("losses", "optim", "metrics", "schedules", "callbacks")),
     (7, ("io", "io_torch", "io_onnx", "io_checks")),
     (8, ("training", "distributed.fit")),
