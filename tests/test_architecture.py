@@ -48,7 +48,7 @@ FLOORS: list[tuple[int, tuple[str, ...]]] = [
     (8, ("training", "distributed.fit")),
     (9, ("model",)),
     (10, ("models",)),
-    (11, ("cli", "cli_images", "__main__", "warmup", "__init__")),
+    (11, ("cli", "__main__", "warmup", "__init__")),
 ]
 FUNCTIONAL_FLOOR = 3
 

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from .cli_images import UserError, cmd_predict, cmd_visualize, configure, image_size_arg, load_folder, need_matplotlib
+from .images import UserError, cmd_predict, cmd_visualize, configure, image_size_arg, load_folder, need_matplotlib
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -1,7 +1,7 @@
 """The ``corenet`` command on image files: ``train --data folder``, ``predict``, ``visualize``.
 
 Also the pieces every subcommand shares (``UserError``, ``configure``, ``image_size_arg``): they sit here
-so that ``cli.py`` (the parser and the other commands) imports this module and never the reverse.
+so that ``main.py`` (the parser and the other commands) imports this module and never the reverse.
 """
 
 from __future__ import annotations
