@@ -1,5 +1,17 @@
 """corenet: a small, fast CNN training engine. numpy in, numpy out, NCHW.
 
+The house, lowest floor first (a module imports only from its floor or lower; no cycles;
+``tests/test_architecture.py`` enforces it and the README's Architecture section draws it):
+
+- utilities: ``config``, ``geometry`` (output sizes, padding, window taps), ``_blas``, ``_malloc``,
+  ``_ext`` (the compiled kernels), ``distributed`` (the MPI world, duck-typed), ``viz``; then ``data``
+- ``kernels``: one package per backend (numba_cpu, cython_cpu, auto, cuda), one contract
+- ``functional``: validated forward/backward pairs and the one CPU/GPU seam (``functional.device``)
+- ``init``, ``layers`` (with the symbolic graph), then ``graph`` (execution), ``summary``, ``fusion``
+- ``losses``, ``optim``, ``metrics``, ``schedules``, ``callbacks``; then ``io`` (formats over plain
+  state dicts); then ``training`` (what ``Model`` inherits); then ``model``; ``models`` (the zoo);
+  ``cli``; this facade on top.
+
 >>> import corenet
 >>> corenet.backends()  # doctest: +SKIP
 ['auto', 'numba', 'cython']
