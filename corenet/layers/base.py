@@ -292,6 +292,21 @@ class Layer:
     def _error(self, msg: str, input_shape) -> ValueError:
         return ValueError(f"{self.label()}: {msg}. Received: input shape {self._shape_str(input_shape)}")
 
+    def _check_image(self, input_shape) -> None:
+        """An image layer's per-sample input is ``(channels, height, width)``."""
+        if len(input_shape) != 3:
+            raise self._error("expects per-sample input (channels, height, width)", input_shape)
+
+    def _image_output_shape(self, shape_fn, input_shape, *args, **kwargs) -> tuple:
+        """``shape_fn((1, C, H, W), *args, **kwargs)[1:]`` for an image layer; the op's errors (same type)
+        raised under this layer's name, so a layer infers exactly the shape its op computes."""
+        self._check_image(input_shape)
+        try:
+            return tuple(shape_fn((1, *input_shape), *args, **kwargs)[1:])
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"{self.label()}: {str(e).replace(f'{shape_fn.__name__}: ', '')}. Received: input shape "
+                          f"{self._shape_str(input_shape)}") from None
+
     def __repr__(self) -> str:
         cfg = ", ".join(f"{k}={v!r}" for k, v in self._config().items())
         return f"{type(self).__name__}({cfg}{', ' if cfg else ''}name={self.name!r})"

@@ -16,19 +16,7 @@ __all__ = ["MaxPool2d", "AvgPool2d", "MinPool2d", "SumPool2d", "GlobalAvgPool2d"
 
 
 class _Pool(Layer):
-    """Shared shape checks, forward and backward of the pooling layers; ``_call(x, rs)`` runs the op."""
-
-    def _check_4d(self, input_shape):
-        if len(input_shape) != 3:
-            raise self._error("expects per-sample input (channels, height, width)", input_shape)
-
-    def _shape(self, shape_fn, input_shape, *args):
-        """``shape_fn((1, C, H, W), *args)[1:]``, its errors raised under this layer's name."""
-        self._check_4d(input_shape)
-        try:
-            return shape_fn((1, *input_shape), *args)[1:]
-        except (ValueError, TypeError) as e:
-            raise self._error(str(e).replace(f"{shape_fn.__name__}: ", ""), input_shape) from None
+    """Shared forward and backward of the pooling layers; ``_call(x, rs)`` runs the op."""
 
     def forward(self, x, training=False, retain=True):
         if retain:
@@ -61,7 +49,7 @@ class _WindowPool(_Pool):
         self.divisor_override = divisor_override
 
     def _build(self, input_shape):
-        return self._shape(F.pool_output_shape, input_shape, self.kernel_size, self.stride, self.padding,
+        return self._image_output_shape(F.pool_output_shape, input_shape, self.kernel_size, self.stride, self.padding,
                            self.dilation, self.ceil_mode)
 
     def _call(self, x, rs):
@@ -108,7 +96,7 @@ class GlobalAvgPool2d(_Pool):
     prefix = "global_avg_pool2d"
 
     def _build(self, input_shape):
-        self._check_4d(input_shape)
+        self._check_image(input_shape)
         return input_shape[0], 1, 1
 
     def _call(self, x, rs):
@@ -140,7 +128,7 @@ class AdaptiveAvgPool2d(_Pool):
             self.output_size = pair(op, "output_size", output_size)[0]
 
     def _build(self, input_shape):
-        return self._shape(F.adaptive_pool_output_shape, input_shape, self.output_size)
+        return self._image_output_shape(F.adaptive_pool_output_shape, input_shape, self.output_size)
 
     def _call(self, x, rs):
         return self._fn(x, self.output_size, return_state=rs)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import functional as F
 from ..functional.validation import positive_int
-from ..geometry import padding4, pair
-from .base import Layer
+from .conv import _ConvLike
 
 __all__ = ["SeparableConv2d"]
 
 
-class SeparableConv2d(Layer):
+class SeparableConv2d(_ConvLike):
     """Depthwise separable convolution (Chollet, "Xception", 2017; Keras ``SeparableConv2D``).
 
     A depthwise convolution with ``depth_multiplier`` filters per input channel and no bias
@@ -47,32 +44,16 @@ class SeparableConv2d(Layer):
     def __init__(self, out_channels, kernel_size, stride=1, padding=0, dilation=1, depth_multiplier=1, bias=True,
                  in_channels=None, kernel_init="fan_in_uniform", bias_init="fan_in_uniform", **kwargs):
         super().__init__(**kwargs)
-        op = "SeparableConv2d"
-        self.out_channels = positive_int(op, "out_channels", out_channels)
-        self.kernel_size = pair(op, "kernel_size", kernel_size)
-        self.stride = pair(op, "stride", stride)
-        self.dilation = pair(op, "dilation", dilation)
-        self.depth_multiplier = positive_int(op, "depth_multiplier", depth_multiplier)
-        padding4(op, padding, self.kernel_size, self.stride, self.dilation, (1, 1))  # checks the form and range
-        self.padding = padding if isinstance(padding, str) else _plain(padding)
-        self.use_bias = bool(bias)
-        self.in_channels = None if in_channels is None else positive_int(op, "in_channels", in_channels)
-        self.kernel_init, self.bias_init = kernel_init, bias_init
+        self._init_conv(out_channels, kernel_size, stride, padding, dilation, 1, bias, in_channels, kernel_init,
+                        bias_init)
+        self.depth_multiplier = positive_int("SeparableConv2d", "depth_multiplier", depth_multiplier)
 
     def _build(self, input_shape):
-        if len(input_shape) != 3:
-            raise self._error("expects per-sample input (channels, height, width)", input_shape)
-        C = input_shape[0]
-        if self.in_channels is not None and C != self.in_channels:
-            raise self._error(f"was given in_channels={self.in_channels} but the input has {C} channels", input_shape)
-        self.in_channels = C
+        C = self._input_channels(input_shape)
         mid = C * self.depth_multiplier
         kh, kw = self.kernel_size
-        try:
-            out = F.conv_output_shape((1, *input_shape), (mid, 1, kh, kw), self.stride, self.padding, self.dilation, C)
-        except (ValueError, TypeError) as e:
-            raise type(e)(f"{self.label()}: {str(e).replace('conv_output_shape: ', '')}. Received: input shape "
-                          f"{self._shape_str(input_shape)}") from None
+        out = self._image_output_shape(F.conv_output_shape, input_shape, (mid, 1, kh, kw), self.stride,
+                                       self.padding, self.dilation, C)
         self.add_param("depthwise.weight", (mid, 1, kh, kw), self.kernel_init, fan_in=kh * kw,
                        fan_out=self.depth_multiplier * kh * kw)
         self.add_param("pointwise.weight", (self.out_channels, mid, 1, 1), self.kernel_init, fan_in=mid,
@@ -80,7 +61,7 @@ class SeparableConv2d(Layer):
         if self.use_bias:
             self.add_param("pointwise.bias", (self.out_channels,), self.bias_init, fan_in=mid,
                            fan_out=self.out_channels)
-        return (self.out_channels, *out[2:])
+        return (self.out_channels, *out[1:])
 
     def forward(self, x, training=False, retain=True):
         p = self.params
@@ -112,16 +93,6 @@ class SeparableConv2d(Layer):
         return int(mid * ho * wo * kh * kw + c_out * ho * wo * mid)
 
     def _config(self):
-        from ..init import to_config
-
-        return {"out_channels": self.out_channels, "kernel_size": list(self.kernel_size), "stride": list(self.stride),
-                "padding": self.padding, "dilation": list(self.dilation), "depth_multiplier": self.depth_multiplier,
-                "bias": self.use_bias, "in_channels": self.in_channels,
-                "kernel_init": to_config(self.kernel_init), "bias_init": to_config(self.bias_init)}
-
-
-def _plain(v):
-    """Padding as plain ints/lists (JSON-friendly)."""
-    if isinstance(v, (list, tuple)):
-        return [_plain(e) for e in v]
-    return int(v) if isinstance(v, (int, np.integer)) else v
+        cfg = super()._config()
+        del cfg["groups"]  # the depthwise step's groups are the input channels
+        return {**cfg, "depth_multiplier": self.depth_multiplier}

@@ -54,14 +54,7 @@ class Upsample(Layer):
         return dict(size=self.size, scale_factor=self.scale_factor, mode=self.mode, align_corners=self.align_corners)
 
     def _build(self, input_shape):
-        if len(input_shape) != 3:
-            raise self._error("expects per-sample input (channels, height, width)", input_shape)
-        try:
-            out = F.upsample_output_shape((1, *input_shape), self.size, self.scale_factor)
-        except (ValueError, TypeError) as e:
-            raise type(e)(f"{self.label()}: {str(e).replace('upsample_output_shape: ', '')}. Received: input shape "
-                          f"{self._shape_str(input_shape)}") from None
-        return out[1:]
+        return self._image_output_shape(F.upsample_output_shape, input_shape, self.size, self.scale_factor)
 
     def forward(self, x, training=False, retain=True):
         if retain:
