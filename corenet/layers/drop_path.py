@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import functional as F
-from ..functional.validation import real
-from .base import Layer
+from .dropout import _Masked
 
 __all__ = ["DropPath"]
 
 
-class DropPath(Layer):
+class DropPath(_Masked):
     """Zero whole samples with probability ``p`` in training and scale the rest by ``1/(1-p)``
     (torchvision's ``StochasticDepth(p, mode="row")``); the identity in evaluation.
 
@@ -24,18 +21,7 @@ class DropPath(Layer):
     prefix = "drop_path"
 
     def __init__(self, p=0.0, **kwargs):
-        super().__init__(**kwargs)
-        p = real(self.label(), "p", p)
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"{self.label()}: p must be in [0, 1], received {p}")
-        self.p = p
-        self.rng = None
-
-    def _build(self, input_shape):
-        return input_shape
-
-    def _initialize_extra(self, rng):
-        self.rng = rng if self.seed is not None else np.random.default_rng(int(rng.integers(2**63)))
+        super().__init__(p, **kwargs)
 
     def forward(self, x, training=False, retain=True):
         training = bool(training)
@@ -48,6 +34,3 @@ class DropPath(Layer):
         gx = F.drop_path_backward(gy, self._state) if need_gx else None
         self._state = None
         return gx
-
-    def _config(self):
-        return {"p": self.p}

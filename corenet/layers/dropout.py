@@ -11,7 +11,30 @@ from .base import Layer
 __all__ = ["Dropout"]
 
 
-class Dropout(Layer):
+class _Masked(Layer):
+    """A layer that draws a random mask in training with its own generator: ``p`` checked, ``self.rng``
+    from ``np.random.default_rng(seed)`` when ``seed`` is given, else seeded from the model's generator
+    when the model initializes its layers; public, so a checkpoint saves and restores its state."""
+
+    def __init__(self, p, **kwargs):
+        super().__init__(**kwargs)
+        p = real(self.label(), "p", p)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{self.label()}: p must be in [0, 1], received {p}")
+        self.p = p
+        self.rng = None
+
+    def _build(self, input_shape):
+        return input_shape
+
+    def _initialize_extra(self, rng):
+        self.rng = rng if self.seed is not None else np.random.default_rng(int(rng.integers(2**63)))
+
+    def _config(self):
+        return {"p": self.p}
+
+
+class Dropout(_Masked):
     """Zero each element with probability ``p`` in training and scale the rest by ``1/(1-p)``.
 
     The identity in evaluation. The mask generator is ``np.random.default_rng(seed)`` when
@@ -22,19 +45,8 @@ class Dropout(Layer):
     prefix = "dropout"
 
     def __init__(self, p=0.5, **kwargs):
-        super().__init__(**kwargs)
-        p = real(self.label(), "p", p)
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"{self.label()}: p must be in [0, 1], received {p}")
-        self.p = p
-        self.rng = None
+        super().__init__(p, **kwargs)
         self._device_rng = None  # the mask generator on the GPU, seeded once from self.rng
-
-    def _build(self, input_shape):
-        return input_shape
-
-    def _initialize_extra(self, rng):
-        self.rng = rng if self.seed is not None else np.random.default_rng(int(rng.integers(2**63)))
 
     def forward(self, x, training=False, retain=True):
         training = bool(training)
@@ -52,6 +64,3 @@ class Dropout(Layer):
         gx = F.dropout_backward(gy, self._state) if need_gx else None
         self._state = None
         return gx
-
-    def _config(self):
-        return {"p": self.p}
