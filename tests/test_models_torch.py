@@ -13,6 +13,8 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
+from zoo_twins import randomize  # noqa: E402
+
 from corenet import models  # noqa: E402
 from corenet.models.googlenet import INCEPTION  # noqa: E402
 from corenet.models.vgg import CONFIGS  # noqa: E402
@@ -181,27 +183,8 @@ class GoogLeNet(nn.Module):
 
 
 # ----------------------------------------------------------------------------------- the checks
-def _randomize(net, seed):
-    """Random weights and non-trivial batch-norm statistics, so eval mode tests every tensor."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in net.state_dict().items():
-            if name.endswith("num_batches_tracked"):
-                continue
-            if name.endswith("running_var"):
-                t.copy_(0.5 + torch.rand(t.shape, generator=g, dtype=t.dtype))
-            elif name.endswith("running_mean") or name.endswith("bias"):
-                t.copy_(0.1 * torch.randn(t.shape, generator=g, dtype=t.dtype))
-            elif t.ndim == 1:  # batch-norm scale
-                t.copy_(1 + 0.1 * torch.randn(t.shape, generator=g, dtype=t.dtype))
-            else:
-                fan_in = t[0].numel()
-                t.copy_(torch.randn(t.shape, generator=g, dtype=t.dtype) * (2.0 / fan_in) ** 0.5)
-    return net.eval()
-
-
 def _compare(net, model, input_shape, tmp_path, seed=0, atol=1e-4):
-    net = _randomize(net.double(), seed)
+    net = randomize(net.double(), seed)
     path = tmp_path / "weights.npz"
     np.savez(path, **{k: v.numpy() for k, v in net.state_dict().items()})
     pairs = models.load_torchvision(model, path)  # strict: every name and shape must pair up

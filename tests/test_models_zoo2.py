@@ -22,7 +22,7 @@ from corenet.models.shufflenet import ChannelSlice, shufflenet_v2
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
-from zoo_twins import EfficientNetB0, MobileNetV2, ShuffleNetV2, Xception, ZFNet  # noqa: E402
+from zoo_twins import EfficientNetB0, MobileNetV2, ShuffleNetV2, Xception, ZFNet, randomize  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------- helpers
@@ -31,24 +31,6 @@ def _totals(model):
     params = int(re.search(r"Total params: ([\d,]+)", text).group(1).replace(",", ""))
     macs = int(re.search(r"Total MACs: ([\d,]+)", text).group(1).replace(",", ""))
     return params, macs
-
-
-def _randomize(net, seed):
-    """Random weights and non-trivial batch-norm statistics, so eval mode tests every tensor."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in net.state_dict().items():
-            if name.endswith("num_batches_tracked"):
-                continue
-            if name.endswith("running_var"):
-                t.copy_(0.5 + torch.rand(t.shape, generator=g, dtype=t.dtype))
-            elif name.endswith("running_mean") or name.endswith("bias"):
-                t.copy_(0.1 * torch.randn(t.shape, generator=g, dtype=t.dtype))
-            elif t.ndim == 1:  # batch-norm scale
-                t.copy_(1 + 0.1 * torch.randn(t.shape, generator=g, dtype=t.dtype))
-            else:
-                t.copy_(torch.randn(t.shape, generator=g, dtype=t.dtype) * (2.0 / t[0].numel()) ** 0.5)
-    return net.eval()
 
 
 def _torch_macs(net, x):
@@ -76,7 +58,7 @@ def compare_with_twin(net, model, torchvision_names=True, seed=0):
     net = net.double().eval()
     with torch.no_grad():
         net(xt[:1])  # materialises ZFNet's lazy fc6
-    net = _randomize(net, seed)
+    net = randomize(net, seed)
     sd = {k: v.numpy() for k, v in net.state_dict().items()}
     model = model.astype(np.float64)
     if torchvision_names:

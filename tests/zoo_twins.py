@@ -11,6 +11,26 @@ import torch
 nn, tF = torch.nn, torch.nn.functional
 
 
+def randomize(net, seed):
+    """Random weights and non-trivial batch-norm statistics, so eval mode tests every tensor
+    (tests/test_models_torch.py, tests/test_models_zoo2.py)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in net.state_dict().items():
+            if name.endswith("num_batches_tracked"):
+                continue
+            if name.endswith("running_var"):
+                t.copy_(0.5 + torch.rand(t.shape, generator=g, dtype=t.dtype))
+            elif name.endswith("running_mean") or name.endswith("bias"):
+                t.copy_(0.1 * torch.randn(t.shape, generator=g, dtype=t.dtype))
+            elif t.ndim == 1:  # batch-norm scale
+                t.copy_(1 + 0.1 * torch.randn(t.shape, generator=g, dtype=t.dtype))
+            else:
+                fan_in = t[0].numel()
+                t.copy_(torch.randn(t.shape, generator=g, dtype=t.dtype) * (2.0 / fan_in) ** 0.5)
+    return net.eval()
+
+
 # ----------------------------------------------------------------------------------- twins: torchvision
 def _make_divisible(v, divisor=8):
     new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
