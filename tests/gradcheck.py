@@ -27,6 +27,12 @@ def numerical_grad(loss, a: np.ndarray, eps: float = 1e-6, index=None) -> np.nda
     return g.reshape(a.shape)
 
 
+def vjp_grad(f, x: np.ndarray, gy: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Central differences of ``sum(gy * f(x))`` with respect to every element of ``x`` (not modified)."""
+    x = np.array(x, copy=True)
+    return numerical_grad(lambda: float(np.sum(gy * f(x))), x, eps)
+
+
 def _rng_states(model):
     return [(layer, layer.rng.bit_generator.state) for layer in model.layers if getattr(layer, "rng", None) is not None]
 
