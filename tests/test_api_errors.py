@@ -262,3 +262,22 @@ def test_built_layer_called_on_another_shape():
     layer(X4)
     with pytest.raises(ValueError, match=r"^Reshape layer: already built for input shape \(None, 3, 4, 4\)"):
         layer(X4[:, :, :2])
+
+
+SHAPE_FUNCTIONS = {  # every public *_output_shape, with valid arguments besides x_shape
+    "conv_output_shape": lambda s: F.conv_output_shape(s, (2, 3, 3, 3)),
+    "conv_transpose_output_shape": lambda s: F.conv_transpose_output_shape(s, (3, 2, 3, 3), stride=2),
+    "upsample_output_shape": lambda s: F.upsample_output_shape(s, scale_factor=2),
+    "pool_output_shape": lambda s: F.pool_output_shape(s, 2),
+    "adaptive_pool_output_shape": lambda s: F.adaptive_pool_output_shape(s, 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHAPE_FUNCTIONS))
+@pytest.mark.parametrize("x_shape", [(1, 3, 5.0, 5), None, "abcd", (1, 3, 5), (1, 3, -5, 5), (1, 3, True, 5)])
+def test_output_shape_functions_take_only_int_shapes(name, x_shape):
+    # conv_transpose_output_shape and upsample_output_shape computed with a float size (returning
+    # 15.0) and let None or a str through to Python's own TypeError
+    with pytest.raises(TypeError, match=rf"{name}: x_shape must be a tuple of 4 ints >= 0 \(N, C, H, W\), received"):
+        SHAPE_FUNCTIONS[name](x_shape)
+    assert all(type(d) is int for d in SHAPE_FUNCTIONS[name]((1, 3, 5, 5)))

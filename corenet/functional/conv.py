@@ -6,9 +6,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..geometry import check_padded, check_window_fits, is_int, output_hw, padding4, pair
+from ..geometry import check_padded, check_window_fits, output_hw, padding4, pair
 from .device import backend_for
-from .validation import as_float_array, check_elements, check_state, positive_int, same_dtype
+from .validation import as_float_array, check_elements, check_state, positive_int, same_dtype, shape_arg
 
 __all__ = ["conv2d", "conv2d_backward", "conv_output_shape", "Conv2dState"]
 
@@ -92,11 +92,9 @@ def conv_output_shape(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=
     (1, 10, 32, 32)
     """
     op = "conv_output_shape"
-    for name, shape in (("x_shape", x_shape), ("w_shape", w_shape)):
-        if not isinstance(shape, (tuple, list)) or not all(is_int(d) and d >= 0 for d in shape):
-            raise TypeError(f"{op}: {name} must be a tuple of ints >= 0, received {shape!r}")
-    return _geometry(op, tuple(int(d) for d in x_shape), tuple(int(d) for d in w_shape), stride, padding, dilation,
-                     groups)[4]
+    x_shape = shape_arg(op, "x_shape", x_shape)
+    w_shape = shape_arg(op, "w_shape", w_shape, 4, "(C_out, C_in/groups, kH, kW)")
+    return _geometry(op, x_shape, w_shape, stride, padding, dilation, groups)[4]
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1, groups=1, return_state=False):

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..geometry import padding4, pair
 from .device import backend_for, empty, is_device
-from .validation import as_float_array, check_elements, check_state, positive_int, same_dtype
+from .validation import as_float_array, check_elements, check_state, positive_int, same_dtype, shape_arg
 
 __all__ = ["conv_transpose2d", "conv_transpose2d_backward", "conv_transpose_output_shape", "ConvTranspose2dState"]
 
@@ -104,7 +104,9 @@ def conv_transpose_output_shape(x_shape, w_shape, stride=1, padding=0, output_pa
     (1, 2, 14, 14)
     """
     op = "conv_transpose_output_shape"
-    return _geometry(op, tuple(x_shape), tuple(w_shape), stride, padding, output_padding, dilation, groups)[5]
+    x_shape = shape_arg(op, "x_shape", x_shape)
+    w_shape = shape_arg(op, "w_shape", w_shape, 4, "(C_in, C_out/groups, kH, kW)")
+    return _geometry(op, x_shape, w_shape, stride, padding, output_padding, dilation, groups)[5]
 
 
 def conv_transpose2d(x, w, b=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1,

@@ -13,9 +13,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..geometry import check_padded, check_window_fits, is_int, output_hw, padding4, pair
+from ..geometry import check_padded, check_window_fits, output_hw, padding4, pair
 from .device import backend_for, empty
-from .validation import as_float_array, check_elements, check_state, choice, flag, positive_float
+from .validation import as_float_array, check_elements, check_state, choice, flag, positive_float, shape_arg
 
 __all__ = [
     "pool2d",
@@ -76,13 +76,6 @@ def _geometry(op, x_shape, kernel_size, stride, padding, dilation, ceil_mode):
     return kernel, stride, dilation, pads, (N, C, Ho, Wo)
 
 
-def _shape_arg(op, x_shape):
-    if (not isinstance(x_shape, (tuple, list)) or len(x_shape) != 4
-            or not all(is_int(d) and d >= 0 for d in x_shape)):
-        raise TypeError(f"{op}: x_shape must be a tuple of 4 ints >= 0 (N, C, H, W), received {x_shape!r}")
-    return tuple(int(d) for d in x_shape)
-
-
 def pool_output_shape(x_shape, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
     """Output shape ``(N, C, H_out, W_out)`` of :func:`pool2d` (any mode) for an input of ``x_shape``.
 
@@ -98,7 +91,7 @@ def pool_output_shape(x_shape, kernel_size, stride=None, padding=0, dilation=1, 
     (1, 3, 3, 3)
     """
     op = "pool_output_shape"
-    return _geometry(op, _shape_arg(op, x_shape), kernel_size, stride, padding, dilation, ceil_mode)[4]
+    return _geometry(op, shape_arg(op, "x_shape", x_shape), kernel_size, stride, padding, dilation, ceil_mode)[4]
 
 
 def _adaptive_shape(op, x_shape, output_size):
@@ -125,7 +118,7 @@ def adaptive_pool_output_shape(x_shape, output_size):
     (2, 3, 4, 8)
     """
     op = "adaptive_pool_output_shape"
-    return _adaptive_shape(op, _shape_arg(op, x_shape), output_size)
+    return _adaptive_shape(op, shape_arg(op, "x_shape", x_shape), output_size)
 
 
 def pool2d(x, kernel_size, stride=None, padding=0, mode="max", dilation=1, ceil_mode=False,

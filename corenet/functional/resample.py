@@ -18,7 +18,7 @@ import numpy as np
 
 from ..geometry import MAX_INT, is_int
 from .device import backend_for, empty
-from .validation import as_float_array, check_elements, check_state, choice, flag, real
+from .validation import as_float_array, check_elements, check_state, choice, flag, real, shape_arg
 
 __all__ = ["upsample", "upsample_backward", "upsample_output_shape", "UpsampleState"]
 
@@ -74,7 +74,7 @@ def upsample_output_shape(x_shape, size=None, scale_factor=None) -> tuple[int, i
     (1, 3, 7, 6)
     """
     op = "upsample_output_shape"
-    x_shape = tuple(x_shape)
+    x_shape = shape_arg(op, "x_shape", x_shape)
     ho, wo, _, _ = _sizes(op, x_shape, size, scale_factor)
     return (*x_shape[:2], ho, wo)
 

@@ -19,7 +19,7 @@ from .device import is_device
 __all__ = [
     "FLOAT_DTYPES", "MAX_INT", "MAX_ELEMENTS", "is_int", "as_float_array", "same_dtype", "pair", "padding4",
     "out_size", "check_elements", "check_padded", "check_window_fits", "positive_int", "integer", "real",
-    "positive_float", "choice", "flag", "check_state",
+    "positive_float", "choice", "flag", "check_state", "shape_arg",
 ]
 
 FLOAT_DTYPES = (np.float32, np.float64)
@@ -71,6 +71,14 @@ def check_elements(op: str, shape, what: str = "output") -> None:
     if n > MAX_ELEMENTS:
         raise ValueError(f"{op}: the {what} would have shape {tuple(int(d) for d in shape)}, {n:.3g} elements; "
                          f"at most 2**32 = {MAX_ELEMENTS} are supported (check the sizes, strides and paddings)")
+
+
+def shape_arg(op: str, name: str, shape, ndim: int = 4, layout: str = "(N, C, H, W)") -> tuple:
+    """A shape argument of a public ``*_output_shape`` function: ``ndim`` ints >= 0, as a plain tuple."""
+    if (not isinstance(shape, (tuple, list)) or len(shape) != ndim
+            or not all(is_int(d) and d >= 0 for d in shape)):
+        raise TypeError(f"{op}: {name} must be a tuple of {ndim} ints >= 0 {layout}, received {shape!r}")
+    return tuple(int(d) for d in shape)
 
 
 def positive_int(op: str, name: str, v) -> int:
