@@ -48,14 +48,21 @@ def _geometry(op, x_shape, w_shape, stride, padding, dilation, groups):
     return hit
 
 
-def _check_geometry(op, x_shape, w_shape, stride, padding, dilation, groups):
+def check_operands(op, x_shape, w_shape, w_layout="(C_out, C_in/groups, kH, kW)"):
+    """``x (N, C, H, W)`` and a 4-D ``w`` with every size but the batch >= 1 (the convolution ops'
+    first check); returns the ``Received: ...`` tail of their error messages."""
     received = f"Received: x.shape={tuple(x_shape)}, w.shape={tuple(w_shape)}"
     if len(x_shape) != 4:
         raise ValueError(f"{op}: x must be 4-D (N, C_in, H, W), received x.shape={tuple(x_shape)}")
     if len(w_shape) != 4:
-        raise ValueError(f"{op}: w must be 4-D (C_out, C_in/groups, kH, kW), received w.shape={tuple(w_shape)}")
+        raise ValueError(f"{op}: w must be 4-D {w_layout}, received w.shape={tuple(w_shape)}")
     if min(x_shape[1:]) < 1 or min(w_shape) < 1:
         raise ValueError(f"{op}: channel, spatial and kernel sizes must be >= 1. {received}")
+    return received
+
+
+def _check_geometry(op, x_shape, w_shape, stride, padding, dilation, groups):
+    received = check_operands(op, x_shape, w_shape)
     groups = positive_int(op, "groups", groups)
     N, C_in, H, W = x_shape
     C_out, cg, kh, kw = w_shape

@@ -29,10 +29,14 @@ from typing import NamedTuple
 import numpy as np
 
 from ..geometry import padding4, pair
+from .conv import check_operands
 from .device import backend_for, empty, is_device
 from .validation import as_float_array, check_elements, check_state, positive_int, same_dtype, shape_arg
 
 __all__ = ["conv_transpose2d", "conv_transpose2d_backward", "conv_transpose_output_shape", "ConvTranspose2dState"]
+
+
+_W_LAYOUT = "(C_in, C_out/groups, kH, kW)"
 
 
 class ConvTranspose2dState(NamedTuple):
@@ -51,13 +55,7 @@ class ConvTranspose2dState(NamedTuple):
 
 def _geometry(op, x_shape, w_shape, stride, padding, output_padding, dilation, groups):
     """Validate; return ``(stride, conv_pads4, extra, dilation, groups, y_shape)``."""
-    received = f"Received: x.shape={tuple(x_shape)}, w.shape={tuple(w_shape)}"
-    if len(x_shape) != 4:
-        raise ValueError(f"{op}: x must be 4-D (N, C_in, H, W), received x.shape={tuple(x_shape)}")
-    if len(w_shape) != 4:
-        raise ValueError(f"{op}: w must be 4-D (C_in, C_out/groups, kH, kW), received w.shape={tuple(w_shape)}")
-    if min(x_shape[1:]) < 1 or min(w_shape) < 1:
-        raise ValueError(f"{op}: channel, spatial and kernel sizes must be >= 1. {received}")
+    received = check_operands(op, x_shape, w_shape, _W_LAYOUT)
     groups = positive_int(op, "groups", groups)
     N, C_in, H, W = x_shape
     wc_in, cog, kh, kw = w_shape
@@ -105,7 +103,7 @@ def conv_transpose_output_shape(x_shape, w_shape, stride=1, padding=0, output_pa
     """
     op = "conv_transpose_output_shape"
     x_shape = shape_arg(op, "x_shape", x_shape)
-    w_shape = shape_arg(op, "w_shape", w_shape, 4, "(C_in, C_out/groups, kH, kW)")
+    w_shape = shape_arg(op, "w_shape", w_shape, 4, _W_LAYOUT)
     return _geometry(op, x_shape, w_shape, stride, padding, output_padding, dilation, groups)[5]
 
 
