@@ -141,3 +141,12 @@ def test_unet_block_summary_and_save_load(tmp_path):
     loaded = corenet.load(path)
     np.testing.assert_array_equal(loaded.predict(xs), m.predict(xs))
     assert loaded.get_layer("up").get_config()["mode"] == "bilinear"
+
+
+def test_backward_names_the_expected_gy():
+    y, state = F.upsample(np.ones((1, 2, 3, 3), np.float32), scale_factor=2, return_state=True)
+    for gy in (np.ones((1, 2, 6, 5), np.float32), np.ones((1, 2, 6, 6), np.float64)):
+        with pytest.raises(ValueError, match=r"upsample_backward: gy must be float32 with the forward output's "
+                                             r"shape \(1, 2, 6, 6\), received gy.dtype=float(32|64), "
+                                             r"gy.shape=\(1, 2, 6, [56]\)"):
+            F.upsample_backward(gy, state)

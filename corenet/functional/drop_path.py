@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .device import backend_for, empty
-from .validation import as_float_array, check_state, flag, positive_float
+from .validation import as_float_array, check_gy, check_state, flag, positive_float
 
 __all__ = ["drop_path", "drop_path_backward", "DropPathState"]
 
@@ -65,9 +65,7 @@ def drop_path_backward(gy, state):
     op = "drop_path_backward"
     check_state(op, state, DropPathState, "drop_path")
     gy = as_float_array(op, "gy", gy)
-    if tuple(gy.shape) != state.shape or gy.dtype != state.dtype:
-        raise ValueError(f"{op}: gy must be {state.dtype} with shape {state.shape}, "
-                         f"received gy.dtype={gy.dtype}, gy.shape={tuple(gy.shape)}")
+    check_gy(op, gy, state.shape, state.dtype)
     if state.keep is None:
         return gy.copy() if isinstance(gy, np.ndarray) else gy
     n = state.shape[0]

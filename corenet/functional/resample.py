@@ -18,7 +18,7 @@ import numpy as np
 
 from ..geometry import MAX_INT, is_int
 from .device import backend_for, empty
-from .validation import as_float_array, check_elements, check_state, choice, flag, real, shape_arg
+from .validation import as_float_array, check_elements, check_gy, check_state, choice, flag, real, shape_arg
 
 __all__ = ["upsample", "upsample_backward", "upsample_output_shape", "UpsampleState"]
 
@@ -197,10 +197,7 @@ def upsample_backward(gy, state):
     op = "upsample_backward"
     check_state(op, state, UpsampleState, "upsample")
     gy = as_float_array(op, "gy", gy)
-    if tuple(gy.shape) != state.y_shape:
-        raise ValueError(f"{op}: gy must have the forward output's shape {state.y_shape}, received gy.shape={gy.shape}")
-    if gy.dtype != state.dtype:
-        raise TypeError(f"{op}: gy must have the forward input's dtype {state.dtype}, received {gy.dtype}")
+    check_gy(op, gy, state.y_shape, state.dtype)
     gx = empty(state.x_shape, gy.dtype, gy)
     k = backend_for(gy).resample
     if state.mode == "nearest":

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .device import backend_for, empty
-from .validation import as_float_array, check_state, positive_int
+from .validation import as_float_array, check_gy, check_state, positive_int
 
 __all__ = ["channel_shuffle", "channel_shuffle_backward", "ChannelShuffleState"]
 
@@ -60,9 +60,7 @@ def channel_shuffle_backward(gy, state):
     op = "channel_shuffle_backward"
     check_state(op, state, ChannelShuffleState, "channel_shuffle")
     gy = as_float_array(op, "gy", gy)
-    if tuple(gy.shape) != state.shape or gy.dtype != state.dtype:
-        raise ValueError(f"{op}: gy must be {state.dtype} with the forward output's shape {state.shape}, "
-                         f"received gy.dtype={gy.dtype}, gy.shape={tuple(gy.shape)}")
+    check_gy(op, gy, state.shape, state.dtype)
     return _transpose(gy, state.shape[1] // state.groups, state.groups, state.shape)
 
 

@@ -19,7 +19,7 @@ from .device import is_device
 __all__ = [
     "FLOAT_DTYPES", "MAX_INT", "MAX_ELEMENTS", "is_int", "as_float_array", "same_dtype", "pair", "padding4",
     "out_size", "check_elements", "check_padded", "check_window_fits", "positive_int", "integer", "real",
-    "positive_float", "choice", "flag", "check_state", "shape_arg",
+    "positive_float", "choice", "flag", "check_state", "check_gy", "shape_arg",
 ]
 
 FLOAT_DTYPES = (np.float32, np.float64)
@@ -71,6 +71,13 @@ def check_elements(op: str, shape, what: str = "output") -> None:
     if n > MAX_ELEMENTS:
         raise ValueError(f"{op}: the {what} would have shape {tuple(int(d) for d in shape)}, {n:.3g} elements; "
                          f"at most 2**32 = {MAX_ELEMENTS} are supported (check the sizes, strides and paddings)")
+
+
+def check_gy(op: str, gy, shape: tuple, dtype) -> None:
+    """A backward's upstream gradient has the forward output's shape and dtype."""
+    if tuple(gy.shape) != tuple(shape) or gy.dtype != dtype:
+        raise ValueError(f"{op}: gy must be {np.dtype(dtype)} with the forward output's shape {tuple(shape)}, "
+                         f"received gy.dtype={gy.dtype}, gy.shape={tuple(gy.shape)}")
 
 
 def shape_arg(op: str, name: str, shape, ndim: int = 4, layout: str = "(N, C, H, W)") -> tuple:
