@@ -109,20 +109,28 @@ TRAIN_STATE_FIELDS = {
 }
 
 
+def _check_fields(value, fields: dict, name: str, where: str) -> None:
+    """``value`` is a dict with exactly the keys of ``fields`` (key -> (what it must be, check)), each
+    passing its check; else a ValueError naming ``name``, the field and what was received."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: {name} must be a dict. Received: {type(value).__name__}")
+    unknown = sorted(map(str, set(value) - set(fields)))
+    missing = sorted(set(fields) - set(value))
+    if unknown or missing:
+        raise ValueError(f"{where}: {name} must have the fields {sorted(fields)}. Received: "
+                         f"unknown {unknown}, missing {missing}")
+    for key, (what, ok) in fields.items():
+        if not ok(value[key]):
+            shown = value[key]
+            shown = type(shown).__name__ if isinstance(shown, (dict, np.ndarray)) else repr(shown)
+            if len(shown) > 80:
+                shown = shown[:77] + "..."
+            raise ValueError(f"{where}: {name} field {key!r} must be {what}. Received: {shown}")
+
+
 def check_train_state(state, where: str) -> dict:
     """``state`` if it has exactly the fields of ``TRAIN_STATE_FIELDS``, each of its type; else ValueError."""
-    if not isinstance(state, dict):
-        raise ValueError(f"{where}: train_state must be a dict. Received: {type(state).__name__}")
-    unknown = sorted(map(str, set(state) - set(TRAIN_STATE_FIELDS)))
-    missing = sorted(set(TRAIN_STATE_FIELDS) - set(state))
-    if unknown or missing:
-        raise ValueError(f"{where}: train_state must have the fields {sorted(TRAIN_STATE_FIELDS)}. Received: "
-                         f"unknown {unknown}, missing {missing}")
-    for key, (what, ok) in TRAIN_STATE_FIELDS.items():
-        if not ok(state[key]):
-            value = state[key]
-            shown = type(value).__name__ if isinstance(value, (dict, list, np.ndarray)) else repr(value)
-            raise ValueError(f"{where}: train_state field {key!r} must be {what}. Received: {shown}")
+    _check_fields(state, TRAIN_STATE_FIELDS, "train_state", where)
     return state
 
 
@@ -144,19 +152,6 @@ def check_preprocess(value, where: str):
     (``image_size`` as a list); else a ValueError naming the field."""
     if value is None:
         return None
-    if not isinstance(value, dict):
-        raise ValueError(f"{where}: preprocess must be a dict. Received: {type(value).__name__}")
-    unknown = sorted(map(str, set(value) - set(PREPROCESS_FIELDS)))
-    missing = sorted(set(PREPROCESS_FIELDS) - set(value))
-    if unknown or missing:
-        raise ValueError(f"{where}: preprocess must have the fields {sorted(PREPROCESS_FIELDS)}. Received: "
-                         f"unknown {unknown}, missing {missing}")
-    for key, (what, ok) in PREPROCESS_FIELDS.items():
-        if not ok(value[key]):
-            shown = value[key]
-            shown = type(shown).__name__ if isinstance(shown, (dict, np.ndarray)) else repr(shown)
-            if len(shown) > 80:
-                shown = shown[:77] + "..."
-            raise ValueError(f"{where}: preprocess field {key!r} must be {what}. Received: {shown}")
+    _check_fields(value, PREPROCESS_FIELDS, "preprocess", where)
     return {"class_names": list(value["class_names"]), "image_size": [int(d) for d in value["image_size"]],
             "color": value["color"], "resize": value["resize"], "normalize": value["normalize"]}
