@@ -267,7 +267,21 @@ def _act_cases(rng, dt):
         ("act.softmax_forward[log]", "act", "softmax_forward", [x3, True, o3]),
         ("act.softmax_backward", "act", "softmax_backward", [g3, y3, False, o3]),
         ("act.softmax_backward[log]", "act", "softmax_backward", [g3, -y3, True, o3]),
-    ] + _act_mobile_cases(rng, dt)
+    ] + _act_mobile_cases(rng, dt) + _act_chunk_cases(rng, dt)
+
+
+def _act_chunk_cases(rng, dt):
+    """The float32 exp/tanh/erf kernels that the Cython backend runs in chunks of 16384 elements
+    (act.pyx): three chunks, the last one partial, so the two threads split them unevenly."""
+    n = 2 * 16384 + 1001
+    x, gy, o = (rng.standard_normal(n) * 6).astype(dt), rng.standard_normal(n).astype(dt), Out((n,), dt)
+    cases = [(f"act.{name}_forward[chunks]", "act", f"{name}_forward", [x, o]) for name in ("sigmoid", "tanh", "silu")]
+    cases.append(("act.silu_backward[chunks]", "act", "silu_backward", [gy, x, o]))
+    for approx in (False, True):
+        cases += [(f"act.gelu_forward[chunks, {approx}]", "act", "gelu_forward", [x, approx, o]),
+                  (f"act.gelu_backward[chunks, {approx}]", "act", "gelu_backward", [gy, x, approx, o])]
+    return cases + [("act.elu_forward[chunks]", "act", "elu_forward", [x, 1.5, 1.05, o]),
+                    ("act.elu_backward[chunks]", "act", "elu_backward", [gy, x, 1.5, 1.05, o])]
 
 
 def _act_mobile_cases(rng, dt):

@@ -7,8 +7,12 @@
 #
 # Elementwise kernels take flat C-contiguous 1-D views and one ``prange`` over the elements.
 # Arithmetic stays in the array's dtype: scalars (slopes, alphas, dropout scale) arrive already
-# cast to it and are cast back to ``real`` here (exact), and the float32 specialisation calls the
-# float libm functions (``expf``, ``tanhf``, ``erff``), as Numba does for float32.
+# cast to it and are cast back to ``real`` here (exact). In float32, the kernels that evaluate exp,
+# tanh or erf (sigmoid, silu, tanh, gelu, elu) run the range kernels of ``act_math.h`` (branch-free
+# exp/expm1/tanh/erf that vectorise, compiled for AVX-512, AVX2 and SSE2, the same formulas as
+# Numba's ``_vmath.py``) over fixed chunks of ``CHUNK`` elements, one task each; float64 calls libm.
+# Where a formula has two sides (sigmoid's sign, elu's x > 0), both are computed into separate
+# temporaries and then selected: an if/else keeps gcc scalar.
 # Softmax kernels take ``(P, K, Q)`` views (``K`` = the softmax axis): one task per ``p``, ``k``
 # outer and the contiguous ``q`` inner, the sums in float64 in per-thread buffers.
 # relu6, hardsigmoid, hardswish and silu (the mobile architectures') repeat PyTorch's CPU
@@ -18,38 +22,53 @@
 # Every output element is computed by exactly one task: no races, no thread-count dependence.
 
 from cython.parallel cimport parallel, prange
-from libc.math cimport INFINITY, erf, erff, exp, expf, expm1, expm1f, log, tanh, tanhf
+from libc.math cimport INFINITY, erf, exp, expm1, fabs, log, tanh
 from libc.stdlib cimport abort, free, malloc
 
 from ._types cimport real
 
 
-cdef inline real _exp(real v) noexcept nogil:
-    if real is float:
-        return expf(v)
-    else:
-        return exp(v)
+cdef extern from "act_math.h" nogil:
+    # float32 range kernels: y[i] = f(x[i]) / gx[i] = f(gy[i], x[i]) for i < n (see act_math.h)
+    void cn_sigmoid_f32(const float* x, float* y, Py_ssize_t n)
+    void cn_silu_f32(const float* x, float* y, Py_ssize_t n)
+    void cn_silu_grad_f32(const float* gy, const float* x, float* gx, Py_ssize_t n)
+    void cn_tanh_f32(const float* x, float* y, Py_ssize_t n)
+    void cn_gelu_f32(const float* x, float* y, Py_ssize_t n)
+    void cn_gelu_grad_f32(const float* gy, const float* x, float* gx, Py_ssize_t n)
+    void cn_gelu_tanh_f32(const float* x, float* y, Py_ssize_t n)
+    void cn_gelu_tanh_grad_f32(const float* gy, const float* x, float* gx, Py_ssize_t n)
+    void cn_elu_f32(const float* x, float* y, Py_ssize_t n, float alpha, float scale)
+    void cn_elu_grad_f32(const float* gy, const float* x, float* gx, Py_ssize_t n, float alpha, float scale)
 
 
-cdef inline real _expm1(real v) noexcept nogil:
-    if real is float:
-        return expm1f(v)
-    else:
-        return expm1(v)
+ctypedef void (*map1_f32)(const float*, float*, Py_ssize_t) noexcept nogil
+ctypedef void (*map2_f32)(const float*, const float*, float*, Py_ssize_t) noexcept nogil
+
+# elements per task of the float32 range kernels: a multiple of every vector length, and small
+# enough (64 KiB) that two threads share out a few-thousand-element tensor
+cdef enum:
+    CHUNK = 16384
 
 
-cdef inline real _tanh(real v) noexcept nogil:
-    if real is float:
-        return tanhf(v)
-    else:
-        return tanh(v)
+cdef inline Py_ssize_t _chunks(Py_ssize_t n) noexcept nogil:
+    return (n + CHUNK - 1) // CHUNK
 
 
-cdef inline real _erf(real v) noexcept nogil:
-    if real is float:
-        return erff(v)
-    else:
-        return erf(v)
+cdef inline Py_ssize_t _len(Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    return CHUNK if n - c * CHUNK > CHUNK else n - c * CHUNK
+
+
+cdef void _map1(map1_f32 f, const float[::1] x, float[::1] y, int num_threads) noexcept:
+    cdef Py_ssize_t c, n = x.shape[0]
+    for c in prange(_chunks(n), nogil=True, schedule="static", num_threads=num_threads):
+        f(&x[c * CHUNK], &y[c * CHUNK], _len(n, c))
+
+
+cdef void _map2(map2_f32 f, const float[::1] gy, const float[::1] x, float[::1] gx, int num_threads) noexcept:
+    cdef Py_ssize_t c, n = x.shape[0]
+    for c in prange(_chunks(n), nogil=True, schedule="static", num_threads=num_threads):
+        f(&gy[c * CHUNK], &x[c * CHUNK], &gx[c * CHUNK], _len(n, c))
 
 
 # ------------------------------------------------------------------------------- relu family
@@ -88,20 +107,35 @@ def leaky_relu_backward(const real[::1] gy, const real[::1] x, double slope, rea
 
 def elu_forward(const real[::1] x, double alpha, double scale, real[::1] y, int num_threads):
     """``scale * (x if x > 0 else alpha * (exp(x) - 1))`` (SELU is ELU with fixed alpha, scale)."""
-    cdef Py_ssize_t i
-    cdef real v, a = <real>alpha, s = <real>scale
-    for i in prange(x.shape[0], nogil=True, schedule="static", num_threads=num_threads):
-        v = x[i]
-        y[i] = s * v if v > 0 else s * a * _expm1(v)
+    cdef Py_ssize_t i, c, n = x.shape[0]
+    cdef real v, m, r, e, a = <real>alpha, s = <real>scale
+    if real is float:
+        for c in prange(_chunks(n), nogil=True, schedule="static", num_threads=num_threads):
+            cn_elu_f32(&x[c * CHUNK], &y[c * CHUNK], _len(n, c), a, s)
+    else:
+        for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+            v = x[i]
+            m = 0 if v > 0 else v  # both sides computed, then selected (NaN kept)
+            r = s * v
+            e = s * a * expm1(m)
+            y[i] = r if v > 0 else e
 
 
 def elu_backward(const real[::1] gy, const real[::1] x, double alpha, double scale, real[::1] gx,
                  int num_threads):
-    cdef Py_ssize_t i
-    cdef real v, a = <real>alpha, s = <real>scale
-    for i in prange(gy.shape[0], nogil=True, schedule="static", num_threads=num_threads):
-        v = x[i]
-        gx[i] = gy[i] * s if v > 0 else gy[i] * (s * a * _exp(v))
+    cdef Py_ssize_t i, c, n = x.shape[0]
+    cdef real v, m, g, r, e, a = <real>alpha, s = <real>scale
+    if real is float:
+        for c in prange(_chunks(n), nogil=True, schedule="static", num_threads=num_threads):
+            cn_elu_grad_f32(&gy[c * CHUNK], &x[c * CHUNK], &gx[c * CHUNK], _len(n, c), a, s)
+    else:
+        for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
+            v = x[i]
+            g = gy[i]
+            m = 0 if v > 0 else v
+            r = g * s
+            e = g * (s * a * exp(m))
+            gx[i] = r if v > 0 else e
 
 
 # -------------------------------------------------------------------------------------- gelu
@@ -111,14 +145,16 @@ def gelu_forward(const real[::1] x, bint tanh_approx, real[::1] y, int num_threa
     cdef real v
     cdef real h = 0.5, one = 1.0, rsqrt2 = 0.7071067811865476
     cdef real k0 = 0.7978845608028654, k1 = 0.044715  # sqrt(2/pi) and the cubic coefficient
-    if tanh_approx:
+    if real is float:
+        _map1(cn_gelu_tanh_f32 if tanh_approx else cn_gelu_f32, x, y, num_threads)
+    elif tanh_approx:
         for i in prange(x.shape[0], nogil=True, schedule="static", num_threads=num_threads):
             v = x[i]
-            y[i] = h * v * (one + _tanh(k0 * (v + k1 * v * v * v)))
+            y[i] = h * v * (one + tanh(k0 * (v + k1 * v * v * v)))
     else:
         for i in prange(x.shape[0], nogil=True, schedule="static", num_threads=num_threads):
             v = x[i]
-            y[i] = h * v * (one + _erf(v * rsqrt2))
+            y[i] = h * v * (one + erf(v * rsqrt2))
 
 
 def gelu_backward(const real[::1] gy, const real[::1] x, bint tanh_approx, real[::1] gx, int num_threads):
@@ -126,16 +162,18 @@ def gelu_backward(const real[::1] gy, const real[::1] x, bint tanh_approx, real[
     cdef real v, t, d
     cdef real h = 0.5, one = 1.0, rsqrt2 = 0.7071067811865476, rsqrt2pi = 0.3989422804014327
     cdef real k0 = 0.7978845608028654, k1 = 0.044715, k3 = 3 * 0.044715
-    if tanh_approx:
+    if real is float:
+        _map2(cn_gelu_tanh_grad_f32 if tanh_approx else cn_gelu_grad_f32, gy, x, gx, num_threads)
+    elif tanh_approx:
         for i in prange(x.shape[0], nogil=True, schedule="static", num_threads=num_threads):
             v = x[i]
-            t = _tanh(k0 * (v + k1 * v * v * v))
+            t = tanh(k0 * (v + k1 * v * v * v))
             d = h * (one + t) + h * v * (one - t * t) * k0 * (one + k3 * v * v)
             gx[i] = gy[i] * d
     else:
         for i in prange(x.shape[0], nogil=True, schedule="static", num_threads=num_threads):
             v = x[i]
-            d = h * (one + _erf(v * rsqrt2)) + v * rsqrt2pi * _exp(-h * v * v)
+            d = h * (one + erf(v * rsqrt2)) + v * rsqrt2pi * exp(-h * v * v)
             gx[i] = gy[i] * d
 
 
@@ -143,14 +181,15 @@ def gelu_backward(const real[::1] gy, const real[::1] x, bint tanh_approx, real[
 
 def sigmoid_forward(const real[::1] x, real[::1] y, int num_threads):
     cdef Py_ssize_t i
-    cdef real v, e, one = 1.0
-    for i in prange(x.shape[0], nogil=True, schedule="static", num_threads=num_threads):
-        v = x[i]
-        if v >= 0:
-            y[i] = one / (one + _exp(-v))
-        else:
-            e = _exp(v)  # no overflow for very negative v
-            y[i] = e / (one + e)
+    cdef real v, e, n, one = 1.0
+    if real is float:
+        _map1(cn_sigmoid_f32, x, y, num_threads)
+    else:
+        for i in prange(x.shape[0], nogil=True, schedule="static", num_threads=num_threads):
+            v = x[i]
+            e = exp(-fabs(v))  # never overflows
+            n = one if v >= 0 else e  # 1 / (1 + exp(-v)) for v >= 0, exp(v) / (1 + exp(v)) below
+            y[i] = n / (one + e)
 
 
 def sigmoid_backward(const real[::1] gy, const real[::1] y, real[::1] gx, int num_threads):
@@ -162,8 +201,11 @@ def sigmoid_backward(const real[::1] gy, const real[::1] y, real[::1] gx, int nu
 
 def tanh_forward(const real[::1] x, real[::1] y, int num_threads):
     cdef Py_ssize_t i
-    for i in prange(x.shape[0], nogil=True, schedule="static", num_threads=num_threads):
-        y[i] = _tanh(x[i])
+    if real is float:
+        _map1(cn_tanh_f32, x, y, num_threads)
+    else:
+        for i in prange(x.shape[0], nogil=True, schedule="static", num_threads=num_threads):
+            y[i] = tanh(x[i])
 
 
 def tanh_backward(const real[::1] gy, const real[::1] y, real[::1] gx, int num_threads):
@@ -340,19 +382,25 @@ def silu_forward(const real[::1] x, real[::1] y, int num_threads):
     """``x / (1 + exp(-x))`` (exp overflows to inf for very negative x: the result is -0)."""
     cdef Py_ssize_t i
     cdef real v, one = 1.0
-    for i in prange(x.shape[0], nogil=True, schedule="static", num_threads=num_threads):
-        v = x[i]
-        y[i] = v / (one + _exp(-v))
+    if real is float:
+        _map1(cn_silu_f32, x, y, num_threads)
+    else:
+        for i in prange(x.shape[0], nogil=True, schedule="static", num_threads=num_threads):
+            v = x[i]
+            y[i] = v / (one + exp(-v))
 
 
 def silu_backward(const real[::1] gy, const real[::1] x, real[::1] gx, int num_threads):
     """``gy * s * (1 + x * (1 - s))`` with ``s = sigmoid(x)``."""
     cdef Py_ssize_t i
     cdef real v, s, one = 1.0
-    for i in prange(gy.shape[0], nogil=True, schedule="static", num_threads=num_threads):
-        v = x[i]
-        s = one / (one + _exp(-v))
-        gx[i] = gy[i] * s * (one + v * (one - s))
+    if real is float:
+        _map2(cn_silu_grad_f32, gy, x, gx, num_threads)
+    else:
+        for i in prange(gy.shape[0], nogil=True, schedule="static", num_threads=num_threads):
+            v = x[i]
+            s = one / (one + exp(-v))
+            gx[i] = gy[i] * s * (one + v * (one - s))
 
 
 # ----------------------------------------------------------- drop path, channel shuffle

@@ -11,12 +11,11 @@ of an ``(N, A, B, L)`` view into ``(N, B, A, L)``, one task per output row ``(n,
 swapped it is its own adjoint. Every output element is written by exactly one task.
 """
 
-import math
-
 from numba import prange
 
 from ._jit import kernel
 from ._threads import sized
+from ._vmath import vexp
 
 __all__ = [
     "relu6_forward",
@@ -114,7 +113,7 @@ def silu_forward(x, y):
     one = x.dtype.type(1.0)
     for i in prange(x.shape[0]):
         v = x[i]
-        y[i] = v / (one + math.exp(-v))
+        y[i] = v / (one + vexp(-v))
     return y
 
 
@@ -125,7 +124,7 @@ def silu_backward(gy, x, gx):
     one = x.dtype.type(1.0)
     for i in prange(gy.shape[0]):
         v = x[i]
-        s = one / (one + math.exp(-v))
+        s = one / (one + vexp(-v))
         gx[i] = gy[i] * s * (one + v * (one - s))
     return gx
 

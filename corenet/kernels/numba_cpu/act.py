@@ -3,9 +3,12 @@
 Design
 ------
 Elementwise kernels take flat C-contiguous 1-D views and one ``prange`` over the elements; the
-body has no cross-iteration dependency, so LLVM vectorises it. Scalars (slopes, alphas) arrive
-already cast to the array dtype so float32 stays float32 throughout. Every output element is
-computed by exactly one iteration, so results do not depend on the thread count.
+body has no cross-iteration dependency and no branch, so LLVM vectorises it: exp, expm1, tanh and
+erf come from ``_vmath.py`` (branch-free float32 versions; libm's are scalar calls), and where a
+formula has two sides (sigmoid's sign, elu's ``x > 0``) both are computed, then selected.
+Scalars (slopes, alphas) arrive already cast to the array dtype so float32 stays float32
+throughout. Every output element is computed by exactly one iteration, so results do not depend
+on the thread count.
 
 Outputs are allocated by the caller and passed last (``out``); each kernel fills and returns it.
 numpy's allocator asks for transparent huge pages on large arrays, while an allocation inside a
@@ -39,6 +42,7 @@ from ._act_mobile import (
 )
 from ._jit import kernel
 from ._threads import sized
+from ._vmath import verf, vexp, vexpm1_neg, vsigmoid, vtanh
 
 __all__ = [
     "relu_forward",
@@ -114,18 +118,27 @@ def leaky_relu_backward(gy, x, slope, gx):
 @kernel
 def elu_forward(x, alpha, scale, y):
     """``scale * (x if x > 0 else alpha * (exp(x) - 1))`` (SELU is ELU with fixed alpha, scale)."""
+    zero = x.dtype.type(0.0)
     for i in prange(x.shape[0]):
         v = x[i]
-        y[i] = scale * v if v > 0 else scale * alpha * math.expm1(v)
+        m = zero if v > 0 else v  # both sides computed, then selected (NaN kept): the loop vectorises
+        e = scale * alpha * vexpm1_neg(m)
+        r = scale * v
+        y[i] = r if v > 0 else e
     return y
 
 
 @sized(8)
 @kernel
 def elu_backward(gy, x, alpha, scale, gx):
+    zero = x.dtype.type(0.0)
     for i in prange(gy.shape[0]):
         v = x[i]
-        gx[i] = gy[i] * scale if v > 0 else gy[i] * (scale * alpha * math.exp(v))
+        g = gy[i]
+        m = zero if v > 0 else v
+        e = g * (scale * alpha * vexp(m))
+        r = g * scale
+        gx[i] = r if v > 0 else e
     return gx
 
 
@@ -143,11 +156,11 @@ def gelu_forward(x, tanh_approx, y):
     if tanh_approx:
         for i in prange(x.shape[0]):
             v = x[i]
-            y[i] = h * v * (one + math.tanh(k0 * (v + k1 * v * v * v)))
+            y[i] = h * v * (one + vtanh(k0 * (v + k1 * v * v * v)))
     else:
         for i in prange(x.shape[0]):
             v = x[i]
-            y[i] = h * v * (one + math.erf(v * rsqrt2))
+            y[i] = h * v * (one + verf(v * rsqrt2))
     return y
 
 
@@ -164,13 +177,13 @@ def gelu_backward(gy, x, tanh_approx, gx):
     if tanh_approx:
         for i in prange(x.shape[0]):
             v = x[i]
-            t = math.tanh(k0 * (v + k1 * v * v * v))
+            t = vtanh(k0 * (v + k1 * v * v * v))
             d = h * (one + t) + h * v * (one - t * t) * k0 * (one + k3 * v * v)
             gx[i] = gy[i] * d
     else:
         for i in prange(x.shape[0]):
             v = x[i]
-            d = h * (one + math.erf(v * rsqrt2)) + v * rsqrt2pi * math.exp(-h * v * v)
+            d = h * (one + verf(v * rsqrt2)) + v * rsqrt2pi * vexp(-h * v * v)
             gx[i] = gy[i] * d
     return gx
 
@@ -181,14 +194,8 @@ def gelu_backward(gy, x, tanh_approx, gx):
 @sized(8)
 @kernel
 def sigmoid_forward(x, y):
-    one = x.dtype.type(1.0)
     for i in prange(x.shape[0]):
-        v = x[i]
-        if v >= 0:
-            y[i] = one / (one + math.exp(-v))
-        else:
-            e = math.exp(v)  # no overflow for very negative v
-            y[i] = e / (one + e)
+        y[i] = vsigmoid(x[i])  # exp(-|x|) never overflows; branch-free (see _vmath.py)
     return y
 
 
@@ -205,7 +212,7 @@ def sigmoid_backward(gy, y, gx):
 @kernel
 def tanh_forward(x, y):
     for i in prange(x.shape[0]):
-        y[i] = math.tanh(x[i])
+        y[i] = vtanh(x[i])
     return y
 
 
