@@ -160,3 +160,9 @@ def tap_range(start, k, d, size):
     if t1 < t0:
         t1 = t0
     return t0, t1
+
+
+def adaptive_bin(i, size, n_out):
+    """Adaptive pooling's bin ``i`` of ``n_out`` over ``size``: ``[floor(i*size/n_out), ceil((i+1)*size/n_out))``
+    (PyTorch's rule; never empty, bins may overlap). Plain Python on ints, compiled into the kernels."""
+    return (i * size) // n_out, ((i + 1) * size + n_out - 1) // n_out

@@ -47,7 +47,7 @@ runs small calls on one thread (``_threads.py``); the kernels stay plain Numba d
 import numpy as np
 from numba import prange
 
-from ...geometry import tap_range
+from ...geometry import adaptive_bin, tap_range
 from ._jit import helper, kernel
 from ._threads import sized
 
@@ -64,6 +64,7 @@ __all__ = [
 
 
 _tap_range = helper(tap_range)
+_bin = helper(adaptive_bin)
 
 
 @helper
@@ -239,11 +240,9 @@ def adaptive_avg_pool_forward(x, y):
         xp = x[n, c]
         yp = y[n, c]
         for oh in range(Ho):
-            h0 = (oh * H) // Ho
-            h1 = -((-(oh + 1) * H) // Ho)
+            h0, h1 = _bin(oh, H, Ho)
             for ow in range(Wo):
-                w0 = (ow * W) // Wo
-                w1 = -((-(ow + 1) * W) // Wo)
+                w0, w1 = _bin(ow, W, Wo)
                 s = 0.0
                 for h in range(h0, h1):
                     for w in range(w0, w1):
@@ -263,11 +262,9 @@ def adaptive_avg_pool_backward(gy, gx):
         g[:, :] = 0
         gyp = gy[n, c]
         for oh in range(Ho):
-            h0 = (oh * H) // Ho
-            h1 = -((-(oh + 1) * H) // Ho)
+            h0, h1 = _bin(oh, H, Ho)
             for ow in range(Wo):
-                w0 = (ow * W) // Wo
-                w1 = -((-(ow + 1) * W) // Wo)
+                w0, w1 = _bin(ow, W, Wo)
                 v = gyp[oh, ow] / ((h1 - h0) * (w1 - w0))
                 for h in range(h0, h1):
                     for w in range(w0, w1):
@@ -286,11 +283,9 @@ def adaptive_max_pool_forward(x, y, idx):
         yp = y[n, c]
         ip = idx[n, c]
         for oh in range(Ho):
-            h0 = (oh * H) // Ho
-            h1 = -((-(oh + 1) * H) // Ho)
+            h0, h1 = _bin(oh, H, Ho)
             for ow in range(Wo):
-                w0 = (ow * W) // Wo
-                w1 = -((-(ow + 1) * W) // Wo)
+                w0, w1 = _bin(ow, W, Wo)
                 besti = h0 * W + w0
                 best = xf[besti]
                 total = best - best  # NaN iff some element is NaN (or +inf and -inf meet)
