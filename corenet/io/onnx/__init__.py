@@ -6,7 +6,8 @@
 The ``onnx`` package is needed only here, imported when one of these functions is called
 (``pip install 'corenet[onnx]'``); corenet itself never requires it. The layer-by-layer mapping,
 with what is refused and why, is in :mod:`corenet.io.onnx.export` and :mod:`corenet.io.onnx.importer`
-(PyTorch's decomposed LRN and constant folding: :mod:`corenet.io.onnx.patterns`).
+(PyTorch's decomposed LRN and constant folding: :mod:`corenet.io.onnx.patterns`; reading an untrusted
+file: :mod:`corenet.io.onnx.load`).
 
 =====================  ===================================  ===================================
 corenet layer          ONNX (export, opsets 13-18)          import

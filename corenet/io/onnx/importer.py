@@ -1,7 +1,7 @@
 """ONNX -> corenet: one layer per ONNX node (Dropout and Identity vanish), built on the graph API.
 
-The file is untrusted: it is parsed without following external-data references, refused when one
-points outside its folder, checked by ``onnx.checker``, and every node is checked before any layer
+The file is untrusted: ``load.py`` parses it without following external-data references, refuses
+one that points outside its folder and runs ``onnx.checker``; every node is checked before any layer
 is built, so that all unsupported nodes are reported at once. Weights must be initializers (or
 Constant nodes, or folded from them); a node that computes a weight at run time is refused. PyTorch's
 decomposed LocalResponseNorm is matched whole (corenet.io.onnx.patterns).
@@ -26,6 +26,7 @@ from ..checks import model_classes
 from .common import require_onnx
 from .import_mobile import MOBILE_OPS, MobileImports
 from .import_resampling import ResamplingImports
+from .load import load_checked
 from .patterns import constant_nodes, find_lrn, fold, verify_lrn
 
 __all__ = ["import_model"]
@@ -40,48 +41,8 @@ _OPS = {"Conv", "Gemm", "MatMul", "Flatten", "Reshape", "MaxPool", "AveragePool"
 
 def import_model(path):
     onnx = require_onnx("corenet.import_onnx")
-    proto = _load(onnx, path)
+    proto = load_checked(onnx, path)
     return _Importer(onnx, proto, repr(os.fspath(path))).run()
-
-
-def _load(onnx, path):
-    """Parse, check external-data locations, load them, run the checker; every failure a ValueError naming the file."""
-    where = f"import_onnx: {os.fspath(path)!r}"
-    if not os.path.isfile(path):
-        raise ValueError(f"{where}: no such file")
-    try:
-        proto = onnx.load(os.fspath(path), load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError and friends: the file is not a model
-        raise ValueError(f"{where} is not an ONNX model (it does not parse: {exc})") from None
-    if not proto.HasField("graph") or not proto.opset_import:
-        raise ValueError(f"{where} is not an ONNX model (no graph or no opset); was it truncated?")
-    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
-
-    base = os.path.realpath(os.path.dirname(os.path.abspath(os.fspath(path))))
-    external = False
-    for t in _all_tensors(proto.graph):
-        if uses_external_data(t):
-            external = True
-            loc = {e.key: e.value for e in t.external_data}.get("location", "")
-            full = os.path.realpath(os.path.join(base, loc))
-            if not loc or os.path.isabs(loc) or os.path.commonpath([base, full]) != base or not os.path.isfile(full):
-                raise ValueError(f"{where}: tensor {t.name!r} refers to external data {loc!r}, which is not a file "
-                                 f"in the model's folder {base!r}; refused")
-    try:
-        if external:
-            load_external_data_for_model(proto, base)
-        onnx.checker.check_model(proto)
-    except Exception as exc:
-        raise ValueError(f"{where} is not a valid ONNX model: {str(exc).strip().splitlines()[0]}") from None
-    return proto
-
-
-def _all_tensors(graph):
-    yield from graph.initializer
-    for node in graph.node:
-        for a in node.attribute:
-            if a.HasField("t"):
-                yield a.t
 
 
 def _layer_name(raw: str, fallback: str, taken: set) -> str:
