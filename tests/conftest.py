@@ -45,3 +45,31 @@ def backend(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(params=CPU_BACKENDS)
+def cpu_backend(request):
+    """Each CPU backend, never cuda (for the thread tests: cuda has no thread count)."""
+    previous = corenet.get_backend()
+    corenet.set_backend(request.param)
+    try:
+        yield request.param
+    finally:
+        corenet.set_backend(previous)
+
+
+@pytest.fixture
+def two_threads():
+    """2 threads for every CPU kernel, whatever the input size; restores the configuration."""
+    prev = corenet.config.get_num_threads(), corenet.config.get_parallel_threshold(), corenet.get_backend()
+    try:
+        corenet.set_num_threads(2)
+    except ValueError:
+        pytest.skip("fewer than 2 threads allowed here (NUMBA_NUM_THREADS)")
+    corenet.config.set_parallel_threshold(0)
+    try:
+        yield
+    finally:
+        corenet.set_num_threads(prev[0])
+        corenet.config.set_parallel_threshold(prev[1])
+        corenet.set_backend(prev[2])
