@@ -1,5 +1,6 @@
 """The cuda backend's memory and launch edges: the caching allocator, empty batches, strided device
-views, the implicit GEMM's int32 offsets and grid limits (issue 18, part 1). How these run without
+views, the implicit GEMM's int32 offsets, grid limits and the block-parallel reductions (issue 18,
+part 1). How these run without
 a GPU (numba's CUDA simulator, in a child pytest): see tests/cuda_sim.py.
 """
 
@@ -60,7 +61,8 @@ def _numba_driver():
     return driver
 
 
-@pytest.mark.skipif(IN_SIM or _numba_driver() is None, reason="numba.cuda's driver module does not import here")
+@pytest.mark.skipif(IN_SIM, reason="numba's real pointer classes: runs in the parent process, not the simulator")
+@pytest.mark.skipif(_numba_driver() is None, reason="numba.cuda's driver module does not import here")
 def test_gpu_manager_leases_blocks_through_numbas_pointer_reference_counts():
     """The EMM plugin's glue, without a GPU: numba's real pointer classes over a stand-in raw
     allocator. A block returns to the cache only when the last (owned) view of its pointer is
@@ -228,6 +230,36 @@ def test_channel_reduction_grid_keeps_channels_on_x():
     for C, M in ((70000, 128), (1, 10**9), (3, 1)):
         (gx, gy), chunk = _reduce.partials_grid(C, M)
         assert gx == C and 1 <= gy <= min(MAX_BLOCKS, 65535) and gy * chunk >= M
+
+
+@needs_cuda
+@pytest.mark.parametrize("dt", DTYPES)
+def test_block_reductions_over_long_rows_and_many_planes(dt):
+    """Rows longer than a block (several strides per thread) and more planes or rows than the grid
+    (block-stride loops): sum_mul_lanes and softmax cross-entropy against float64 numpy, same bits
+    on a second run."""
+    from corenet.kernels.cuda import ops, train
+
+    rng = np.random.default_rng(7)
+    a, b = (rng.standard_normal((3, 3, 37)).astype(dt) for _ in range(2))
+    got = ops.sum_mul_lanes(a, b)
+    assert got.dtype == dt and got.shape == (3, 3)
+    close(got, (a.astype(np.float64) * b).sum(axis=2), dt)
+    np.testing.assert_array_equal(ops.sum_mul_lanes(a, b), got)
+    z = rng.standard_normal((9, 37)).astype(dt) * 3
+    z[4] += 500  # large logits: the block max keeps exp in range
+    labels = rng.integers(0, 37, 9)
+    ls = 0.1
+    z64 = z.astype(np.float64)
+    logp = z64 - z64.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    q = np.full(z.shape, ls / 37)
+    q[np.arange(9), labels] += 1 - ls
+    loss, grad = train.softmax_cross_entropy(z, labels, ls, "mean")
+    assert loss == pytest.approx(-(q * logp).sum() / 9, rel=1e-6)
+    close(grad, (np.exp(logp) - q) / 9, dt)
+    again = train.softmax_cross_entropy(z, labels, ls, "mean")
+    assert again[0] == loss and np.array_equal(again[1], grad)
 
 
 @needs_gpu

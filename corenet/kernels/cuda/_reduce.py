@@ -34,6 +34,42 @@ STATS, GRAD, SUM = 0, 1, 2
 _TARGET_BLOCKS = 4 if SIM else 1024
 
 
+@cuda.jit(device=True)
+def block_sum(buf, tid, value):
+    """The sum of ``value`` over the ``THREADS`` threads of a block, returned to every thread:
+    ``buf`` is a shared float64 ``(THREADS,)`` array, combined by a halving tree (a fixed order:
+    the same bits on every run). Every thread of the block must call it; ``buf`` may be reused after."""
+    buf[tid] = value
+    cuda.syncthreads()
+    stride = THREADS // 2
+    while stride > 0:
+        if tid < stride:
+            buf[tid] += buf[tid + stride]
+        cuda.syncthreads()
+        stride //= 2
+    total = buf[0]
+    cuda.syncthreads()
+    return total
+
+
+@cuda.jit(device=True)
+def block_max(buf, tid, value):
+    """As :func:`block_sum`, the maximum (a NaN anywhere makes it NaN, as numpy's max)."""
+    buf[tid] = value
+    cuda.syncthreads()
+    stride = THREADS // 2
+    while stride > 0:
+        if tid < stride:
+            o = buf[tid + stride]
+            if o > buf[tid] or o != o:
+                buf[tid] = o
+        cuda.syncthreads()
+        stride //= 2
+    total = buf[0]
+    cuda.syncthreads()
+    return total
+
+
 @cuda.jit
 def _partials(a, b, center, mode, chunk, part):
     N, C, L = a.shape

@@ -20,7 +20,8 @@ and ``x @ w.T``, as kernels, so that a training step on device arrays never leav
 ``crop2d(g, t, b, l, r)``               the adjoint: ``g[:, :, t:H-b, l:W-r]``, C-contiguous
 ``mul(a, b)``                           ``a * b`` (same shapes; the ``Multiply`` merge)
 ``mul_channels(a, g)``                  ``a (N, C, L) * g (N, C)[..., None]`` (squeeze-and-excitation gates)
-``sum_mul_lanes(a, b)``                 ``sum_l a * b`` per ``(n, c)`` of two ``(N, C, L)`` arrays (the gates' gradient)
+``sum_mul_lanes(a, b)``                 ``sum_l a * b`` per ``(n, c)`` of two ``(N, C, L)`` arrays (the gates'
+                                        gradient): one block per plane, a shared-memory tree
 
 Arrays may be numpy or device arrays; results come back in the kind of the first array argument.
 Elementwise kernels: grid-stride over flat views; each output element written by one thread.
@@ -28,10 +29,12 @@ Elementwise kernels: grid-stride over flat views; each output element written by
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from . import conv
-from ._runtime import cuda, dev, empty, grid, host_or_device, is_device
+from ._reduce import block_sum
+from ._runtime import MAX_BLOCKS, THREADS, cuda, dev, empty, grid, host_or_device, is_device
 
 __all__ = ["add", "accumulate", "copy", "fill", "concat_channels", "split_channels", "linear_forward",
            "linear_backward", "scale", "pad2d", "crop2d", "mul", "mul_channels", "sum_mul_lanes"]
@@ -222,14 +225,20 @@ def _mul_channels(a, g, out):
 
 @cuda.jit
 def _sum_mul_lanes(a, b, out):
-    """One thread per (n, c) adds its L products in order, in float64 (deterministic, no atomics)."""
+    """One block per (n, c) plane (block-stride over the planes): each thread adds a strided share
+    of the L products in float64 (consecutive threads, consecutive lanes), then the block's tree
+    (deterministic, no atomics)."""
     N, C, L = a.shape
-    for p in range(cuda.grid(1), N * C, cuda.gridsize(1)):
+    tid = cuda.threadIdx.x
+    buf = cuda.shared.array(THREADS, numba.float64)
+    for p in range(cuda.blockIdx.x, N * C, cuda.gridDim.x):
         n, c = p // C, p % C
         acc = 0.0
-        for i in range(L):
-            acc += a[n, c, i] * b[n, c, i]
-        out[n, c] = acc
+        for i in range(tid, L, THREADS):
+            acc += numba.float64(a[n, c, i]) * b[n, c, i]
+        total = block_sum(buf, tid, acc)
+        if tid == 0:
+            out[n, c] = total
 
 
 def mul(a, b):
@@ -250,5 +259,5 @@ def sum_mul_lanes(a, b):
     """``(a * b).sum(over every axis after 1)`` as ``(N, C)`` of ``a``'s dtype (float64 sums)."""
     N, C = a.shape[0], a.shape[1]
     d = empty((N, C), a.dtype)
-    _sum_mul_lanes[grid(N * C)](_as3(dev(a)), _as3(dev(b)), d)
+    _sum_mul_lanes[max(1, min(N * C, MAX_BLOCKS)), THREADS](_as3(dev(a)), _as3(dev(b)), d)
     return host_or_device(d, a)

@@ -10,9 +10,10 @@ agree to rounding.
     ``logits (N, K)`` float, ``labels (N,)`` integer class indices. As ``losses.CrossEntropy``:
     ``q = (1 - ls) * onehot + ls / K``, ``loss_i = -sum_k q_k log_softmax(z_i)_k``,
     ``grad_i = softmax(z_i) * sum_k q_k - q_i``; ``"mean"`` divides both by ``N``.
-    One thread per row (float64 log-sum-exp), then one block adds the per-row losses with a
-    shared-memory tree in a fixed order (deterministic, no atomics). Returns ``(float, ndarray)``
-    for numpy logits, ``(device (1,) float64, device grad)`` for device logits (no host sync).
+    One block per row (float64 log-sum-exp, block reductions over the classes), then one block
+    adds the per-row losses with a shared-memory tree in a fixed order (deterministic, no atomics).
+    Returns ``(float, ndarray)`` for numpy logits, ``(device (1,) float64, device grad)`` for device
+    logits (no host sync).
 ``sgd_update(p, g, v, lr, momentum=0.0, nesterov=False, weight_decay=0.0)``
     In place on ``p`` (and the velocity ``v``, ignored when ``momentum == 0``), as ``optim.SGD``:
     ``g += wd * p``; ``v = momentum * v - lr * g``; ``p += v`` (Nesterov: ``p += momentum * v - lr * g``).
@@ -37,7 +38,8 @@ import math
 import numba
 import numpy as np
 
-from ._runtime import SIM, cuda, dev, dmax, empty, grid, is_device
+from ._reduce import block_max, block_sum
+from ._runtime import MAX_BLOCKS, SIM, THREADS, cuda, dev, dmax, empty, grid, is_device
 
 __all__ = ["softmax_cross_entropy", "sgd_update", "adam_update", "adagrad_update", "rmsprop_update"]
 
@@ -46,23 +48,31 @@ _SUM_THREADS = 16 if SIM else 256
 
 @cuda.jit
 def _xent_rows(z, labels, ls, scale, losses, grad):
+    """One block per row (block-stride over the rows); its threads take strided shares of the K
+    classes (consecutive threads, consecutive logits) for the row's max, sum of exponentials
+    (float64) and loss, each combined by the block's tree (deterministic, no atomics)."""
     N, K = z.shape
-    for i in range(cuda.grid(1), N, cuda.gridsize(1)):
+    tid = cuda.threadIdx.x
+    buf = cuda.shared.array(THREADS, numba.float64)
+    for i in range(cuda.blockIdx.x, N, cuda.gridDim.x):
         m = -math.inf
-        for k in range(K):
+        for k in range(tid, K, THREADS):
             m = dmax(m, numba.float64(z[i, k]))
+        m = block_max(buf, tid, m)
         s = 0.0
-        for k in range(K):
+        for k in range(tid, K, THREADS):
             s += math.exp(numba.float64(z[i, k]) - m)
-        lse = m + math.log(s)
+        lse = m + math.log(block_sum(buf, tid, s))
         lab = labels[i]
         loss = 0.0
-        for k in range(K):
+        for k in range(tid, K, THREADS):
             q = ls / K + (1.0 - ls if k == lab else 0.0)
             logp = numba.float64(z[i, k]) - lse
             loss -= q * logp
             grad[i, k] = (math.exp(logp) - q) * scale  # sum_k q = 1 for a label
-        losses[i] = loss * scale
+        loss = block_sum(buf, tid, loss)
+        if tid == 0:
+            losses[i] = loss * scale
 
 
 @cuda.jit
@@ -95,7 +105,7 @@ def softmax_cross_entropy(logits, labels, label_smoothing=0.0, reduction="mean")
     losses = empty(N, np.float64)
     grad = empty((N, K), logits.dtype)
     scale = 1.0 / N if reduction == "mean" else 1.0
-    _xent_rows[grid(N)](dz, dl, float(label_smoothing), scale, losses, grad)
+    _xent_rows[max(1, min(N, MAX_BLOCKS)), THREADS](dz, dl, float(label_smoothing), scale, losses, grad)
     total = empty(1, np.float64)
     _tree_sum[1, _SUM_THREADS](losses, total)
     if is_device(logits):
