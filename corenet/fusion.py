@@ -5,11 +5,12 @@ multi, shared)``; ``fuse`` rewrites that list once, at build time. Two patterns 
 only when the intermediate tensor has no other reader (not another layer, not a model output) and
 neither layer is shared (called at several places of the graph):
 
-- ``BatchNorm2d -> ReLU`` (every conv-BN-ReLU of ResNet, VGG-BN, DenseNet, MobileNet): one kernel
-  normalises and rectifies; the backward forms the ReLU's gradient inside the batch norm's.
+- ``BatchNorm2d -> ReLU`` (every conv-BN-ReLU of ResNet, VGG-BN, DenseNet, MobileNet) and
+  ``BatchNorm2d -> ReLU6`` (MobileNetV2's): one kernel normalises and clamps; the backward forms the
+  activation's gradient inside the batch norm's.
 - ``Add -> ReLU`` of two same-shape inputs (a residual block's end): ``relu(a + b)`` in one kernel;
   the backward gives both inputs ``gy * (y > 0)``.
-- ``Conv2d -> BatchNorm2d`` (and ``-> ReLU``): in inference (``training=False`` without keeping
+- ``Conv2d -> BatchNorm2d`` (and ``-> ReLU`` or ``-> ReLU6``): in inference (``training=False`` without keeping
   state: ``predict``, ``evaluate``, ``forward(x)``) the batch norm's running statistics are folded
   into the convolution's weights and bias (``F.fold_batch_norm``), so the batch norm costs nothing;
   in training the two run as before (batch statistics need the convolution's output).
@@ -26,7 +27,7 @@ from __future__ import annotations
 import os
 
 from . import functional as F
-from .layers.activation import ReLU
+from .layers.activation import ReLU, ReLU6
 from .layers.conv import Conv2d
 from .layers.merge import Add
 from .layers.norm import BatchNorm2d
@@ -67,8 +68,10 @@ class FusedConvBatchNorm:
 
     def __init__(self, conv, rest):
         self.conv, self.rest = conv, rest
-        self.bn = rest.first if isinstance(rest, FusedBatchNormReLU) else rest
-        self.relu = isinstance(rest, FusedBatchNormReLU)
+        fused = isinstance(rest, FusedBatchNormReLU)
+        self.bn = rest.first if fused else rest
+        self.relu = fused and type(rest.relu) is ReLU
+        self.act = rest.activation if fused else None  # applied after the folded convolution
 
     @property
     def trainable(self):
@@ -105,7 +108,7 @@ class FusedConvBatchNorm:
         if folded is None:
             return None
         y = F.conv2d(x, folded[0], folded[1], conv.stride, conv.padding, conv.dilation, conv.groups)
-        return F.relu(y) if self.relu else y
+        return y if self.act is None else self.act(y)
 
     def backward(self, gy, need_gx=True):
         conv_learns = self.conv.trainable and self.conv.has_params
@@ -117,11 +120,20 @@ class FusedConvBatchNorm:
 
 
 class FusedBatchNormReLU(_Fused):
+    """A ``BatchNorm2d`` and the ``ReLU`` (or ``ReLU6``) that alone reads it."""
+
+    _OPS = {ReLU: (F.batch_norm_relu, F.batch_norm_relu_backward, F.relu),
+            ReLU6: (F.batch_norm_relu6, F.batch_norm_relu6_backward, F.relu6)}
+
+    def __init__(self, first, relu):
+        super().__init__(first, relu)
+        self._op, self._op_backward, self.activation = self._OPS[type(relu)]
+
     def forward(self, x, training=False, retain=True):
-        return self.first.forward_relu(x, training, retain)
+        return self.first._forward(self._op, x, training, retain)  # BatchNorm2d.forward with the fused op
 
     def backward(self, gy, need_gx=True):
-        return self.first.backward_relu(gy, need_gx)
+        return self.first._backward(self._op_backward, gy, need_gx)
 
 
 class FusedAddReLU(_Fused):
@@ -153,11 +165,11 @@ def fuse(steps: list, out_slots: list) -> list:
             continue
         j = readers[out][0]
         relu, rins, rout, _, rshared = steps[j]
-        if type(relu) is not ReLU or rshared or rins != (out,):
+        if type(relu) not in (ReLU, ReLU6) or rshared or rins != (out,):
             continue
         if type(layer) is BatchNorm2d and not multi:
             fused[k] = (FusedBatchNormReLU(layer, relu), ins, rout, multi, False)
-        elif type(layer) is Add and multi and len(ins) == 2 and layer._plain:
+        elif type(layer) is Add and multi and len(ins) == 2 and layer._plain and type(relu) is ReLU:
             fused[k] = (FusedAddReLU(layer, relu), ins, rout, multi, False)
         else:
             continue

@@ -1,4 +1,4 @@
-"""Fused batch norm + ReLU and add + ReLU against the unfused ops (forward: the same bits; gradients:
+"""Fused batch norm + ReLU (or ReLU6) and add + ReLU against the unfused ops (forward: the same bits; gradients:
 up to the grouping of float64 partial sums), in the kernels (2 forced threads, guard regions) and
 in whole models through the graph's fusion."""
 
@@ -62,6 +62,63 @@ def test_batch_norm_relu_equals_the_pair(any_backend, dtype, training, affine):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("training,affine", [(True, True), (True, False), (False, True)])
+def test_batch_norm_relu6_equals_the_pair(any_backend, dtype, training, affine):
+    """Both ends of the clamp taken: the outputs spread over [-12, 12] (exact 0 and 6 included)."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 5, 4, 6)).astype(dtype)
+    x[2, :, 3, 5] = 50.0  # one outlier per channel: normalised above 6 without affine parameters too
+    x[0, 0, 0, 0] = np.nan  # NaN passes the clamp (and spreads over channel 0 in training); gradient 0
+    g = (rng.standard_normal(5) * 4).astype(dtype) if affine else None
+    b = rng.standard_normal(5).astype(dtype) if affine else None
+    rm, rv = rng.standard_normal(5), rng.random(5) * 0.05 + 0.01
+    if not training:  # exact 0 and 6 in eval mode: x = mean gives y = beta
+        b = np.array([0.0, 6.0, 1.0, -1.0, 7.0], dtype)
+        x[1, :, 1, 1] = rm.astype(dtype)
+    y1, s1 = F.batch_norm_relu6(x, g, b, rm.copy(), rv.copy(), training, return_state=True)
+    z, sb = F.batch_norm(x, g, b, rm.copy(), rv.copy(), training, return_state=True)
+    y2, sr = F.relu6(z, return_state=True)
+    same(y1, y2)
+    assert y1.dtype == dtype and (y1 == 6).any() and (y1 == 0).any()
+    gy = rng.standard_normal(x.shape).astype(dtype)
+    for got, want in zip(F.batch_norm_relu6_backward(gy, s1), F.batch_norm_backward(F.relu6_backward(gy, sr), sb)):
+        if want is None:
+            assert got is None
+        else:
+            assert got.dtype == dtype
+            if training:  # the NaN spreads over its channel's statistics
+                np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+                got, want = np.nan_to_num(got), np.nan_to_num(want)
+            close(got, want, dtype)
+
+
+def test_batch_norm_relu6_backward_matches_finite_differences():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3, 3, 4))
+    g, b = rng.standard_normal(3) * 3, rng.standard_normal(3) + 2
+    gy = rng.standard_normal(x.shape)
+
+    def loss(x_, g_, b_):
+        return float((F.batch_norm_relu6(x_, g_, b_, np.zeros(3), np.ones(3), True) * gy).sum())
+
+    y, state = F.batch_norm_relu6(x, g, b, np.zeros(3), np.ones(3), True, return_state=True)
+    assert ((y > 0) & (y < 6)).any() and (y == 6).any() and (y == 0).any()
+    gx, gg, gb = F.batch_norm_relu6_backward(gy, state)
+    for got, arg in ((gx, x), (gg, g), (gb, b)):
+        num = np.zeros_like(arg)
+        for i in range(arg.size):
+            args = [x.copy(), g.copy(), b.copy()]
+            k = [a is arg for a in (x, g, b)].index(True)
+            d = np.zeros(arg.size)
+            d[i] = 1e-6
+            args[k] = arg + d.reshape(arg.shape)
+            fp = loss(*args)
+            args[k] = arg - d.reshape(arg.shape)
+            num.reshape(-1)[i] = (fp - loss(*args)) / 2e-6
+        np.testing.assert_allclose(got, num, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_add_relu_equals_the_pair(any_backend, dtype):
     rng = np.random.default_rng(1)
     a, b = (rng.standard_normal((2, 3, 5, 5)).astype(dtype) for _ in range(2))
@@ -77,6 +134,9 @@ def test_fused_ops_check_their_state_and_shapes():
     x = np.ones((2, 3, 4, 4))
     with pytest.raises(TypeError, match="batch_norm_relu_backward: state must be the BatchNormReluState"):
         F.batch_norm_relu_backward(x, F.relu(x, return_state=True)[1])
+    with pytest.raises(TypeError, match="batch_norm_relu6_backward: state must be the BatchNormRelu6State"):
+        F.batch_norm_relu6_backward(x, F.batch_norm_relu(x, None, None, np.zeros(3), np.ones(3), True,
+                                                         return_state=True)[1])
     with pytest.raises(TypeError, match="add_relu_backward: state must be the AddReluState"):
         F.add_relu_backward(x, {})
     with pytest.raises(ValueError, match="add_relu: a and b must have one shape"):
@@ -92,6 +152,7 @@ def _fused_cases(dt):
     N, C, Lh = 3, 4, 10
     x = rng.standard_normal((N, C, Lh)).astype(dt)
     y = np.maximum(rng.standard_normal((N, C, Lh)), 0).astype(dt)
+    y6 = np.clip(rng.standard_normal((N, C, Lh)) * 5, 0, 6).astype(dt)
     gy = rng.standard_normal((N, C, Lh)).astype(dt)
     v = [rng.standard_normal(C).astype(dt) for _ in range(5)]
     flat = rng.standard_normal(N * C * Lh).astype(dt)
@@ -102,6 +163,10 @@ def _fused_cases(dt):
         "bn_relu_backward_gx": (gy, y, x, v[0], v[1], v[2], v[3], out3),
         "bn_relu_scale_gx": (gy, y, v[0], out3),
         "add_relu_forward": (flat, x.reshape(-1), outf),
+        "bn_relu6_forward": (x, v[0], (v[1] * 5).astype(dt), v[2], out3),
+        "bn_relu6_backward_reduce": (gy, y6, x, v[0].astype(np.float64)),
+        "bn_relu6_backward_gx": (gy, y6, x, v[0], v[1], v[2], v[3], out3),
+        "bn_relu6_scale_gx": (gy, y6, v[0], out3),
     }
 
 
@@ -172,6 +237,23 @@ def test_resnet20_fused_training_matches_unfused():
     assert len(plain.graph.steps) == len(steps) + 19 + 21
     np.testing.assert_allclose(losses_f, losses_p, rtol=1e-5)
     # inference folds the batch norms into the convolutions: equal up to float32 rounding
+    np.testing.assert_allclose(pred_f, pred_p, rtol=1e-4, atol=1e-5)
+    for k, v in plain.parameters().items():
+        close(fused.parameters()[k], v, np.float32)
+
+
+def test_mobilenet_v2_fused_training_matches_unfused():
+    """Every BN -> ReLU6 of MobileNetV2 runs fused (training) and folded into its convolution
+    (inference); losses, parameters and predictions as unfused."""
+    build = lambda: models.mobilenet_v2(num_classes=10, input_size=32, width=0.35, seed=0)  # noqa: E731
+    fused, losses_f, pred_f = _train(build, "1", steps=2)
+    plain, losses_p, pred_p = _train(build, "0", steps=2)
+    steps = [step[0] for step in fused.graph.steps]
+    conv_bn = [s for s in steps if isinstance(s, FusedConvBatchNorm)]
+    relu6 = sum(type(layer) is L.ReLU6 for layer in plain.layers)
+    assert relu6 > 30 and sum(s.act is F.relu6 for s in conv_bn) == relu6
+    assert not any(type(s) is L.ReLU6 for s in steps)
+    np.testing.assert_allclose(losses_f, losses_p, rtol=1e-5)
     np.testing.assert_allclose(pred_f, pred_p, rtol=1e-4, atol=1e-5)
     for k, v in plain.parameters().items():
         close(fused.parameters()[k], v, np.float32)

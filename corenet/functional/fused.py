@@ -1,13 +1,13 @@
 """Fused ops: two differentiable ops computed in one pass over memory.
 
-``corenet.graph`` substitutes these for a ``BatchNorm2d`` followed by a ``ReLU`` and for an ``Add``
-followed by a ``ReLU`` when no other layer reads the intermediate (ResNet's two per block); they can
-be called directly too. Each equals the composition of the unfused ops (the kernels of the
-``fused`` family repeat the unfused arithmetic; forward bit for bit, gradients up to the grouping
-of float64 partial sums; see ``corenet/kernels/numba_cpu/fused.py``): a batch-norm output is never
-stored, and the ReLU's gradient ``gy * (y > 0)`` is formed in registers inside the batch-norm
-backward. Device arrays take
-the unfused ops.
+``corenet.graph`` substitutes these for a ``BatchNorm2d`` followed by a ``ReLU`` or a ``ReLU6``
+(MobileNetV2's) and for an ``Add`` followed by a ``ReLU`` when no other layer reads the
+intermediate (ResNet's two per block); they can be called directly too. Each equals the
+composition of the unfused ops (the kernels of the ``fused`` family repeat the unfused arithmetic;
+forward bit for bit, gradients up to the grouping of float64 partial sums; see
+``corenet/kernels/numba_cpu/fused.py``): a batch-norm output is never stored, and the activation's
+gradient (``gy * (y > 0)``, ``gy * (0 < y < 6)``) is formed in registers inside the batch-norm
+backward. Device arrays take the unfused ops.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .act import relu, relu_backward
+from .act_mobile import relu6, relu6_backward
 from .device import backend_for, is_device
 from .norm import (
     BatchNormState,
@@ -30,7 +31,7 @@ from .norm import (
 from .validation import as_float_array, check_state, flag, same_dtype
 
 __all__ = ["batch_norm_relu", "batch_norm_relu_backward", "BatchNormReluState", "add_relu", "add_relu_backward",
-           "AddReluState", "fold_batch_norm"]
+           "AddReluState", "fold_batch_norm", "batch_norm_relu6", "batch_norm_relu6_backward", "BatchNormRelu6State"]
 
 
 class BatchNormReluState(NamedTuple):
@@ -50,44 +51,79 @@ class AddReluState(NamedTuple):
     relu: object = None
 
 
+class BatchNormRelu6State(NamedTuple):
+    """What :func:`batch_norm_relu6_backward` needs, as :class:`BatchNormReluState` (``0 < y < 6``
+    is the ReLU6's gradient)."""
+
+    bn: object
+    y: object
+    relu: object = None
+
+
+# (activation, its backward, the fused kernels' prefix, the state) of each fused batch norm
+_ACTS = {"relu": (relu, relu_backward, "bn_relu", BatchNormReluState),
+         "relu6": (relu6, relu6_backward, "bn_relu6", BatchNormRelu6State)}
+
+
 def batch_norm_relu(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5,
                     return_state=False):
     """``relu(batch_norm(x, ...))`` in one pass: arguments and results as :func:`batch_norm`."""
-    op = "batch_norm_relu"
-    training = flag(op, "training", training)
-    if is_device(x) or getattr(x, "ndim", 0) != 4:
-        out = batch_norm(x, gamma, beta, running_mean, running_var, training, momentum, eps, return_state)
-        if not return_state:
-            return relu(out)
-        y, relu_state = relu(out[0], return_state=True)
-        return y, BatchNormReluState(out[1], None, relu_state)
-    state, mean, scale, shift = _forward_coefficients(op, x, gamma, beta, running_mean, running_var, training,
-                                                      momentum, eps)
-    y3 = backend_for(x).fused.bn_relu_forward(state.x, mean, scale, shift, np.empty_like(state.x))
-    y = y3.reshape(state.shape)
-    return (y, BatchNormReluState(state, y3)) if return_state else y
+    return _bn_act("relu", x, gamma, beta, running_mean, running_var, training, momentum, eps, return_state)
 
 
 def batch_norm_relu_backward(gy, state, need_gx=True, need_gparams=True):
     """Gradients of :func:`batch_norm_relu`: those of :func:`batch_norm` for ``gy * (y > 0)``."""
-    op = "batch_norm_relu_backward"
-    check_state(op, state, BatchNormReluState, "batch_norm_relu")
+    return _bn_act_backward("relu", gy, state, need_gx, need_gparams)
+
+
+def batch_norm_relu6(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5,
+                     return_state=False):
+    """``relu6(batch_norm(x, ...))`` in one pass: arguments and results as :func:`batch_norm`."""
+    return _bn_act("relu6", x, gamma, beta, running_mean, running_var, training, momentum, eps, return_state)
+
+
+def batch_norm_relu6_backward(gy, state, need_gx=True, need_gparams=True):
+    """Gradients of :func:`batch_norm_relu6`: those of :func:`batch_norm` for ``gy * (0 < y < 6)``."""
+    return _bn_act_backward("relu6", gy, state, need_gx, need_gparams)
+
+
+def _bn_act(act, x, gamma, beta, running_mean, running_var, training, momentum, eps, return_state):
+    fn, _, prefix, state_type = _ACTS[act]
+    op = f"batch_norm_{act}"
+    training = flag(op, "training", training)
+    if is_device(x) or getattr(x, "ndim", 0) != 4:
+        out = batch_norm(x, gamma, beta, running_mean, running_var, training, momentum, eps, return_state)
+        if not return_state:
+            return fn(out)
+        y, act_state = fn(out[0], return_state=True)
+        return y, state_type(out[1], None, act_state)
+    state, mean, scale, shift = _forward_coefficients(op, x, gamma, beta, running_mean, running_var, training,
+                                                      momentum, eps)
+    y3 = getattr(backend_for(x).fused, prefix + "_forward")(state.x, mean, scale, shift, np.empty_like(state.x))
+    y = y3.reshape(state.shape)
+    return (y, state_type(state, y3)) if return_state else y
+
+
+def _bn_act_backward(act, gy, state, need_gx, need_gparams):
+    _, fn_backward, prefix, state_type = _ACTS[act]
+    op = f"batch_norm_{act}_backward"
+    check_state(op, state, state_type, f"batch_norm_{act}")
     if state.relu is not None:  # the unfused pair (device arrays, 2-D input)
-        return batch_norm_backward(relu_backward(gy, state.relu), state.bn, need_gx, need_gparams)
+        return batch_norm_backward(fn_backward(gy, state.relu), state.bn, need_gx, need_gparams)
     bn = state.bn
-    check_state(op, bn, BatchNormState, "batch_norm_relu")
+    check_state(op, bn, BatchNormState, f"batch_norm_{act}")
     gy3 = _check_gy(op, gy, bn)
     k = backend_for(gy3).fused
     sums = None
     if _want_params(bn, need_gparams) or (need_gx and bn.batch_stats):
-        sums = k.bn_relu_backward_reduce(gy3, state.y, bn.x, bn.mean)
+        sums = getattr(k, prefix + "_backward_reduce")(gy3, state.y, bn.x, bn.mean)
     a, b, d, mean, params = _backward_coefficients(bn, sums, need_gparams, backend_for(gy3).norm)
     gx = None
     if need_gx:
         if bn.batch_stats:
-            gx = k.bn_relu_backward_gx(gy3, state.y, bn.x, mean, a, b, d, np.empty_like(gy3))
+            gx = getattr(k, prefix + "_backward_gx")(gy3, state.y, bn.x, mean, a, b, d, np.empty_like(gy3))
         else:
-            gx = k.bn_relu_scale_gx(gy3, state.y, a, np.empty_like(gy3))
+            gx = getattr(k, prefix + "_scale_gx")(gy3, state.y, a, np.empty_like(gy3))
         gx = gx.reshape(bn.shape)
     return (gx, *params)
 

@@ -1,5 +1,5 @@
 """Cython CPU fused epilogues: the kernels of ``corenet/_ext/fused.pyx`` under the contract names of
-``corenet/kernels/numba_cpu/fused.py`` (batch norm + ReLU, add + ReLU in one pass each). Each
+``corenet/kernels/numba_cpu/fused.py`` (batch norm + ReLU or ReLU6, add + ReLU in one pass each). Each
 wrapper allocates the small float64 work arrays, passes the caller's outputs and adds the thread
 count (one thread for small inputs, ``corenet._ext.threads_for``)."""
 
@@ -12,7 +12,8 @@ from ..._ext import threads_for
 from . import act, norm
 
 __all__ = ["bn_relu_forward", "bn_relu_backward_reduce", "bn_relu_backward_gx", "bn_relu_scale_gx",
-           "add_relu_forward"]
+           "add_relu_forward", "bn_relu6_forward", "bn_relu6_backward_reduce", "bn_relu6_backward_gx",
+           "bn_relu6_scale_gx"]
 
 
 def bn_relu_forward(x, mean, scale, shift, y):
@@ -42,3 +43,24 @@ def bn_relu_scale_gx(gy, y, a, gx):
 def add_relu_forward(a, b, y):
     _fused.add_relu_forward(a, b, y, threads_for(a.size, 2))
     return y
+
+
+def bn_relu6_forward(x, mean, scale, shift, y):
+    _fused.bn_relu6_forward(x, mean, scale, shift, y, threads_for(x.size))
+    return y
+
+
+def bn_relu6_backward_reduce(gy, y, x, mean):
+    """relu6_backward, then the batch norm's reduction (as ``bn_relu_backward_reduce``)."""
+    g = act.relu6_backward(gy.reshape(-1), y.reshape(-1), np.empty(gy.size, gy.dtype)).reshape(gy.shape)
+    return norm.bn_backward_reduce(g, x, mean)
+
+
+def bn_relu6_backward_gx(gy, y, x, mean, a, b, d, gx):
+    _fused.bn_relu6_backward_gx(gy, y, x, mean, a, b, d, gx, threads_for(gy.size, 2))
+    return gx
+
+
+def bn_relu6_scale_gx(gy, y, a, gx):
+    _fused.bn_relu6_scale_gx(gy, y, a, gx, threads_for(gy.size))
+    return gx
