@@ -8,7 +8,14 @@ CUDA at all (the backend registry calls :func:`cuda_reason` only when asked abou
 
 Entry points accept numpy arrays or device arrays and answer in kind: numpy in, numpy out (one
 copy to the device per input, one copy back per output); device arrays in, device arrays out,
-nothing leaves the device. :func:`dev` and :func:`out_pair` implement that boundary.
+nothing leaves the device. :func:`dev` and :func:`out_pair` implement that boundary; a strided
+device view is refused there (kernels reshape their arrays to flat views: a real device array
+raises for a view, the simulator would copy it silently and lose an in-place update).
+
+Memory: :func:`empty` and every other device allocation go through the caching allocator of
+``_alloc.py`` (numba's EMM plugin interface, installed at import, before the first context;
+``CORENET_CUDA_ALLOCATOR=numba`` keeps numba's own manager); :func:`alloc_stats` counts requests
+and new allocations, :func:`empty_cache` hands the free blocks back.
 
 Launch shapes: elementwise kernels use grid-stride loops over a grid capped at ``MAX_BLOCKS``
 blocks of ``THREADS`` threads. Under the simulator (``NUMBA_ENABLE_CUDASIM=1``, one Python thread
