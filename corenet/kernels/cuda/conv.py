@@ -22,6 +22,10 @@ Paths
 - bias gradient: ``_reduce.channel_sums`` (two-stage tree).
 
 Nothing uses atomics; every result is deterministic for a given shape.
+
+Limits: an empty batch gives empty outputs and zero weight and bias gradients; the implicit
+GEMM's k-table addresses one image's group with int32 offsets, so a group past 2**31 - 1
+elements (channels per group x height x width) is refused before anything is copied.
 """
 
 from __future__ import annotations
