@@ -8,7 +8,8 @@
 # Elementwise kernels take flat C-contiguous 1-D views and one ``prange`` over the elements.
 # Arithmetic stays in the array's dtype: scalars (slopes, alphas, dropout scale) arrive already
 # cast to it and are cast back to ``real`` here (exact). In float32, the kernels that evaluate exp,
-# tanh or erf (sigmoid, silu, tanh, gelu, elu) run the range kernels of ``act_math.h`` (branch-free
+# tanh or erf (sigmoid, silu, tanh, gelu, elu) and the clamps of relu6, hardsigmoid and hardswish
+# (nested selects: scalar, or SSE2 blends, from the loops here) run the range kernels of ``act_math.h`` (branch-free
 # exp/expm1/tanh/erf that vectorise, compiled for AVX-512, AVX2 and SSE2, the same formulas as
 # Numba's ``_vmath.py``) over fixed chunks of ``CHUNK`` elements, one task each; float64 calls libm.
 # Where a formula has two sides (sigmoid's sign, elu's x > 0), both are computed into separate
@@ -38,6 +39,9 @@ cdef extern from "act_math.h" nogil:
     void cn_gelu_grad_f32(const float* gy, const float* x, float* gx, Py_ssize_t n)
     void cn_gelu_tanh_f32(const float* x, float* y, Py_ssize_t n)
     void cn_gelu_tanh_grad_f32(const float* gy, const float* x, float* gx, Py_ssize_t n)
+    void cn_relu6_f32(const float* x, float* y, Py_ssize_t n)
+    void cn_hardsigmoid_f32(const float* x, float* y, Py_ssize_t n)
+    void cn_hardswish_f32(const float* x, float* y, Py_ssize_t n)
     void cn_elu_f32(const float* x, float* y, Py_ssize_t n, float alpha, float scale)
     void cn_elu_grad_f32(const float* gy, const float* x, float* gx, Py_ssize_t n, float alpha, float scale)
 
@@ -322,9 +326,12 @@ def relu6_forward(const real[::1] x, real[::1] y, int num_threads):
     """``min(max(x, 0), 6)``; NaN and -0 pass through, as in PyTorch's hardtanh."""
     cdef Py_ssize_t i
     cdef real v, zero = 0.0, six = 6.0
-    for i in prange(x.shape[0], nogil=True, schedule="static", num_threads=num_threads):
-        v = x[i]
-        y[i] = zero if v < zero else (six if v > six else v)
+    if real is float:  # the range kernel: vectorised for the CPU's widest vectors (see act_math.h)
+        _map1(cn_relu6_f32, x, y, num_threads)
+    else:
+        for i in prange(x.shape[0], nogil=True, schedule="static", num_threads=num_threads):
+            v = x[i]
+            y[i] = zero if v < zero else (six if v > six else v)
 
 
 def relu6_backward(const real[::1] gy, const real[::1] y, real[::1] gx, int num_threads):
@@ -341,9 +348,12 @@ def hardsigmoid_forward(const real[::1] x, real[::1] y, int num_threads):
     """``min(max(x + 3, 0), 6) / 6``."""
     cdef Py_ssize_t i
     cdef real v, zero = 0.0, three = 3.0, six = 6.0
-    for i in prange(x.shape[0], nogil=True, schedule="static", num_threads=num_threads):
-        v = x[i] + three
-        y[i] = (zero if v < zero else (six if v > six else v)) / six
+    if real is float:  # the range kernel: vectorised for the CPU's widest vectors (see act_math.h)
+        _map1(cn_hardsigmoid_f32, x, y, num_threads)
+    else:
+        for i in prange(x.shape[0], nogil=True, schedule="static", num_threads=num_threads):
+            v = x[i] + three
+            y[i] = (zero if v < zero else (six if v > six else v)) / six
 
 
 def hardsigmoid_backward(const real[::1] gy, const real[::1] x, real[::1] gx, int num_threads):
@@ -360,10 +370,13 @@ def hardswish_forward(const real[::1] x, real[::1] y, int num_threads):
     """``x * min(max(x + 3, 0), 6) / 6``."""
     cdef Py_ssize_t i
     cdef real v, r, zero = 0.0, three = 3.0, six = 6.0
-    for i in prange(x.shape[0], nogil=True, schedule="static", num_threads=num_threads):
-        v = x[i]
-        r = v + three
-        y[i] = v * (zero if r < zero else (six if r > six else r)) / six
+    if real is float:  # the range kernel: vectorised for the CPU's widest vectors (see act_math.h)
+        _map1(cn_hardswish_f32, x, y, num_threads)
+    else:
+        for i in prange(x.shape[0], nogil=True, schedule="static", num_threads=num_threads):
+            v = x[i]
+            r = v + three
+            y[i] = v * (zero if r < zero else (six if r > six else r)) / six
 
 
 def hardswish_backward(const real[::1] gy, const real[::1] x, real[::1] gx, int num_threads):

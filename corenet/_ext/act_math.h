@@ -166,6 +166,14 @@ CN_MAP2(cn_gelu_grad_f32, g * (0.5f * (1.0f + cn_erff(v * CN_RSQRT2)) + v * CN_R
 CN_MAP1(cn_gelu_tanh_f32, 0.5f * v * (1.0f + cn_tanhf(CN_K0 * (v + CN_K1 * v * v * v))))
 CN_MAP2(cn_gelu_tanh_grad_f32, cn_gelu_tanh_gradf(g, v))
 
+/* relu6, hardsigmoid, hardswish: PyTorch's arithmetic (no a*b+c, so no FMA: the same bits on
+ * every CPU); clamp6 keeps NaN and -0 */
+static inline float cn_clamp6(float v) { return v < 0.0f ? 0.0f : (v > 6.0f ? 6.0f : v); }
+
+CN_MAP1(cn_relu6_f32, cn_clamp6(v))
+CN_MAP1(cn_hardsigmoid_f32, cn_clamp6(v + 3.0f) / 6.0f)
+CN_MAP1(cn_hardswish_f32, v * cn_clamp6(v + 3.0f) / 6.0f)
+
 /* scale * (v if v > 0 else alpha * expm1(v)); both sides computed, then selected (NaN kept) */
 CN_CLONES static void cn_elu_f32(const float* restrict x, float* restrict y, ptrdiff_t n, float alpha, float scale) {
     for (ptrdiff_t i = 0; i < n; i++) {
