@@ -18,7 +18,8 @@ from gradcheck import check_layer
 
 import corenet
 from corenet import io, models, optim
-from corenet.models.shufflenet import ChannelSlice, shufflenet_v2
+from corenet.layers import ChannelSlice
+from corenet.models.shufflenet import shufflenet_v2
 
 torch = pytest.importorskip("torch")
 nn = torch.nn

@@ -39,6 +39,8 @@ def test_tensor_ops_equal_numpy(backend, dt):
     assert not acc.any()
     full = F.full_like(a, 0.5)
     assert full.dtype == dt and full.shape == a.shape and (full == dt(0.5)).all()
+    other = F.full_like(a, 0, (2, 1, 3))  # another shape, a's kind and dtype
+    assert other.dtype == dt and other.shape == (2, 1, 3) and not other.any()
     s = a.copy()
     F.scale(s, 3.0)
     np.testing.assert_array_equal(s, a * dt(3.0))

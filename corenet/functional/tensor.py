@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .device import backend_for, cuda_module, empty_like, is_device, to_device, to_host
+from .device import backend_for, cuda_module, empty, is_device, to_device, to_host
 
 __all__ = ["is_array", "device_of", "check_device", "to_device", "to_host", "move", "host_copy", "item",
            "astype", "full_like", "add", "accumulate", "copy_into", "fill", "scale", "mul", "mul_channels",
@@ -82,11 +82,12 @@ def astype(a, dtype, op: str = "astype", name: str = "the array"):
     return a.astype(dtype)
 
 
-def full_like(a, value):
-    """A new array of ``a``'s kind, shape and dtype with every element ``value``."""
+def full_like(a, value, shape=None):
+    """A new array of ``a``'s kind and dtype, of ``shape`` (default ``a``'s), every element ``value``."""
+    shape = tuple(a.shape) if shape is None else tuple(shape)
     if isinstance(a, np.ndarray):
-        return np.full(a.shape, value, a.dtype)
-    d = empty_like(a)
+        return np.full(shape, value, a.dtype)
+    d = empty(shape, a.dtype, a)
     backend_for(d).ops.fill(d, value)
     return d
 

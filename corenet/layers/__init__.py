@@ -37,7 +37,7 @@ from .pool import (
 )
 from .reshape import Flatten, Reshape, ZeroPad2d
 from .separable import SeparableConv2d
-from .shuffle import ChannelShuffle
+from .shuffle import ChannelShuffle, ChannelSlice
 from .upsample import Upsample
 
 __all__ = [
@@ -48,7 +48,7 @@ __all__ = [
     "LocalResponseNorm", "BatchNorm2d", "BatchNorm1d", "Dropout", "DropPath",
     "ReLU", "LeakyReLU", "ELU", "SELU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
     "ReLU6", "SiLU", "Hardswish", "Hardsigmoid",
-    "SeparableConv2d", "ChannelShuffle",
+    "SeparableConv2d", "ChannelShuffle", "ChannelSlice",
     "Flatten", "Reshape", "ZeroPad2d", "Upsample",
     "Add", "Concat", "Multiply",
 ]

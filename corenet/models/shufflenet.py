@@ -3,10 +3,8 @@ architecture design"), as torchvision builds it."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import layers as L
-from ..layers.base import Layer
+from ..layers import ChannelSlice
 from ._common import bn, build, conv, image_input, relu
 
 # Table 5: output channels of conv1, stages 2-4 and conv5 for each width (the "x" in the names).
@@ -19,43 +17,6 @@ WIDTHS = {
 REPEATS = (4, 8, 4)
 # PyTorch's default initialisation, which torchvision's ShuffleNetV2 keeps: U(+-1/sqrt(fan_in))
 DEFAULT_INIT = "fan_in_uniform"
-
-
-class ChannelSlice(Layer):
-    """Channels ``start:stop`` of the input: ``(N, C, H, W) -> (N, stop - start, H, W)``; no parameters.
-
-    ShuffleNet v2's channel split (torchvision's ``x.chunk(2, dim=1)``) is two slices of one tensor.
-    Backward writes ``gy`` into those channels of a zero gradient.
-    """
-
-    prefix = "channel_slice"
-
-    def __init__(self, start: int, stop: int, **kw):
-        super().__init__(**kw)
-        if not 0 <= start < stop:
-            raise ValueError(f"ChannelSlice: needs 0 <= start < stop. Received: start={start}, stop={stop}")
-        self.start, self.stop = int(start), int(stop)
-
-    def _build(self, input_shape):
-        if len(input_shape) != 3:
-            raise self._error("expects (C, H, W) per sample", input_shape)
-        c, h, w = input_shape
-        if self.stop > c:
-            raise self._error(f"slices channels {self.start}:{self.stop} of an input with {c}", input_shape)
-        return (self.stop - self.start, h, w)
-
-    def forward(self, x, training=False, retain=True):
-        return np.ascontiguousarray(x[:, self.start:self.stop])
-
-    def backward(self, gy, need_gx=True):
-        if not need_gx:
-            return None
-        gx = np.zeros((gy.shape[0], *self.input_shape), dtype=gy.dtype)
-        gx[:, self.start:self.stop] = gy
-        return gx
-
-    def _config(self):
-        return {"start": self.start, "stop": self.stop}
 
 
 def _conv_bn(x, out_channels, kernel_size, conv_name, bn_name, stride=1, groups=1):

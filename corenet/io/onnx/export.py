@@ -197,7 +197,7 @@ class _Exporter(MobileExports):  # the mobile architectures' layers: export_mobi
         pads = self.const(f"{out}._pads", [0, layer.before, 0, 0, 0, layer.after, 0, 0], np.int64)
         return self.node("Pad", [x, pads], out, mode="constant")
 
-    def _ChannelSlice(self, layer, x, out, gnode):  # ShuffleNet v2's channel split (corenet.models)
+    def _ChannelSlice(self, layer, x, out, gnode):  # ShuffleNet v2's channel split
         starts, ends, axes = (self.const(f"{out}._{k}", [v], np.int64) for k, v in
                               (("starts", layer.start), ("ends", layer.stop), ("axes", 1)))
         return self.node("Slice", [x, starts, ends, axes], out)

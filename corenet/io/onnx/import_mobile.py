@@ -6,7 +6,7 @@ plumbing (``_x``, ``_const``, ``_call``, ``err``, ``skip``) is the importer's.
 - ``Clip(x, 0, 6)`` -> ReLU6 and ``Clip(x, 0)`` -> ReLU (bounds as inputs, or attributes before
   opset 11); other bounds have no corenet layer and are refused.
 - ``HardSigmoid`` with ``alpha = 1/6, beta = 1/2`` (PyTorch's) -> Hardsigmoid; ``HardSwish`` -> Hardswish.
-- ``Slice`` of one range of channels -> ``ChannelSlice`` (ShuffleNet v2's channel split, ``corenet.models``).
+- ``Slice`` of one range of channels -> ``ChannelSlice`` (ShuffleNet v2's channel split).
 - Patterns, found before any layer is built (:meth:`MobileImports._fuse_mobile`): ``x * Sigmoid(x)``
   -> SiLU and ``x * HardSigmoid(x)`` -> Hardswish (how ONNX, and PyTorch below opset 14, write them),
   when the gate feeds nothing else; ``Reshape (N, g, C/g, ...) -> Transpose (0, 2, 1, ...) ->
@@ -19,7 +19,6 @@ from __future__ import annotations
 import numpy as np
 
 from ... import layers as L
-from ...layers.base import get_layer_class
 
 MOBILE_OPS = ("Clip", "HardSigmoid", "HardSwish", "Slice")
 
@@ -117,7 +116,7 @@ class MobileImports:
                                  f"(ChannelSlice)")
         c = x.shape[0]
         start, stop = (min(max(int(v) + c if v < 0 else int(v), 0), c) for v in (starts[0], ends[0]))  # ONNX clamps
-        self._call(node, i, get_layer_class("ChannelSlice")(start, stop), x)  # corenet.models.shufflenet
+        self._call(node, i, L.ChannelSlice(start, stop), x)
 
 
 def _is_torch_hardsigmoid(a) -> bool:
