@@ -236,9 +236,9 @@ def test_channel_reduction_grid_keeps_channels_on_x():
 @pytest.mark.parametrize("dt", DTYPES)
 def test_block_reductions_over_long_rows_and_many_planes(dt):
     """Rows longer than a block (several strides per thread) and more planes or rows than the grid
-    (block-stride loops): sum_mul_lanes and softmax cross-entropy against float64 numpy, same bits
-    on a second run."""
-    from corenet.kernels.cuda import ops, train
+    (block-stride loops): sum_mul_lanes, softmax cross-entropy and softmax over rows of logits
+    against float64 numpy, same bits on a second run."""
+    from corenet.kernels.cuda import act, ops, train
 
     rng = np.random.default_rng(7)
     a, b = (rng.standard_normal((3, 3, 37)).astype(dt) for _ in range(2))
@@ -260,6 +260,44 @@ def test_block_reductions_over_long_rows_and_many_planes(dt):
     close(grad, (np.exp(logp) - q) / 9, dt)
     again = train.softmax_cross_entropy(z, labels, ls, "mean")
     assert again[0] == loss and np.array_equal(again[1], grad)
+    sm = np.exp(logp)  # softmax over rows of logits, (P, K, 1): one block per row
+    gz = rng.standard_normal(z.shape).astype(dt)
+    g64 = gz.astype(np.float64)
+    for log in (False, True):
+        y = act.softmax_forward(z[:, :, None], log, np.empty((9, 37, 1), dt))
+        close(y[:, :, 0], logp if log else sm, dt)
+        want = g64 - sm * g64.sum(1, keepdims=True) if log else sm * (g64 - (g64 * sm).sum(1, keepdims=True))
+        gx = act.softmax_backward(gz[:, :, None], y, log, np.empty((9, 37, 1), dt))
+        close(gx[:, :, 0], want, dt)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dt", DTYPES)
+def test_global_pooling_block_per_plane_equals_the_cpu(dt):
+    """Whole-plane windows run one block per plane: the first extremum and the first NaN win as in
+    the CPU kernels (value and argmax equal), averages and sums agree to rounding."""
+    from corenet.kernels.cuda import pool
+    from corenet.kernels.numba_cpu import pool as cpu
+
+    rng = np.random.default_rng(8)
+    x = rng.integers(0, 3, (3, 3, 5, 7)).astype(dt)  # ties everywhere; planes longer than a block
+    x[0, 1, 3, 2] = x[0, 1, 4, 6] = np.nan  # the first NaN wins
+    x[2, 2] = -np.inf
+    geo = (5, 7, 1, 1, 0, 0, 1, 1)  # kh, kw, sh, sw, pt, pl, dh, dw
+    for find_min in (False, True):
+        y, idx = np.empty((3, 3, 1, 1), dt), np.empty((3, 3, 1, 1), np.int32)
+        y_cpu, idx_cpu = np.empty_like(y), np.empty_like(idx)
+        pool.extreme_pool_forward(x, y, idx, *geo, find_min)
+        cpu.extreme_pool_forward(x, y_cpu, idx_cpu, *geo, find_min)
+        np.testing.assert_array_equal(y, y_cpu)
+        np.testing.assert_array_equal(idx, idx_cpu)
+    assert idx[0, 1, 0, 0] == 3 * 7 + 2
+    for divisor in (0.0, 1.0, 4.0):  # average, sum, a fixed divisor
+        y, y_cpu = np.empty((3, 3, 1, 1), dt), np.empty((3, 3, 1, 1), dt)
+        args = (5, 7, 1, 1, 0, 0, 0, 0, 1, 1, True, divisor)
+        pool.avg_pool_forward(x, y, *args)
+        cpu.avg_pool_forward(x, y_cpu, *args)
+        close(y, y_cpu, dt)
 
 
 @needs_gpu

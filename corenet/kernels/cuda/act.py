@@ -13,6 +13,8 @@ and round once (the CPU kernels use the array dtype, so float32 results agree to
 
 Softmax: one thread per ``(p, q)`` (consecutive threads take consecutive ``q``), three passes
 over the softmax axis (max, sum of exponentials, write) with float64 sums, as the CPU kernel.
+Rows of logits (``Q == 1``) get one block per row instead: the threads share the row's classes
+and combine the max and the sums with the block's fixed-order tree.
 
 Dropout: the keep mask is an input, as in the CPU contract. ``corenet.functional.dropout`` draws
 it from the caller's ``np.random.Generator``, so for a given generator state the cuda backend
@@ -41,7 +43,10 @@ from ._act_mobile import (  # the mobile architectures' kernels (relu6 ... chann
     silu_backward,
     silu_forward,
 )
+from ._reduce import block_max, block_sum
 from ._runtime import (
+    MAX_BLOCKS,
+    THREADS,
     create_xoroshiro128p_states,
     cuda,
     dev,
@@ -205,6 +210,61 @@ def _softmax_b(gy, y, log, gx):
                 gx[p, k, q] = numba.float64(y[p, k, q]) * (numba.float64(gy[p, k, q]) - s)
 
 
+@cuda.jit
+def _softmax_rows_f(x, log, y):
+    """Softmax over the K classes of each row of ``x (P, K, 1)``: one block per row (block-stride
+    over the rows), strided shares of the row per thread, block max and sum (float64 trees)."""
+    P, K = x.shape[0], x.shape[1]
+    tid = cuda.threadIdx.x
+    buf = cuda.shared.array(THREADS, numba.float64)
+    for p in range(cuda.blockIdx.x, P, cuda.gridDim.x):
+        m = -math.inf
+        for k in range(tid, K, THREADS):
+            v = numba.float64(x[p, k, 0])
+            if v > m:
+                m = v
+        m = block_max(buf, tid, m)
+        s = 0.0
+        for k in range(tid, K, THREADS):
+            s += math.exp(numba.float64(x[p, k, 0]) - m)
+        s = block_sum(buf, tid, s)
+        lse = m + math.log(s)
+        for k in range(tid, K, THREADS):
+            if log:
+                y[p, k, 0] = numba.float64(x[p, k, 0]) - lse
+            else:
+                y[p, k, 0] = math.exp(numba.float64(x[p, k, 0]) - m) / s
+
+
+@cuda.jit
+def _softmax_rows_b(gy, y, log, gx):
+    """The backward of :func:`_softmax_rows_f`, one block per row."""
+    P, K = y.shape[0], y.shape[1]
+    tid = cuda.threadIdx.x
+    buf = cuda.shared.array(THREADS, numba.float64)
+    for p in range(cuda.blockIdx.x, P, cuda.gridDim.x):
+        s = 0.0
+        for k in range(tid, K, THREADS):
+            if log:
+                s += numba.float64(gy[p, k, 0])
+            else:
+                s += numba.float64(gy[p, k, 0]) * y[p, k, 0]
+        s = block_sum(buf, tid, s)
+        for k in range(tid, K, THREADS):
+            if log:
+                gx[p, k, 0] = numba.float64(gy[p, k, 0]) - math.exp(numba.float64(y[p, k, 0])) * s
+            else:
+                gx[p, k, 0] = numba.float64(y[p, k, 0]) * (numba.float64(gy[p, k, 0]) - s)
+
+
+def _run_rows(kernel, rows, out, *args):
+    """Launch a one-block-per-row kernel over ``rows`` rows; ``out`` is filled and returned."""
+    d, finish = out_pair(out)
+    kernel[max(1, min(rows, MAX_BLOCKS)), THREADS](*args, d)
+    finish()
+    return out
+
+
 def _run(kernel, n, out, *args):
     """Launch ``kernel(*args, out)`` over ``n`` items; ``out`` (the caller's OUT array, numpy or
     device) is filled and returned."""
@@ -273,11 +333,15 @@ def dropout_backward(gy, keep, scale, gx):
 
 def softmax_forward(x, log, y):
     """Softmax (or log-softmax when ``log``) over axis 1 of ``x (P, K, Q)``."""
+    if x.shape[2] == 1:  # rows of logits: a block per row
+        return _run_rows(_softmax_rows_f, x.shape[0], y, dev(x), bool(log))
     return _run(_softmax_f, x.shape[0] * x.shape[2], y, dev(x), bool(log))
 
 
 def softmax_backward(gy, y, log, gx):
     """softmax: ``gx = y * (gy - sum_k gy*y)``; log-softmax: ``gx = gy - exp(y) * sum_k gy``."""
+    if y.shape[2] == 1:
+        return _run_rows(_softmax_rows_b, y.shape[0], gx, dev(gy), dev(y), bool(log))
     return _run(_softmax_b, y.shape[0] * y.shape[2], gx, dev(gy), dev(y), bool(log))
 
 

@@ -11,6 +11,10 @@ consecutive threads take consecutive ``ow``, so reads and writes coalesce). Max/
 the value and its argmax in one pass with the CPU backend's rule: strict comparison in row-major
 window order keeps the FIRST extremal tap; a NaN tap wins and the first NaN stays.
 
+Global pooling (the window is the whole plane, ``1 x 1`` output): one block per plane instead,
+its threads sharing the plane and combining with a fixed-order tree (sum: float64; max/min: the
+first extremum, as above), so the average agrees with the CPU's to rounding, not to the bit.
+
 Backward kernels are gathers, not scatters: one thread per INPUT element walks the outputs whose
 window covers it, in ascending ``(oh, ow)`` order (taps ``i``/``j`` descending), and adds their
 contributions straight into its ``gx`` element. That is the CPU backend's order of additions for
@@ -28,7 +32,8 @@ import math
 import numba
 
 from ...geometry import tap_range
-from ._runtime import cuda, dev, dmin, grid, out_pair
+from ._reduce import block_sum
+from ._runtime import MAX_BLOCKS, THREADS, cuda, dev, dmin, grid, out_pair
 
 __all__ = [
     "extreme_pool_forward",
@@ -134,6 +139,69 @@ def _avg_forward(x, y, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include_pad
             for j in range(j0, j1):
                 s += numba.float64(x[n, c, h0 + i * dh, w0 + j * dw])
         y[n, c, oh, ow] = s / d if d > 0 else 0.0
+
+
+@cuda.jit
+def _plane_avg(x, y, d):
+    """Global average (sum when ``d == 1``): one block per ``(n, c)`` plane (block-stride over the
+    planes), strided shares of the plane per thread in float64, the block's fixed-order tree."""
+    N, C, H, W = x.shape
+    tid = cuda.threadIdx.x
+    buf = cuda.shared.array(THREADS, numba.float64)
+    for p in range(cuda.blockIdx.x, N * C, cuda.gridDim.x):
+        n, c = p // C, p % C
+        s = 0.0
+        for e in range(tid, H * W, THREADS):
+            s += numba.float64(x[n, c, e // W, e % W])
+        s = block_sum(buf, tid, s)
+        if tid == 0:
+            y[n, c, 0, 0] = s / d
+
+
+@cuda.jit
+def _plane_extreme(x, y, idx, find_min):
+    """Global max/min with argmax, one block per plane: each thread scans its strided share in
+    ascending order, then the tree keeps the better of two candidates, the lower index on a tie
+    (so the FIRST extremum wins, and the first NaN, as in ``_extreme_forward``)."""
+    N, C, H, W = x.shape
+    tid = cuda.threadIdx.x
+    val = cuda.shared.array(THREADS, numba.float64)
+    pos = cuda.shared.array(THREADS, numba.int64)
+    sign = -1.0 if find_min else 1.0
+    L = H * W
+    for p in range(cuda.blockIdx.x, N * C, cuda.gridDim.x):
+        n, c = p // C, p % C
+        best = -math.inf
+        besti = L  # past every index: loses every tie
+        for e in range(tid, L, THREADS):
+            v = sign * numba.float64(x[n, c, e // W, e % W])
+            if besti == L or v > best or (v != v and best == best):
+                best = v
+                besti = e
+        val[tid] = best
+        pos[tid] = besti
+        cuda.syncthreads()
+        stride = THREADS // 2
+        while stride > 0:
+            if tid < stride:
+                a, ai = val[tid], pos[tid]
+                b, bi = val[tid + stride], pos[tid + stride]
+                if bi < L and (ai == L or (b != b and (a == a or bi < ai)) or (a == a and b > a)
+                               or (b == a and bi < ai)):
+                    val[tid] = b
+                    pos[tid] = bi
+            cuda.syncthreads()
+            stride //= 2
+        if tid == 0:
+            y[n, c, 0, 0] = sign * val[0]
+            idx[n, c, 0, 0] = pos[0]
+        cuda.syncthreads()
+
+
+def _whole_plane(x, y, kh, kw, pt, pl, dh, dw, pb=0, pr=0):
+    """The window is the whole plane (global pooling): one block per plane instead of one thread."""
+    return (y.shape[2] == y.shape[3] == 1 and kh == x.shape[2] and kw == x.shape[3]
+            and pt == pl == pb == pr == 0 and dh == dw == 1)
 
 
 @cuda.jit
@@ -253,7 +321,10 @@ def _adaptive_max_backward(gy, idx, gx):
 def extreme_pool_forward(x, y, idx, kh, kw, sh, sw, pt, pl, dh, dw, find_min):
     dy, fin_y = out_pair(y)
     di, fin_i = out_pair(idx)
-    _extreme_forward[grid(y.size)](dev(x), dy, di, kh, kw, sh, sw, pt, pl, dh, dw, bool(find_min))
+    if _whole_plane(x, y, kh, kw, pt, pl, dh, dw):
+        _plane_extreme[max(1, min(y.size, MAX_BLOCKS)), THREADS](dev(x), dy, di, bool(find_min))
+    else:
+        _extreme_forward[grid(y.size)](dev(x), dy, di, kh, kw, sh, sw, pt, pl, dh, dw, bool(find_min))
     fin_y()
     fin_i()
 
@@ -266,8 +337,12 @@ def extreme_pool_backward(gy, idx, gx, kh, kw, sh, sw, pt, pl, dh, dw):
 
 def avg_pool_forward(x, y, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, count_include_pad, divisor):
     dy, fin = out_pair(y)
-    _avg_forward[grid(y.size)](dev(x), dy, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw,
-                               bool(count_include_pad), float(divisor))
+    if _whole_plane(x, y, kh, kw, pt, pl, dh, dw, pb, pr):
+        d = float(divisor) if divisor > 0 else float(kh * kw)
+        _plane_avg[max(1, min(y.size, MAX_BLOCKS)), THREADS](dev(x), dy, d)
+    else:
+        _avg_forward[grid(y.size)](dev(x), dy, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw,
+                                   bool(count_include_pad), float(divisor))
     fin()
 
 
