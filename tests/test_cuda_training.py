@@ -67,9 +67,9 @@ def _lrn_net(seed=11):
 
 def _shuffle_net(seed=13):
     """ShuffleNet v2's unit in small: the channel split (two ChannelSlice), a separable convolution,
-    Hardswish, Concat and ChannelShuffle."""
+    Hardswish, Concat and ChannelShuffle; a ChannelPad (the CIFAR ResNet's option-A shortcut)."""
     x = Input((4, 4, 4), DT)
-    left, right = L.ChannelSlice(0, 2)(x), L.ChannelSlice(2, 4)(x)
+    left, right = L.ChannelPad(1, 1)(L.ChannelSlice(0, 2)(x)), L.ChannelSlice(2, 4)(x)
     right = L.Hardswish()(L.SeparableConv2d(2, 3, padding=1)(right))
     h = L.ChannelShuffle(2)(L.Concat()([left, right]))
     out = L.Linear(3)(L.Flatten()(L.AvgPool2d(2)(h)))
@@ -139,7 +139,7 @@ def host_copies(monkeypatch):
     (_plain_net, lambda: optim.RMSProp(lr=0.01, weight_decay=1e-3)),
     (_shuffle_net, lambda: optim.SGD(lr=0.1, momentum=0.9)),
 ], ids=["conv-bn-relu-pool-linear/sgd", "add-concat/adam", "multiply-gates/adamw", "lrn-elu-globalmax/sgd",
-        "conv-bn-relu-pool-linear/rmsprop", "channel-slice-shuffle/sgd"])
+        "conv-bn-relu-pool-linear/rmsprop", "channel-slice-pad-shuffle/sgd"])
 def test_device_training_matches_cpu(make, opt, host_copies):
     cpu, gpu = make(), make()
     x, y = _data(cpu.inputs[0].shape, cpu.outputs[0].shape[0])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from corenet import models, optim
-from corenet.models.resnet_cifar import ChannelPad
+from corenet.layers import ChannelPad
 
 slow = pytest.mark.slow
 

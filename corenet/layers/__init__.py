@@ -17,6 +17,7 @@ from .activation import (
     Tanh,
 )
 from .base import Layer, get_layer_class
+from .channels import ChannelPad, ChannelShuffle, ChannelSlice
 from .conv import Conv2d
 from .conv_transpose import ConvTranspose2d
 from .drop_path import DropPath
@@ -37,7 +38,6 @@ from .pool import (
 )
 from .reshape import Flatten, Reshape, ZeroPad2d
 from .separable import SeparableConv2d
-from .shuffle import ChannelShuffle, ChannelSlice
 from .upsample import Upsample
 
 __all__ = [
@@ -48,7 +48,7 @@ __all__ = [
     "LocalResponseNorm", "BatchNorm2d", "BatchNorm1d", "Dropout", "DropPath",
     "ReLU", "LeakyReLU", "ELU", "SELU", "GELU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
     "ReLU6", "SiLU", "Hardswish", "Hardsigmoid",
-    "SeparableConv2d", "ChannelShuffle", "ChannelSlice",
+    "SeparableConv2d", "ChannelShuffle", "ChannelSlice", "ChannelPad",
     "Flatten", "Reshape", "ZeroPad2d", "Upsample",
     "Add", "Concat", "Multiply",
 ]

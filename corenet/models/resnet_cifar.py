@@ -3,48 +3,9 @@ section 4.2): depth 6n+2, three stages of n basic blocks with 16, 32 and 64 chan
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import layers as L
-from ..layers.base import Layer
+from ..layers import ChannelPad
 from ._common import build, classifier_head, conv_bn_relu, image_input, relu
-
-
-class ChannelPad(Layer):
-    """Zero-pad the channel axis: ``(N, C, H, W) -> (N, before + C + after, H, W)``; no parameters.
-
-    The parameter-free half of the CIFAR ResNet's option-A shortcut. Backward slices the
-    gradient of the original channels out of ``gy``.
-    """
-
-    prefix = "channel_pad"
-
-    def __init__(self, before: int, after: int, **kw):
-        super().__init__(**kw)
-        if min(before, after) < 0:
-            raise ValueError(f"ChannelPad: before and after must be >= 0. Received: before={before}, after={after}")
-        self.before, self.after = int(before), int(after)
-
-    def _build(self, input_shape):
-        if len(input_shape) != 3:
-            raise self._error("expects (C, H, W) per sample", input_shape)
-        c, h, w = input_shape
-        return (self.before + c + self.after, h, w)
-
-    def forward(self, x, training=False, retain=True):
-        n, c, h, w = x.shape
-        y = np.zeros((n, self.before + c + self.after, h, w), dtype=x.dtype)
-        y[:, self.before:self.before + c] = x
-        return y
-
-    def backward(self, gy, need_gx=True):
-        if not need_gx:
-            return None
-        c = gy.shape[1] - self.before - self.after
-        return np.ascontiguousarray(gy[:, self.before:self.before + c])
-
-    def _config(self):
-        return {"before": self.before, "after": self.after}
 
 
 def shortcut_a(x, out_channels, stride):

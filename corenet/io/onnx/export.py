@@ -193,7 +193,7 @@ class _Exporter(MobileExports):  # the mobile architectures' layers: export_mobi
         pads = self.const(f"{out}._pads", [0, 0, t, l, 0, 0, b, r], np.int64)
         return self.node("Pad", [x, pads], out, mode="constant")
 
-    def _ChannelPad(self, layer, x, out, gnode):  # the CIFAR ResNet's option-A shortcut (corenet.models)
+    def _ChannelPad(self, layer, x, out, gnode):  # the CIFAR ResNet's option-A shortcut
         pads = self.const(f"{out}._pads", [0, layer.before, 0, 0, 0, layer.after, 0, 0], np.int64)
         return self.node("Pad", [x, pads], out, mode="constant")
 

@@ -21,7 +21,6 @@ import numpy as np
 
 from ... import layers as L
 from ...graph import Input
-from ...layers.base import get_layer_class
 from ..checks import model_classes
 from .common import require_onnx
 from .import_mobile import MOBILE_OPS, MobileImports
@@ -360,7 +359,7 @@ class _Importer(MobileImports, ResamplingImports):
         if n == 4 and not before[1] and not after[1]:
             layer = L.ZeroPad2d(((before[2], after[2]), (before[3], after[3])))
         elif n == 4 and not any(before[2:] + after[2:]):
-            layer = get_layer_class("ChannelPad")(before[1], after[1])  # corenet.models' option-A shortcut
+            layer = L.ChannelPad(before[1], after[1])  # the CIFAR ResNet's option-A shortcut
         else:
             raise self.err(node, f"pads {pads}: only height/width (ZeroPad2d) or only channels map")
         self._call(node, i, layer, x)
