@@ -12,7 +12,8 @@ __all__ = ["Conv2d"]
 
 
 class _ConvLike(Layer):
-    """What the convolution layers share: checked hyper-parameters, the input-channel check, the config."""
+    """What the convolution layers share: checked hyper-parameters, the input-channel check, forward and
+    backward through one functional pair (``_op``), the config."""
 
     def _init_conv(self, out_channels, kernel_size, stride, padding, dilation, groups, bias, in_channels,
                    kernel_init, bias_init, *, string_padding=True):
@@ -43,6 +44,28 @@ class _ConvLike(Layer):
             raise self._error(f"groups={self.groups} must divide the input channels ({C})", input_shape)
         self.in_channels = C
         return C
+
+    _op = "conv2d"  # the functional pair this layer runs: F.<_op>(x, w, b, *self._args()) and F.<_op>_backward
+
+    def _args(self):
+        return self.stride, self.padding, self.dilation, self.groups
+
+    def forward(self, x, training=False, retain=True):
+        p = self.params
+        out = getattr(F, self._op)(x, p["weight"], p.get("bias"), *self._args(), return_state=retain)
+        if not retain:
+            return out
+        y, self._state = out
+        return y
+
+    def backward(self, gy, need_gx=True):
+        train = self.trainable
+        gx, gw, gb = getattr(F, self._op + "_backward")(gy, self._state, need_gx=need_gx, need_gw=train,
+                                                        need_gb=train and self.use_bias)
+        self._state = None
+        if train:
+            self._store_grads({"weight": gw, "bias": gb})
+        return gx
 
     def _config(self):
         from ..init import to_config
@@ -91,23 +114,6 @@ class Conv2d(_ConvLike):
         if self.use_bias:
             self.add_param("bias", (self.out_channels,), self.bias_init, fan_in=fan_in, fan_out=fan_out)
         return out
-
-    def forward(self, x, training=False, retain=True):
-        p = self.params
-        if retain:
-            y, self._state = F.conv2d(x, p["weight"], p.get("bias"), self.stride, self.padding, self.dilation,
-                                      self.groups, return_state=True)
-            return y
-        return F.conv2d(x, p["weight"], p.get("bias"), self.stride, self.padding, self.dilation, self.groups)
-
-    def backward(self, gy, need_gx=True):
-        train = self.trainable
-        gx, gw, gb = F.conv2d_backward(gy, self._state, need_gx=need_gx, need_gw=train,
-                                       need_gb=train and self.use_bias)
-        self._state = None
-        if train:
-            self._store_grads({"weight": gw, "bias": gb})
-        return gx
 
     def macs(self) -> int:
         c_out, ho, wo = self.output_shape

@@ -37,6 +37,7 @@ class ConvTranspose2d(_ConvLike):
     """
 
     prefix = "conv_transpose2d"
+    _op = "conv_transpose2d"
 
     def __init__(self, out_channels, kernel_size, *, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
                  bias=True, in_channels=None, kernel_init="fan_in_uniform", bias_init="fan_in_uniform", **kwargs):
@@ -64,22 +65,6 @@ class ConvTranspose2d(_ConvLike):
         if self.use_bias:
             self.add_param("bias", (self.out_channels,), self.bias_init, fan_in=fan_in, fan_out=fan_out)
         return out
-
-    def forward(self, x, training=False, retain=True):
-        p = self.params
-        if retain:
-            y, self._state = F.conv_transpose2d(x, p["weight"], p.get("bias"), *self._args(), return_state=True)
-            return y
-        return F.conv_transpose2d(x, p["weight"], p.get("bias"), *self._args())
-
-    def backward(self, gy, need_gx=True):
-        train = self.trainable
-        gx, gw, gb = F.conv_transpose2d_backward(gy, self._state, need_gx=need_gx, need_gw=train,
-                                                 need_gb=train and self.use_bias)
-        self._state = None
-        if train:
-            self._store_grads({"weight": gw, "bias": gb})
-        return gx
 
     def macs(self) -> int:
         c_in, h, w = self.input_shape
