@@ -31,15 +31,20 @@ TEST_BACKENDS = CPU_BACKENDS + (["cuda"] if os.environ.get("CORENET_TEST_CUDA") 
                                 and "cuda" in corenet.backends() else [])
 
 
+def _on_backend(name):
+    """Switch to backend ``name`` for one test (a fixture's body), then back."""
+    previous = corenet.get_backend()
+    corenet.set_backend(name)
+    try:
+        yield name
+    finally:
+        corenet.set_backend(previous)
+
+
 @pytest.fixture(params=TEST_BACKENDS)
 def backend(request):
     """Run the test once per available CPU backend (and cuda when opted in), restoring the previous backend after."""
-    previous = corenet.get_backend()
-    corenet.set_backend(request.param)
-    try:
-        yield request.param
-    finally:
-        corenet.set_backend(previous)
+    yield from _on_backend(request.param)
 
 
 @pytest.fixture
@@ -50,12 +55,7 @@ def rng():
 @pytest.fixture(params=CPU_BACKENDS)
 def cpu_backend(request):
     """Each CPU backend, never cuda (for the thread tests: cuda has no thread count)."""
-    previous = corenet.get_backend()
-    corenet.set_backend(request.param)
-    try:
-        yield request.param
-    finally:
-        corenet.set_backend(previous)
+    yield from _on_backend(request.param)
 
 
 @pytest.fixture
