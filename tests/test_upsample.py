@@ -3,6 +3,8 @@ without align_corners, the clamp at 0, the unchanged-size copy, the exact-doubli
 against the oracle of tests/naive.py on every CPU backend and against ``F.interpolate``; float64
 finite differences; errors; save/load."""
 
+import json
+
 import naive
 import numpy as np
 import pytest
@@ -150,3 +152,17 @@ def test_backward_names_the_expected_gy():
                                              r"shape \(1, 2, 6, 6\), received gy.dtype=float(32|64), "
                                              r"gy.shape=\(1, 2, 6, [56]\)"):
             F.upsample_backward(gy, state)
+
+
+def test_numpy_scale_factors_are_kept():
+    # a float32 scale factor was stored as int(1.5) == 1: the layer resized by 1 and saved 1
+    x = np.arange(2 * 4 * 4, dtype=np.float32).reshape(1, 2, 4, 4)
+    for sf in (np.float32(1.5), (np.float64(1.5), np.float32(2.5)), np.int64(2)):
+        layer = L.Upsample(scale_factor=sf, mode="bilinear")
+        cfg = layer.get_config()
+        assert json.loads(json.dumps(cfg)) == cfg
+        x_in = Input((2, 4, 4))
+        y = Model(x_in, layer(x_in)).predict(x)
+        np.testing.assert_allclose(y, F.upsample(x, scale_factor=sf, mode="bilinear"), rtol=1e-6)
+        assert y.shape[2:] == F.upsample_output_shape(x.shape, scale_factor=sf)[2:]
+        assert type(L.Upsample.from_config(cfg).scale_factor) is type(cfg["scale_factor"])

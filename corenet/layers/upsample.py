@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from .. import functional as F
-from ..functional.validation import choice, flag, positive_float
+from ..functional.validation import choice, flag, is_int, positive_float
 from .base import Layer
 
 __all__ = ["Upsample"]
@@ -73,7 +73,7 @@ class Upsample(Layer):
 
 
 def _plain(v):
-    """JSON-friendly: a list for a pair, a Python number otherwise."""
+    """JSON-friendly: a list for a pair, a Python int or float otherwise (numpy scalars included)."""
     if isinstance(v, (tuple, list)):
         return [_plain(e) for e in v]
-    return float(v) if isinstance(v, float) else int(v)
+    return int(v) if is_int(v) else float(v)
