@@ -203,7 +203,7 @@ def pool2d(x, kernel_size, stride=None, padding=0, mode="max", dilation=1, ceil_
                         count_include_pad, divisor, argmax)
 
 
-def pool2d_backward(gy, state: PoolState):
+def pool2d_backward(gy, state: PoolState, *, _op="pool2d_backward"):
     """Gradient with respect to ``x`` of any pooling op of this module.
 
     Parameters
@@ -219,7 +219,7 @@ def pool2d_backward(gy, state: PoolState):
         ``gy / divisor`` added to every input element of the window. adaptive average:
         ``gy / bin area`` added over the bin.
     """
-    op = "pool2d_backward"
+    op = _op
     check_state(op, state, PoolState, "pool2d")
     gy = as_float_array(op, "gy", gy, ndim=4)
     if gy.shape != state.y_shape or gy.dtype != state.dtype:
@@ -355,10 +355,11 @@ def adaptive_max_pool2d(x, output_size, return_state=False):
 
 def adaptive_max_pool2d_backward(gy, state: PoolState):
     """Gradient of :func:`adaptive_max_pool2d`: ``gy`` added at each bin's argmax (``pool2d_backward``)."""
+    op = "adaptive_max_pool2d_backward"
     if isinstance(state, PoolState) and state.mode != "adaptive_max":
-        raise ValueError(f"adaptive_max_pool2d_backward: state comes from a {state.mode!r} pooling, expected the "
-                         f"PoolState of adaptive_max_pool2d (pool2d_backward takes every pooling state)")
-    return pool2d_backward(gy, state)
+        raise ValueError(f"{op}: state comes from a {state.mode!r} pooling, expected the PoolState of "
+                         f"adaptive_max_pool2d (pool2d_backward takes every pooling state)")
+    return pool2d_backward(gy, state, _op=op)
 
 
 def _warmup(dtype) -> None:
