@@ -250,3 +250,6 @@ def test_separable_config_save_load_and_errors(tmp_path):
         L.SeparableConv2d(2, 7)(Input((3, 5, 5)))  # the kernel does not fit
     with pytest.raises(ValueError, match="depth_multiplier"):
         L.SeparableConv2d(2, 3, depth_multiplier=0)
+    model.forward(x, retain_state=False)  # was: Python's "cannot unpack non-iterable NoneType object"
+    with pytest.raises(ValueError, match="SeparableConv2d layer 'sep': backward needs a forward with retain=True"):
+        model.get_layer("sep").backward(np.ones((2, 5, 7, 6), np.float32))

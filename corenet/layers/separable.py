@@ -75,6 +75,8 @@ class SeparableConv2d(_ConvLike):
         return F.conv2d(h, p["pointwise.weight"], p.get("pointwise.bias"))
 
     def backward(self, gy, need_gx=True):
+        if self._state is None:
+            raise ValueError(f"{self.label()}: backward needs a forward with retain=True first")
         dw_state, pw_state = self._state
         self._state = None
         train = self.trainable
