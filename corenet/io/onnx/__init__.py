@@ -32,6 +32,8 @@ activations            Relu LeakyRelu Elu Selu Sigmoid      same, plus Gelu (ops
                        Erf/Tanh arithmetic
 Add, Multiply, Concat  Add/Sum, Mul, Concat                 Add/Sum, Mul, Concat (tensor inputs)
 ZeroPad2d              Pad (constant 0)                     Pad (constant 0, H and W only)
+ChannelPad             Pad (constant 0, channels)           Pad (constant 0, channels only)
+ChannelSlice           Slice (axis 1)                       Slice (axis 1, step 1)
 Dropout                removed                              Dropout, Identity: removed
 ReLU6, Hardsigmoid     Clip(0, 6), HardSigmoid(1/6, 1/2),   same, Clip(0) as ReLU; x*Sigmoid(x)
 Hardswish, SiLU        HardSwish (opset 13: x*HardSig-      and x*HardSigmoid(x) matched as
