@@ -1,13 +1,16 @@
-"""Training-step benchmarks: BENCHMARKS.md's three networks, corenet against PyTorch NCHW and
-PyTorch channels_last, each framework in its own process (BENCHMARKS.md's protocol).
+"""Training-step benchmarks: BENCHMARKS.md's three networks and issue 17's MobileNetV2 and
+EfficientNet-B0 (3x64x64 inputs, batch 16), corenet against PyTorch NCHW and PyTorch channels_last,
+each framework in its own process (BENCHMARKS.md's protocol).
 
 For each network: a full step (forward, loss, backward, SGD-momentum update) on a synthetic batch
-of 64. Processes alternate (corenet, torch NCHW, torch channels_last, again) over ``--rounds``
-rounds; each warms up 3 steps and reports the median of 12; the table gives the median of the
-per-round ratios (torch ms / corenet ms, above 1 = corenet faster) and their spread. ``--infer``
-adds the eval-mode forward at batch 1 and 64. The load average is printed first (a busy machine
-gives a warning). Then, each in a fresh process, peak resident memory of a step and the cold start
-(process start -> end of the first LeNet-5 step) with an empty and a warm Numba cache.
+of 64 (16 for the two zoo families; their PyTorch twins are tests/zoo_twins.py's, torchvision's
+modules re-typed, without stochastic depth). Processes alternate (corenet, torch NCHW, torch
+channels_last, again) over ``--rounds`` rounds; each warms up 3 steps and reports the median of 12;
+the table gives the median of the per-round ratios (torch ms / corenet ms, above 1 = corenet
+faster) and their spread. ``--infer`` adds the eval-mode forward at batch 1 and the training batch.
+The load average is printed first (a busy machine gives a warning). Then, each in a fresh process,
+peak resident memory of a step and the cold start (process start -> end of the first LeNet-5 step)
+with an empty and a warm Numba cache.
 
     python benchmarks/bench_train.py --threads 2 --rounds 3 --infer --json train.json
 """
@@ -33,7 +36,10 @@ NETWORKS = {  # name: (input shape without batch, classes)
     "lenet5_mnist_b64": ((1, 28, 28), 10),
     "resnet20_cifar_b64": ((3, 32, 32), 10),
     "alexnet_lrn_cifar_b64": ((3, 32, 32), 10),
+    "mobilenet_v2_64px_b16": ((3, 64, 64), 10),
+    "efficientnet_b0_64px_b16": ((3, 64, 64), 10),
 }
+BATCH = {"mobilenet_v2_64px_b16": 16, "efficientnet_b0_64px_b16": 16}  # others: 64
 
 
 # ---------------------------------------------------------------------------------- corenet
@@ -64,6 +70,10 @@ def build_corenet(name):
         model = models.lenet5()
     elif name.startswith("resnet20"):
         model = models.resnet20_cifar(shortcut="B")
+    elif name.startswith("mobilenet_v2"):
+        model = models.mobilenet_v2(num_classes=10, input_size=64)
+    elif name.startswith("efficientnet_b0"):
+        model = models.efficientnet_b0(num_classes=10, input_size=64)
     else:
         model = alexnet_lrn_cifar()
     model.compile(optim.SGD(lr=0.01, momentum=0.9), "cross_entropy")
@@ -100,6 +110,11 @@ def build_torch(name, torch, channels_last=False, training=True):
                 cin = cout
         net = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), *blocks,
                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
+    elif name.startswith(("mobilenet_v2", "efficientnet_b0")):
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
+        import zoo_twins  # torchvision's MobileNetV2 / EfficientNet-B0 (torchvision is not installed here)
+
+        net = zoo_twins.MobileNetV2(10) if name.startswith("mobilenet_v2") else zoo_twins.EfficientNetB0(10)
     else:
         lrn = dict(size=5, alpha=1e-4, beta=0.75, k=2.0)
         net = nn.Sequential(
@@ -266,7 +281,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", nargs="*")
-    ap.add_argument("--infer", action="store_true", help="also eval-mode forward at batch 1 and 64")
+    ap.add_argument("--infer", action="store_true", help="also eval-mode forward at batch 1 and the training batch")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-subprocess", action="store_true", help="skip cold start and peak RSS")
     ap.add_argument("--max-load", type=float, default=0.5, help="warn above this 1-minute load average")
@@ -290,11 +305,11 @@ def main(argv=None):
     print(f"one process per framework, alternating, {args.rounds} rounds; each process warms up {WARMUP} steps "
           f"and reports the median of {STEPS}; ratios = torch ms / corenet ms per round: median (min-max)")
     results = []
-    jobs = [("time", 64)] + ([("infer", 1), ("infer", 64)] if args.infer else [])
     for name in NETWORKS:
         if args.only and name not in args.only:
             continue
-        for kind, n in jobs:
+        n_batch = BATCH.get(name, 64)
+        for kind, n in [("time", n_batch)] + ([("infer", 1), ("infer", n_batch)] if args.infer else []):
             if kind == "infer" and name.startswith("alexnet"):
                 continue
             res = compare(name, kind, n, backends, args.threads, args.rounds, torch_ok)
