@@ -16,6 +16,9 @@ as ``2**k * expm1(r) + (2**k - 1)``, ``tanh(v) = sign(v) * -t / (t + 2)`` with
 float32 takes these, float64 ``math``'s functions. The float32 helpers are compiled without
 fastmath whatever ``config.get_fastmath()`` says (reassociation would fold ``(t + magic) - magic``
 into ``t``), into the dispatching function, which LLVM then inlines into the kernel's loop.
+
+Numba's on-disk cache keys a kernel by its own source file only: after editing this module, touch
+``act.py`` and ``_act_mobile.py`` (or empty their ``__pycache__``) so their kernels recompile.
 """
 
 import math
