@@ -63,15 +63,21 @@ cdef inline Py_ssize_t _len(Py_ssize_t n, Py_ssize_t c) noexcept nogil:
     return CHUNK if n - c * CHUNK > CHUNK else n - c * CHUNK
 
 
+cdef inline int _team(int num_threads, Py_ssize_t n) noexcept nogil:
+    """No more threads than chunks: a thread without a chunk would only be woken and waited for."""
+    cdef Py_ssize_t c = _chunks(n)
+    return num_threads if c >= num_threads else (<int>c if c > 0 else 1)
+
+
 cdef void _map1(map1_f32 f, const float[::1] x, float[::1] y, int num_threads) noexcept:
     cdef Py_ssize_t c, n = x.shape[0]
-    for c in prange(_chunks(n), nogil=True, schedule="static", num_threads=num_threads):
+    for c in prange(_chunks(n), nogil=True, schedule="static", num_threads=_team(num_threads, n)):
         f(&x[c * CHUNK], &y[c * CHUNK], _len(n, c))
 
 
 cdef void _map2(map2_f32 f, const float[::1] gy, const float[::1] x, float[::1] gx, int num_threads) noexcept:
     cdef Py_ssize_t c, n = x.shape[0]
-    for c in prange(_chunks(n), nogil=True, schedule="static", num_threads=num_threads):
+    for c in prange(_chunks(n), nogil=True, schedule="static", num_threads=_team(num_threads, n)):
         f(&gy[c * CHUNK], &x[c * CHUNK], &gx[c * CHUNK], _len(n, c))
 
 
@@ -114,7 +120,7 @@ def elu_forward(const real[::1] x, double alpha, double scale, real[::1] y, int 
     cdef Py_ssize_t i, c, n = x.shape[0]
     cdef real v, m, r, e, a = <real>alpha, s = <real>scale
     if real is float:
-        for c in prange(_chunks(n), nogil=True, schedule="static", num_threads=num_threads):
+        for c in prange(_chunks(n), nogil=True, schedule="static", num_threads=_team(num_threads, n)):
             cn_elu_f32(&x[c * CHUNK], &y[c * CHUNK], _len(n, c), a, s)
     else:
         for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
@@ -130,7 +136,7 @@ def elu_backward(const real[::1] gy, const real[::1] x, double alpha, double sca
     cdef Py_ssize_t i, c, n = x.shape[0]
     cdef real v, m, g, r, e, a = <real>alpha, s = <real>scale
     if real is float:
-        for c in prange(_chunks(n), nogil=True, schedule="static", num_threads=num_threads):
+        for c in prange(_chunks(n), nogil=True, schedule="static", num_threads=_team(num_threads, n)):
             cn_elu_grad_f32(&gy[c * CHUNK], &x[c * CHUNK], &gx[c * CHUNK], _len(n, c), a, s)
     else:
         for i in prange(n, nogil=True, schedule="static", num_threads=num_threads):
