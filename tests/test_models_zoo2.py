@@ -223,14 +223,19 @@ def test_shufflenet_onnx_round_trip_imports_the_channel_split(tmp_path):
     np.testing.assert_allclose(again.predict(x), model.predict(x), rtol=1e-5, atol=1e-5)
 
 
-def test_onnx_slice_off_the_channel_axis_is_refused(tmp_path):
+@pytest.mark.parametrize("starts, ends, axes, match", [
+    (0, 2, 2, "only a step-1 slice of the channel axis"),
+    (3, 1, 1, r"node 'slice'.*channels 3:1 of 4 are empty"),  # was ChannelSlice's own error, no node named
+    (2, -3, 1, r"node 'slice'.*channels 2:1 of 4 are empty"),
+])
+def test_onnx_slice_off_the_channel_axis_or_empty_is_refused(tmp_path, starts, ends, axes, match):
     onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install 'corenet[onnx]')")
     h = onnx.helper
     consts = [onnx.numpy_helper.from_array(np.array([v], np.int64), n) for n, v in
-              (("starts", 0), ("ends", 2), ("axes", 2))]
+              (("starts", starts), ("ends", ends), ("axes", axes))]
     graph = h.make_graph([h.make_node("Slice", ["x", "starts", "ends", "axes"], ["y"], name="slice")], "g",
                          [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 4, 3, 3])],
                          [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 4, 2, 3])], consts)
     onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 13)]), str(tmp_path / "s.onnx"))
-    with pytest.raises(ValueError, match="only a step-1 slice of the channel axis"):
+    with pytest.raises(ValueError, match=match):
         corenet.import_onnx(tmp_path / "s.onnx")

@@ -116,6 +116,8 @@ class MobileImports:
                                  f"(ChannelSlice)")
         c = x.shape[0]
         start, stop = (min(max(int(v) + c if v < 0 else int(v), 0), c) for v in (starts[0], ends[0]))  # ONNX clamps
+        if start >= stop:
+            raise self.err(node, f"channels {start}:{stop} of {c} are empty: corenet has no empty tensors")
         self._call(node, i, L.ChannelSlice(start, stop), x)
 
 
