@@ -108,12 +108,14 @@ static inline float cn_erff(float v) {
 }
 
 /* ------------------------------------------------------------- float32 range kernels
- * y[i] = f(x[i]) (or gx[i] = f(gy[i], x[i])) for 0 <= i < n: act.pyx runs them over fixed chunks in
- * a prange. On x86-64 Linux with gcc each is compiled three times (AVX-512, AVX2+FMA, baseline
- * SSE2) and the loader picks the best the CPU has (target_clones, an ifunc); elsewhere once, for
- * the build's target. The AVX2/AVX-512 versions contract a*b+c into FMAs, so float32 results may
- * differ in the last bit from one CPU to another (never with the thread count). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+ * y[i] = f(x[i]) (or gx[i] = f(gy[i], x[i])) for 0 <= i < n: act.pyx runs them over fixed chunks
+ * in a prange. On x86-64 glibc systems with gcc 11+ each is compiled three times (AVX-512,
+ * AVX2+FMA, baseline SSE2) and the loader picks the best the CPU has (target_clones, an ifunc);
+ * elsewhere once, for the build's target. The AVX2/AVX-512 versions contract a*b+c into FMAs, so
+ * float32 results may differ in the last bit from one CPU to another (never with the thread
+ * count). */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && defined(__x86_64__) && defined(__GLIBC__)
+/* (the x86-64-v3/v4 names need gcc 11; the ifunc that picks a clone needs glibc) */
 #define CN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define CN_CLONES
