@@ -113,3 +113,29 @@ def test_float32_against_torch(backend, name):
         tol = dict(rtol=5e-7, atol=2e-38)  # ~4 ulps: each side within ~1-2.5 of the exact value
     np.testing.assert_allclose(y, yt.detach().numpy(), **tol)
     np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_numba_float32_math_ignores_the_callers_fastmath():
+    """corenet/kernels/numba_cpu/_vmath.py's functions stay exact inside a fastmath kernel
+    (CORENET_FASTMATH=1): reassociation would fold the rounding trick ``(t + magic) - magic``."""
+    import numba
+
+    from corenet.kernels.numba_cpu._vmath import verf, vexp, vexpm1_neg, vsigmoid, vtanh
+
+    @numba.njit(fastmath=True)
+    def run(x, out):
+        for i in range(x.size):
+            v = x[i]
+            out[0, i] = vexp(v)
+            out[1, i] = vsigmoid(v)
+            out[2, i] = vtanh(v)
+            out[3, i] = verf(v)
+            out[4, i] = vexpm1_neg(-abs(v))
+        return out
+
+    x = np.linspace(-20, 20, 4001).astype(np.float32)
+    got = run(x, np.empty((5, x.size), np.float32))
+    x64 = x.astype(np.float64)
+    want = [np.exp(x64), 1 / (1 + np.exp(-x64)), np.tanh(x64), np.vectorize(math.erf)(x64), np.expm1(-np.abs(x64))]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=4e-7, atol=2e-7)  # 2e-7: the erf approximation's
