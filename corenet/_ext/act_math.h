@@ -37,6 +37,7 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC push_options
 #pragma GCC optimize("no-trapping-math")
+#pragma GCC optimize("no-associative-math") /* even under CFLAGS=-ffast-math: keep (t + magic) - magic */
 #endif
 
 #include <math.h>
