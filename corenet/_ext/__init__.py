@@ -35,7 +35,7 @@ import os
 
 from ..config import get_num_threads, get_parallel_threshold
 
-FAMILIES = ("conv", "simd_conv", "pool", "lrn", "norm", "act", "fused", "resample")
+FAMILIES = ("conv", "simd_conv", "pool", "lrn", "norm", "act", "act_mobile", "fused", "resample")
 # The runtime the extensions link on Linux (gcc's -fopenmp). Another runtime already in the
 # process (MKL's libiomp5, LLVM's libomp) is a separate library and does not stop this one
 # from being loaded with the policy below. (Elsewhere there is no /proc/self/maps: the policy is

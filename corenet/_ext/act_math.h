@@ -1,7 +1,7 @@
 /* Design
  * ------
  * Branch-free float32 exp, expm1 (of non-positive arguments), tanh and erf for the activation
- * kernels (act.pyx, fused.pyx). glibc's expf/tanhf/erff are scalar calls with data-dependent
+ * kernels (act.pyx, act_mobile.pyx). glibc's expf/tanhf/erff are scalar calls with data-dependent
  * branches inside, so a loop that calls them never vectorises: sigmoid, silu, tanh, gelu and elu
  * cost 7-50 ms on 3.2M float32 elements where relu costs 0.5. These functions are inline and made
  * of arithmetic, comparisons-as-selects and integer bit moves only, so gcc vectorises the loops
@@ -109,12 +109,17 @@ static inline float cn_erff(float v) {
 }
 
 /* ------------------------------------------------------------- float32 range kernels
- * y[i] = f(x[i]) (or gx[i] = f(gy[i], x[i])) for 0 <= i < n: act.pyx runs them over fixed chunks
- * in a prange. On x86-64 glibc systems with gcc 11+ each is compiled three times (AVX-512,
+ * y[i] = f(x[i]) (or gx[i] = f(gy[i], x[i])) for 0 <= i < n: the runners at the end of this file
+ * run them over fixed chunks on OpenMP threads. On x86-64 glibc systems with gcc 11+ each is compiled three times (AVX-512,
  * AVX2+FMA, baseline SSE2) and the loader picks the best the CPU has (target_clones, an ifunc);
  * elsewhere once, for the build's target. The AVX2/AVX-512 versions contract a*b+c into FMAs, so
  * float32 results may differ in the last bit from one CPU to another (never with the thread
  * count). */
+#if defined(__GNUC__)
+#define CN_STATIC static __attribute__((unused)) /* each .pyx that includes this uses some of them */
+#else
+#define CN_STATIC static
+#endif
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 && defined(__x86_64__) && defined(__GLIBC__)
 /* (the x86-64-v3/v4 names need gcc 11; the ifunc that picks a clone needs glibc) */
 #define CN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -123,14 +128,14 @@ static inline float cn_erff(float v) {
 #endif
 
 #define CN_MAP1(name, expr)                                                              \
-    CN_CLONES static void name(const float* restrict x, float* restrict y, ptrdiff_t n) { \
+    CN_CLONES CN_STATIC void name(const float* restrict x, float* restrict y, ptrdiff_t n) { \
         for (ptrdiff_t i = 0; i < n; i++) {                                              \
             float v = x[i];                                                              \
             y[i] = (expr);                                                               \
         }                                                                                \
     }
 #define CN_MAP2(name, expr)                                                                             \
-    CN_CLONES static void name(const float* restrict gy, const float* restrict x, float* restrict gx,  \
+    CN_CLONES CN_STATIC void name(const float* restrict gy, const float* restrict x, float* restrict gx,  \
                                ptrdiff_t n) {                                                          \
         for (ptrdiff_t i = 0; i < n; i++) {                                                             \
             float g = gy[i], v = x[i];                                                                  \
@@ -178,7 +183,7 @@ CN_MAP1(cn_hardsigmoid_f32, cn_clamp6(v + 3.0f) / 6.0f)
 CN_MAP1(cn_hardswish_f32, v * cn_clamp6(v + 3.0f) / 6.0f)
 
 /* scale * (v if v > 0 else alpha * expm1(v)); both sides computed, then selected (NaN kept) */
-CN_CLONES static void cn_elu_f32(const float* restrict x, float* restrict y, ptrdiff_t n, float alpha, float scale) {
+CN_CLONES CN_STATIC void cn_elu_f32(const float* restrict x, float* restrict y, ptrdiff_t n, float alpha, float scale) {
     for (ptrdiff_t i = 0; i < n; i++) {
         float v = x[i];
         float e = scale * alpha * cn_expm1f_neg(v > 0.0f ? 0.0f : v);
@@ -187,7 +192,7 @@ CN_CLONES static void cn_elu_f32(const float* restrict x, float* restrict y, ptr
     }
 }
 
-CN_CLONES static void cn_elu_grad_f32(const float* restrict gy, const float* restrict x, float* restrict gx,
+CN_CLONES CN_STATIC void cn_elu_grad_f32(const float* restrict gy, const float* restrict x, float* restrict gx,
                                       ptrdiff_t n, float alpha, float scale) {
     for (ptrdiff_t i = 0; i < n; i++) {
         float g = gy[i], v = x[i];
@@ -195,6 +200,63 @@ CN_CLONES static void cn_elu_grad_f32(const float* restrict gy, const float* res
         float r = g * scale;
         gx[i] = v > 0.0f ? r : e;
     }
+}
+
+/* ------------------------------------------------------------- chunked parallel runners
+ * f over [0, n) in chunks of CN_CHUNK elements (a multiple of every vector length; 64 KiB), one
+ * OpenMP task per chunk (static schedule), with no more threads than chunks (a thread without a
+ * chunk would only be woken and waited for). Every element is written by one call: no result
+ * depends on the thread count. */
+#define CN_CHUNK 16384
+
+typedef void (*cn_map1)(const float* restrict, float* restrict, ptrdiff_t);
+typedef void (*cn_map2)(const float* restrict, const float* restrict, float* restrict, ptrdiff_t);
+
+static inline ptrdiff_t cn_chunks(ptrdiff_t n) { return (n + CN_CHUNK - 1) / CN_CHUNK; }
+static inline ptrdiff_t cn_len(ptrdiff_t n, ptrdiff_t c) {
+    return n - c * CN_CHUNK < CN_CHUNK ? n - c * CN_CHUNK : CN_CHUNK;
+}
+static inline int cn_team(int threads, ptrdiff_t n) {
+    ptrdiff_t c = cn_chunks(n);
+    return c >= threads ? threads : (c > 0 ? (int)c : 1);
+}
+
+CN_STATIC void cn_run1(cn_map1 f, const float* x, float* y, ptrdiff_t n, int threads) {
+    ptrdiff_t c, nc = cn_chunks(n);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(cn_team(threads, n))
+#endif
+    for (c = 0; c < nc; c++) f(x + c * CN_CHUNK, y + c * CN_CHUNK, cn_len(n, c));
+    (void)threads;
+}
+
+CN_STATIC void cn_run2(cn_map2 f, const float* gy, const float* x, float* gx, ptrdiff_t n, int threads) {
+    ptrdiff_t c, nc = cn_chunks(n);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(cn_team(threads, n))
+#endif
+    for (c = 0; c < nc; c++) f(gy + c * CN_CHUNK, x + c * CN_CHUNK, gx + c * CN_CHUNK, cn_len(n, c));
+    (void)threads;
+}
+
+CN_STATIC void cn_run_elu(const float* x, float* y, ptrdiff_t n, float alpha, float scale, int threads) {
+    ptrdiff_t c, nc = cn_chunks(n);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(cn_team(threads, n))
+#endif
+    for (c = 0; c < nc; c++) cn_elu_f32(x + c * CN_CHUNK, y + c * CN_CHUNK, cn_len(n, c), alpha, scale);
+    (void)threads;
+}
+
+CN_STATIC void cn_run_elu_grad(const float* gy, const float* x, float* gx, ptrdiff_t n, float alpha, float scale,
+                            int threads) {
+    ptrdiff_t c, nc = cn_chunks(n);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(cn_team(threads, n))
+#endif
+    for (c = 0; c < nc; c++)
+        cn_elu_grad_f32(gy + c * CN_CHUNK, x + c * CN_CHUNK, gx + c * CN_CHUNK, cn_len(n, c), alpha, scale);
+    (void)threads;
 }
 
 #if defined(__GNUC__) && !defined(__clang__)

@@ -1,4 +1,5 @@
-"""Cython CPU activations, dropout and softmax: the kernels of ``corenet/_ext/act.pyx``.
+"""Cython CPU activations, dropout and softmax: the kernels of ``corenet/_ext/act.pyx`` and ``act_mobile.pyx``
+(relu6, hardsigmoid, hardswish, silu, drop path, channel shuffle).
 
 Same names, signatures and return values as ``corenet/kernels/numba_cpu/act.py``: the output is
 allocated by the caller, passed last, filled and returned. Each wrapper adds the thread count:
@@ -10,6 +11,7 @@ per element, ~8 for a kernel that evaluates exp, erf or tanh).
 from __future__ import annotations
 
 from ..._ext import act as _act
+from ..._ext import act_mobile as _mobile
 from ..._ext import threads_for
 
 __all__ = [
@@ -128,57 +130,57 @@ def softmax_backward(gy, y, log, gx):
 
 
 def relu6_forward(x, y):
-    _act.relu6_forward(x, y, threads_for(x.size, 1))
+    _mobile.relu6_forward(x, y, threads_for(x.size, 1))
     return y
 
 
 def relu6_backward(gy, y, gx):
-    _act.relu6_backward(gy, y, gx, threads_for(gy.size, 1))
+    _mobile.relu6_backward(gy, y, gx, threads_for(gy.size, 1))
     return gx
 
 
 def hardsigmoid_forward(x, y):
-    _act.hardsigmoid_forward(x, y, threads_for(x.size, 1))
+    _mobile.hardsigmoid_forward(x, y, threads_for(x.size, 1))
     return y
 
 
 def hardsigmoid_backward(gy, x, gx):
-    _act.hardsigmoid_backward(gy, x, gx, threads_for(gy.size, 1))
+    _mobile.hardsigmoid_backward(gy, x, gx, threads_for(gy.size, 1))
     return gx
 
 
 def hardswish_forward(x, y):
-    _act.hardswish_forward(x, y, threads_for(x.size, 1))
+    _mobile.hardswish_forward(x, y, threads_for(x.size, 1))
     return y
 
 
 def hardswish_backward(gy, x, gx):
-    _act.hardswish_backward(gy, x, gx, threads_for(gy.size, 1))
+    _mobile.hardswish_backward(gy, x, gx, threads_for(gy.size, 1))
     return gx
 
 
 def silu_forward(x, y):
-    _act.silu_forward(x, y, threads_for(x.size, 8))
+    _mobile.silu_forward(x, y, threads_for(x.size, 8))
     return y
 
 
 def silu_backward(gy, x, gx):
-    _act.silu_backward(gy, x, gx, threads_for(gy.size, 8))
+    _mobile.silu_backward(gy, x, gx, threads_for(gy.size, 8))
     return gx
 
 
 def drop_path_forward(x, keep, scale, y):
     """``y[n] = x[n] * scale`` where ``keep[n]`` (uint8) is 1, else 0; ``x (N, L)``."""
-    _act.drop_path_forward(x, keep, scale, y, threads_for(x.size, 1))
+    _mobile.drop_path_forward(x, keep, scale, y, threads_for(x.size, 1))
     return y
 
 
 def drop_path_backward(gy, keep, scale, gx):
-    _act.drop_path_forward(gy, keep, scale, gx, threads_for(gy.size, 1))  # the same scaling
+    _mobile.drop_path_forward(gy, keep, scale, gx, threads_for(gy.size, 1))  # the same scaling
     return gx
 
 
 def channel_shuffle(x, y):
     """``y[n, b, a, :] = x[n, a, b, :]`` for ``x (N, A, B, L)``, ``y (N, B, A, L)``."""
-    _act.channel_shuffle(x, y, threads_for(x.size, 1))
+    _mobile.channel_shuffle(x, y, threads_for(x.size, 1))
     return y
