@@ -11,7 +11,7 @@ import pytest
 
 from corenet import F
 
-CHUNK = 16384  # elements per task of the Cython float32 range kernels (act.pyx)
+CHUNK = 16384  # elements per task of the Cython float32 range kernels (act_math.h's CN_CHUNK)
 SPECIAL = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -1e-40, 1e-30, -1e-30, 88.7, 89.5, -87.4, -88.8, -103.9,
            -104.5, -150.0]
 

@@ -238,7 +238,7 @@ def _act_cases(rng, dt):
 
 def _act_chunk_cases(rng, dt):
     """The float32 exp/tanh/erf kernels that the Cython backend runs in chunks of 16384 elements
-    (act.pyx): three chunks, the last one partial, so the two threads split them unevenly."""
+    (act_math.h's runners): three chunks, the last one partial, so the two threads split them unevenly."""
     n = 2 * 16384 + 1001
     x, gy, o = (rng.standard_normal(n) * 6).astype(dt), rng.standard_normal(n).astype(dt), Out((n,), dt)
     cases = [(f"act.{name}_forward[chunks]", "act", f"{name}_forward", [x, o]) for name in ("sigmoid", "tanh", "silu")]

@@ -22,7 +22,7 @@ cdef inline real _relu_grad(real g, real y) noexcept nogil:
 
 
 cdef inline real _relu6_grad(real g, real y) noexcept nogil:
-    # as act.pyx's relu6_backward stores it: gy where 0 < y < 6, else 0 (NaN y too)
+    # as act_mobile.pyx's relu6_backward stores it: gy where 0 < y < 6, else 0 (NaN y too)
     return g if (y > 0 and y < 6) else 0
 
 
