@@ -56,6 +56,9 @@
 #define CS_X86 0
 #endif
 
+/* channels per block of the channel-vectorised depthwise kernels (simd_conv_dwc_*.h) */
+#define CS_DWC_CB 16
+
 /* ------------------------------------------------------------------ tile instantiations */
 /* generic: no target attribute (SSE2 on x86-64) */
 #define T float

@@ -41,6 +41,20 @@ cdef extern from "simd_conv.h" nogil:
     void cs_dw_wgrad_f64(const double* x, const double* gy, double* gw, const cs_geom* g, char* ws,
                          int nthreads)
 
+    size_t cs_dwc_workspace_f32(const cs_geom* g, int nthreads)
+    size_t cs_dwc_workspace_f64(const cs_geom* g, int nthreads)
+    void cs_dwc_forward_f32(const float* x, const float* w, const float* bias, float* y, const cs_geom* g,
+                            char* ws, int nthreads)
+    void cs_dwc_forward_f64(const double* x, const double* w, const double* bias, double* y, const cs_geom* g,
+                            char* ws, int nthreads)
+    void cs_dwc_backward_input_f32(const float* gy, const float* w, float* gx, const cs_geom* g, char* ws,
+                                   int nthreads)
+    void cs_dwc_backward_input_f64(const double* gy, const double* w, double* gx, const cs_geom* g, char* ws,
+                                   int nthreads)
+    void cs_dwc_wgrad_f32(const float* x, const float* gy, float* gw, const cs_geom* g, char* ws, int nthreads)
+    void cs_dwc_wgrad_f64(const double* x, const double* gy, double* gw, const cs_geom* g, char* ws,
+                          int nthreads)
+
 from ._types cimport real
 
 ISAS = ("generic", "avx2", "avx512")
@@ -192,3 +206,81 @@ def dw_wgrad(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy, long sh, l
             cs_dw_wgrad_f32(&x[0, 0, 0, 0], &gy[0, 0, 0, 0], &gw[0, 0, 0, 0], &g, <char*>&ws[0], num_threads)
         else:
             cs_dw_wgrad_f64(&x[0, 0, 0, 0], &gy[0, 0, 0, 0], &gw[0, 0, 0, 0], &g, <char*>&ws[0], num_threads)
+
+
+# ------------------------------------------------------------- depthwise, channels as vector lanes
+def dwc_workspace(tuple x_shape, tuple w_shape, long sh, long sw, long dh, long dw, long Ho, long Wo, itemsize,
+                  int num_threads):
+    """Bytes of workspace each of :func:`dwc_forward`, :func:`dwc_backward_input`, :func:`dwc_wgrad` needs."""
+    cdef cs_geom g = _geom(x_shape, w_shape, sh, sw, 0, 0, dh, dw, Ho, Wo, cs_lanes(itemsize))
+    return cs_dwc_workspace_f32(&g, num_threads) if itemsize == 4 else cs_dwc_workspace_f64(&g, num_threads)
+
+
+cdef cs_geom _dwc_geom(str name, tuple xs, tuple ws_, long sh, long sw, long pt, long pl, long dh, long dw,
+                       long Ho, long Wo, size_t have, size_t itemsize, int num_threads) except *:
+    if pt < 0 or pl < 0:
+        raise ValueError(f"simd_conv.{name}: padding ({pt}, {pl}) received, non-negative expected")
+    cdef cs_geom g = _geom(xs, ws_, sh, sw, pt, pl, dh, dw, Ho, Wo, cs_lanes(itemsize))
+    cdef size_t need = cs_dwc_workspace_f32(&g, num_threads) if itemsize == 4 else \
+        cs_dwc_workspace_f64(&g, num_threads)
+    if have < need:
+        raise ValueError(f"simd_conv.{name}: workspace of {have} bytes, {need} needed")
+    return g
+
+
+def dwc_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const real[::1] b, long sh, long sw,
+                long pt, long pl, long dh, long dw, real[:, :, :, ::1] y, unsigned char[::1] ws, int num_threads):
+    """IN x (N, C, H, W), w (C, 1, kh, kw), b (C,) or None; OUT y (N, C, Ho, Wo); ws: workspace."""
+    cdef cs_geom g = _dwc_geom("dwc_forward", (x.shape[0], x.shape[1], x.shape[2], x.shape[3]),
+                               (w.shape[0], w.shape[1], w.shape[2], w.shape[3]), sh, sw, pt, pl, dh, dw,
+                               y.shape[2], y.shape[3], ws.shape[0], sizeof(real), num_threads)
+    if g.N * g.C * g.Ho * g.Wo == 0:
+        return
+    cdef const real* bp = &b[0] if b is not None else NULL
+    with nogil:
+        if real is float:
+            cs_dwc_forward_f32(&x[0, 0, 0, 0], &w[0, 0, 0, 0], bp, &y[0, 0, 0, 0], &g, <char*>&ws[0], num_threads)
+        else:
+            cs_dwc_forward_f64(&x[0, 0, 0, 0], &w[0, 0, 0, 0], bp, &y[0, 0, 0, 0], &g, <char*>&ws[0], num_threads)
+
+
+def dwc_backward_input(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w, long sh, long sw, long pt, long pl,
+                       long dh, long dw, real[:, :, :, ::1] gx, unsigned char[::1] ws, int num_threads):
+    """IN gy (N, C, Ho, Wo), w (C, 1, kh, kw); OUT gx (N, C, H, W): the input gradient of :func:`dwc_forward`."""
+    cdef cs_geom g = _dwc_geom("dwc_backward_input", (gx.shape[0], gx.shape[1], gx.shape[2], gx.shape[3]),
+                               (w.shape[0], w.shape[1], w.shape[2], w.shape[3]), sh, sw, pt, pl, dh, dw,
+                               gy.shape[2], gy.shape[3], ws.shape[0], sizeof(real), num_threads)
+    if g.N * g.C * g.H * g.W == 0:
+        return
+    cdef Py_ssize_t i
+    if g.Ho * g.Wo == 0:
+        for i in range(gx.shape[0]):
+            gx[i, :, :, :] = 0
+        return
+    with nogil:
+        if real is float:
+            cs_dwc_backward_input_f32(&gy[0, 0, 0, 0], &w[0, 0, 0, 0], &gx[0, 0, 0, 0], &g, <char*>&ws[0],
+                                      num_threads)
+        else:
+            cs_dwc_backward_input_f64(&gy[0, 0, 0, 0], &w[0, 0, 0, 0], &gx[0, 0, 0, 0], &g, <char*>&ws[0],
+                                      num_threads)
+
+
+def dwc_wgrad(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy, long sh, long sw, long pt, long pl, long dh,
+              long dw, real[:, :, :, ::1] gw, unsigned char[::1] ws, int num_threads):
+    """IN x (N, C, H, W), gy (N, C, Ho, Wo); OUT gw (C, 1, kh, kw); ws: workspace."""
+    cdef cs_geom g = _dwc_geom("dwc_wgrad", (x.shape[0], x.shape[1], x.shape[2], x.shape[3]),
+                               (gw.shape[0], gw.shape[1], gw.shape[2], gw.shape[3]), sh, sw, pt, pl, dh, dw,
+                               gy.shape[2], gy.shape[3], ws.shape[0], sizeof(real), num_threads)
+    if g.C * g.kh * g.kw == 0:
+        return
+    cdef Py_ssize_t i
+    if g.N * g.Ho * g.Wo == 0:
+        for i in range(gw.shape[0]):
+            gw[i, :, :, :] = 0
+        return
+    with nogil:
+        if real is float:
+            cs_dwc_wgrad_f32(&x[0, 0, 0, 0], &gy[0, 0, 0, 0], &gw[0, 0, 0, 0], &g, <char*>&ws[0], num_threads)
+        else:
+            cs_dwc_wgrad_f64(&x[0, 0, 0, 0], &gy[0, 0, 0, 0], &gw[0, 0, 0, 0], &g, <char*>&ws[0], num_threads)

@@ -382,6 +382,7 @@ static void CS_F(cs_wgrad)(const T* x, const T* gy, T* gw, const cs_geom* g, cha
 
 /* the depthwise drivers, with the same macros */
 #include "simd_conv_dw_driver.h"
+#include "simd_conv_dwc_driver.h"
 
 #undef CS_F
 #undef CS_LANES

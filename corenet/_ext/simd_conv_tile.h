@@ -368,3 +368,4 @@ static void FN(dw_wgrad_channel)(const T* restrict xq, long xq_img, const T* res
 }
 #undef DNV
 #undef DWT
+#include "simd_conv_dwc_tile.h"

@@ -4,7 +4,7 @@ Design
 ------
 A backend supplies the primitives documented at the top of ``numba_cpu/conv.py`` (``im2col``,
 ``col2im``, ``direct_forward``, ``direct_backward_input``, ``direct_backward_weight``); this
-module turns them into a convolution with BLAS GEMMs through numpy ``matmul``. Four paths:
+module turns them into a convolution with BLAS GEMMs through numpy ``matmul``. The paths:
 
 - ``"simd"``: a backend whose primitives include ``simd_forward``/``simd_wgrad`` (the compiled
   direct convolution of ``corenet/_ext/simd_conv.h``) takes every ungrouped convolution, 1x1
@@ -16,8 +16,14 @@ module turns them into a convolution with BLAS GEMMs through numpy ``matmul``. F
   ``simd_dw_forward``/``simd_dw_wgrad``: the same packed input, vectors along the output rows,
   one channel plane at a time; a stride-1 input gradient is a ``simd_dw_forward`` of ``gy``
   with each channel's kernel flipped, a strided one takes the direct kernel.
+- ``"simd_dwc"``: depthwise on small maps (``DWC_MAX_PIXELS*``) on a backend with ``dwc_forward``/
+  ``dwc_backward_input``/``dwc_wgrad``: channels as the vector lanes (blocks of 16 channels of one
+  image transposed pixel-major, ``corenet/_ext/simd_conv_dwc_*.h``), any stride; the input
+  gradient is the transposed correlation, computed directly.
 - ``"1x1"``: 1x1 kernel, stride 1, no padding, one group. The input already is the column
-  matrix of each image: ``y[n] = W @ x[n]`` with no im2col at all.
+  matrix of each image: ``y[n] = W @ x[n]`` with no im2col at all; on small maps the batch is
+  folded into the columns (one GEMM on a transposed copy; on 1x1 maps ``x (N, C)`` itself). A
+  backend with the simd path sends only small maps here (``FOLD_1X1_MAX_PIXELS*``).
 - ``"direct"``: grouped convolution whose groups are too narrow for a GEMM to pay off
   (depthwise above all); a direct loop kernel, parallel over (image, channel) planes.
 - ``"gemm"``: everything else. The batch is processed in chunks of ``nb`` images so that the
@@ -50,8 +56,36 @@ from ._conv_paths import DIRECT_MAX_GROUP_CHANNELS
 MAX_GX_PHASES = 4
 
 
-def choose_path(x_shape, w_shape, stride, padding4, groups, prims=None) -> str:
-    """``"simd"``, ``"simd_dw"``, ``"1x1"``, ``"direct"`` or ``"gemm"`` (see the module docstring).
+# A 1x1, stride-1, unpadded convolution on a map of at most this many pixels takes the "1x1" path
+# (a GEMM with the batch folded into the columns) instead of the direct SIMD kernel, whose vectors
+# run along output rows: a 1x1 map (squeeze-excitation) fills 1 of 16 lanes. Measured (2 threads,
+# batch 16, ms forward / forward + both gradients): EfficientNet's SE 1152 -> 48 on 1x1 0.83 / 2.2
+# on the simd path against 0.027 / 0.082 folded; MobileNetV2's 576 -> 96 on 4x4 0.29 / 1.19 against
+# 0.30 / 0.89; 144 -> 24 on 16x16 0.23 / 1.03 against 0.36 / 1.05 (no longer worth it).
+FOLD_1X1_MAX_PIXELS = 4  # forward
+FOLD_1X1_MAX_PIXELS_BACKWARD = 64
+
+
+# A depthwise convolution with about this many output pixels or fewer (input pixels / stride
+# area) takes "simd_dwc", channels as the vector lanes, instead of "simd_dw", vectors along output
+# rows. Measured (batch 16, us forward / input gradient / weight gradient, simd_dw on the thread
+# count it picks, simd_dwc on 2 threads): 3x3 960 channels of 2x2 906 / 906 / 589 against
+# 47 / 51 / 51; 3x3 192 of 8x8 305 / 304 / 311 against 103 / 108 / 97; 3x3 144 of 16x16 213 / 214 /
+# 253 against 263 / 289 / 342 (no longer); strided, 3x3 s2 96 of 32x32 860 / 773 / 963 against
+# 440 / 470 / 496, the strided input gradient of simd_dw being the plain direct kernel.
+DWC_MAX_PIXELS = 64
+DWC_MAX_PIXELS_STRIDED = 256
+
+
+def is_pointwise(w_shape, stride, padding4, groups) -> bool:
+    """A 1x1, stride-1, unpadded, ungrouped convolution: the input is its own column matrix."""
+    return groups == 1 and tuple(w_shape[2:]) == (1, 1) and tuple(stride) == (1, 1) and \
+        tuple(padding4) == (0, 0, 0, 0)
+
+
+def choose_path(x_shape, w_shape, stride, padding4, groups, prims=None, backward=False) -> str:
+    """``"simd"``, ``"simd_dw"``, ``"simd_dwc"``, ``"1x1"``, ``"direct"`` or ``"gemm"`` (see the module
+    docstring).
 
     Measured (``python benchmarks/bench_ops.py``-style loops, 2 threads, this session's machine,
     ms for the forward / input gradient / weight gradient): the direct kernels beat the GEMM paths
@@ -62,11 +96,18 @@ def choose_path(x_shape, w_shape, stride, padding4, groups, prims=None) -> str:
     GEMM + col2im), so ``strided_input_gradient`` is used up to 4 phases (``MAX_GX_PHASES``).
     """
     C_out, cg, kh, kw = w_shape
-    if groups == 1 and getattr(prims, "simd_forward", None) is not None:
+    pointwise = is_pointwise(w_shape, stride, padding4, groups)
+    tiny = FOLD_1X1_MAX_PIXELS_BACKWARD if backward else FOLD_1X1_MAX_PIXELS
+    if groups == 1 and getattr(prims, "simd_forward", None) is not None and not (
+            pointwise and x_shape[2] * x_shape[3] <= tiny):
         return "simd"
-    if groups == 1 and kh == 1 and kw == 1 and tuple(stride) == (1, 1) and tuple(padding4) == (0, 0, 0, 0):
+    if pointwise:
         return "1x1"
     if groups > 1 and cg == 1 and C_out == groups and getattr(prims, "simd_dw_forward", None) is not None:
+        out_pixels = x_shape[2] * x_shape[3] // (stride[0] * stride[1])
+        if getattr(prims, "dwc_forward", None) is not None and (
+                out_pixels <= DWC_MAX_PIXELS or (out_pixels <= DWC_MAX_PIXELS_STRIDED and stride != (1, 1))):
+            return "simd_dwc"
         return "simd_dw"
     if groups > 1 and min(cg, C_out // groups) < DIRECT_MAX_GROUP_CHANNELS:
         return "direct"
@@ -121,13 +162,12 @@ def conv2d_forward(prims, x, w, b, stride, padding4, dilation, groups):
     if path == "simd_dw":
         prims.simd_dw_forward(x, w, b, stride, padding4, dilation, y)
         return y
+    if path == "simd_dwc":
+        prims.dwc_forward(x, w, b, stride, padding4, dilation, y)
+        return y
 
     if path == "1x1":
-        y3 = y.reshape(N, C_out, ho * wo)
-        _blas.matmul(w.reshape(C_out, C_in), x.reshape(N, C_in, H * W), out=y3,
-                     threads=config.get_num_threads())  # (C_out, C) @ (N, C, HW)
-        if b is not None:
-            y3 += b[:, None]
+        pointwise_forward(x, w, b, y)
         return y
 
     if path == "direct":
@@ -158,6 +198,74 @@ def conv2d_forward(prims, x, w, b, stride, padding4, dilation, groups):
         else:
             np.add(yT3, b[:, None], out=y3[n0 : n0 + m])
     return y
+
+
+# Up to this many pixels per map the "1x1" path folds the batch into the GEMM's columns (one GEMM
+# on a transposed copy); beyond, one GEMM per image on x itself (a batch of right-hand sides).
+FOLD_MAX_PIXELS = 256
+
+
+def _folded(a3, slot):
+    """``a3 (N, C, P)`` as ``(C, N*P)``: itself when ``P == 1`` is handled by the caller, else a copy
+    into workspace ``slot``."""
+    N, C, P = a3.shape
+    t = workspace(slot, (C, N, P), a3.dtype)
+    t[...] = a3.transpose(1, 0, 2)
+    return t.reshape(C, N * P)
+
+
+def pointwise_forward(x, w, b, y):
+    """OUT y (N, C_out, H, W) of a 1x1, stride-1, unpadded convolution: ``y[n] = W @ x[n] + b``."""
+    N, C_in, H, W = x.shape
+    C_out, P, nt = w.shape[0], H * W, config.get_num_threads()
+    w2 = w.reshape(C_out, C_in)
+    if P == 1:  # (N, C_in) @ (C_in, C_out): the squeeze-excitation case
+        y2 = y.reshape(N, C_out)
+        np.matmul(x.reshape(N, C_in), w2.T, out=y2)
+        if b is not None:
+            y2 += b
+        return
+    y3 = y.reshape(N, C_out, P)
+    if P > FOLD_MAX_PIXELS:
+        _blas.matmul(w2, x.reshape(N, C_in, P), out=y3, threads=nt)  # (C_out, C) @ (N, C, HW)
+        if b is not None:
+            y3 += b[:, None]
+        return
+    yT = workspace(1, (C_out, N * P), x.dtype)
+    _blas.matmul(w2, _folded(x.reshape(N, C_in, P), 0), out=yT, threads=nt)
+    yT3 = yT.reshape(C_out, N, P).transpose(1, 0, 2)
+    if b is None:
+        y3[...] = yT3
+    else:
+        np.add(yT3, b[:, None], out=y3)
+
+
+def pointwise_backward(x, w, gy, gx, gw):
+    """OUT gx (or ``None``), gw (or ``None``) of :func:`pointwise_forward` for upstream ``gy``."""
+    N, C_in, H, W = x.shape
+    C_out, P, nt = w.shape[0], H * W, config.get_num_threads()
+    w2 = w.reshape(C_out, C_in)
+    if P == 1:
+        x2, gy2 = x.reshape(N, C_in), gy.reshape(N, C_out)
+        if gx is not None:
+            np.matmul(gy2, w2, out=gx.reshape(N, C_in))
+        if gw is not None:
+            np.matmul(gy2.T, x2, out=gw.reshape(C_out, C_in))
+        return
+    x3, gy3 = x.reshape(N, C_in, P), gy.reshape(N, C_out, P)
+    if P > FOLD_MAX_PIXELS:
+        if gx is not None:
+            _blas.matmul(np.ascontiguousarray(w2.T), gy3, out=gx.reshape(N, C_in, P), threads=nt)
+        if gw is not None:
+            gw.reshape(C_out, C_in)[...] = np.tensordot(gy3, x3, axes=([0, 2], [0, 2]))  # sum_n gy[n] @ x[n].T
+        return
+    gyT = _folded(gy3, 1)  # (C_out, N*P)
+    if gw is not None:
+        _blas.matmul(gyT, _folded(x3, 0).T, out=gw.reshape(C_out, C_in), threads=nt)
+    if gx is not None:
+        gxT = workspace(0, (C_in, N * P), x.dtype)  # x's fold is no longer needed
+        _blas.matmul(np.ascontiguousarray(w2.T), gyT, out=gxT, threads=nt)
+        gx.reshape(N, C_in, P)[...] = gxT.reshape(C_in, N, P).transpose(1, 0, 2)
 
 
 def gx_forward_padding(x_shape, w_shape, stride, padding4, dilation, any_channels=False):
@@ -247,7 +355,7 @@ def conv2d_backward(prims, x, w, gy, stride, padding4, dilation, groups, need_gx
     P = ho * wo
     gb = gy.sum(axis=(0, 2, 3), dtype=np.float64).astype(gy.dtype) if need_gb else None
     gw = np.empty_like(w) if need_gw else None
-    path = choose_path(x.shape, w.shape, stride, padding4, groups, prims)
+    path = choose_path(x.shape, w.shape, stride, padding4, groups, prims, True)
     # the gemm and simd paths may take gx as conv2d_forward's output instead (gx_forward_padding)
     gx_pads = None
     if need_gx and path in ("gemm", "simd", "simd_dw"):
@@ -282,14 +390,15 @@ def conv2d_backward(prims, x, w, gy, stride, padding4, dilation, groups, need_gx
                 prims.direct_backward_input(gy, w, groups, sh, sw, pt, pl, dh, dw, gx)
         return gx, gw, gb
 
-    if path == "1x1":
-        w2 = w.reshape(C_out, C_in)
-        x3, gy3 = x.reshape(N, C_in, H * W), gy.reshape(N, C_out, P)
-        if need_gx:
-            _blas.matmul(np.ascontiguousarray(w2.T), gy3, out=gx.reshape(N, C_in, H * W),
-                         threads=config.get_num_threads())  # (C_in, C_out) @ (N, C_out, HW)
+    if path == "simd_dwc":
         if need_gw:
-            gw.reshape(C_out, C_in)[...] = np.tensordot(gy3, x3, axes=([0, 2], [0, 2]))  # sum_n gy[n] @ x[n].T
+            prims.dwc_wgrad(x, gy, stride, padding4, dilation, gw)
+        if need_gx:
+            prims.dwc_backward_input(gy, w, stride, padding4, dilation, gx)
+        return gx, gw, gb
+
+    if path == "1x1":
+        pointwise_backward(x, w, gy, gx, gw)
         return gx, gw, gb
 
     if path == "direct":
