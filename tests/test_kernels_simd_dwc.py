@@ -168,7 +168,7 @@ def test_small_maps_choose_the_small_map_paths():
     assert _cpu_conv.choose_path((16, 1152, 1, 1), se, (1, 1), (0,) * 4, 1, cconv) == "1x1"
     assert _cpu_conv.choose_path((16, 96, 4, 4), (576, 96, 1, 1), (1, 1), (0,) * 4, 1, cconv) == "simd"
     assert _cpu_conv.choose_path((16, 96, 4, 4), (576, 96, 1, 1), (1, 1), (0,) * 4, 1, cconv, True) == "1x1"
-    assert _cpu_conv.choose_path((16, 96, 16, 16), (576, 96, 1, 1), (1, 1), (0,) * 4, 1, cconv, True) == "simd"
+    assert _cpu_conv.choose_path((16, 96, 8, 8), (576, 96, 1, 1), (1, 1), (0,) * 4, 1, cconv, True) == "simd"
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
@@ -188,3 +188,25 @@ def test_pointwise_fold_matches_oracle(backend, dtype, hw, bias, monkeypatch):
         if want is not None and got is not None:
             assert got.dtype == dtype
             close(got, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gemm_split_over_openmp_threads(dtype):
+    """_cpu_conv.gemm on plain and transposed operands, above the split size on 2 and 3 threads,
+    against numpy; an operand that is not contiguous along either axis takes numpy's matmul."""
+    rng = np.random.default_rng(5)
+    M, K, N = 301, 120, 130  # 4.7 M multiply-adds: above _blas.SPLIT_MACS
+    a = rng.standard_normal((M, K)).astype(dtype)
+    b = rng.standard_normal((K, N)).astype(dtype)
+    at, bt = np.ascontiguousarray(a.T).T, np.ascontiguousarray(b.T).T  # F-ordered views
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    for x, y in ((a, b), (at, b), (a, bt), (at, bt), (a[:, ::1], b[::1, :])):
+        for threads in (2, 3):
+            out = np.full((M, N), np.nan, dtype)
+            assert _cpu_conv.gemm(x, y, out, threads) is out
+            close(out, want, dtype)
+    strided = np.zeros((M, 2 * K), dtype)[:, ::2]
+    strided[...] = a
+    out = np.empty((M, N), dtype)
+    _cpu_conv.gemm(strided, b, out, 2)
+    close(out, want, dtype)

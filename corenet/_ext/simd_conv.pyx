@@ -55,6 +55,10 @@ cdef extern from "simd_conv.h" nogil:
     void cs_dwc_wgrad_f64(const double* x, const double* gy, double* gw, const cs_geom* g, char* ws,
                           int nthreads)
 
+cdef extern from "simd_conv_gemm.h" nogil:
+    void cs_gemm_rows(void* fn, int ilp64, int dbl, int ta, int tb, long M, long N, long K, const void* A, long lda,
+                      const void* B, long ldb, void* C, long ldc, int nthreads)
+
 from ._types cimport real
 
 ISAS = ("generic", "avx2", "avx512")
@@ -284,3 +288,16 @@ def dwc_wgrad(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy, long sh, 
             cs_dwc_wgrad_f32(&x[0, 0, 0, 0], &gy[0, 0, 0, 0], &gw[0, 0, 0, 0], &g, <char*>&ws[0], num_threads)
         else:
             cs_dwc_wgrad_f64(&x[0, 0, 0, 0], &gy[0, 0, 0, 0], &gw[0, 0, 0, 0], &g, <char*>&ws[0], num_threads)
+
+
+# ------------------------------------------------------------- GEMM split over OpenMP threads
+def gemm_rows(size_t fn, bint ilp64, bint dbl, bint ta, bint tb, long M, long N, long K, size_t A, long lda,
+              size_t B, long ldb, size_t C, long ldc, int num_threads):
+    """Row-major ``C (M, N) = op(A) @ op(B)`` through the BLAS entry point at address ``fn`` (cblas_sgemm, or
+    cblas_dgemm when ``dbl``), the rows of C split over ``num_threads`` OpenMP threads (simd_conv_gemm.h).
+    Raw addresses: the caller (corenet.kernels._cpu_conv.gemm) checks the arrays and keeps them alive."""
+    if fn == 0 or A == 0 or B == 0 or C == 0:
+        raise ValueError("simd_conv.gemm_rows: a null address received, BLAS function and array addresses expected")
+    with nogil:
+        cs_gemm_rows(<void*>fn, ilp64, dbl, ta, tb, M, N, K, <const void*>A, lda, <const void*>B, ldb, <void*>C, ldc,
+                     num_threads)

@@ -51,19 +51,25 @@ from .. import _blas, config
 from ..geometry import output_hw
 from ._conv_paths import DIRECT_MAX_GROUP_CHANNELS
 
+try:
+    from .._ext import simd_conv as _simd
+except ImportError:  # the compiled extension is not built: gemm() takes _blas.matmul
+    _simd = None
+
 # A strided layer's input gradient goes through one direct convolution per stride phase up to
 # this many phases (2 x 2), through GEMM + col2im beyond (see choose_path).
 MAX_GX_PHASES = 4
 
 
 # A 1x1, stride-1, unpadded convolution on a map of at most this many pixels takes the "1x1" path
-# (a GEMM with the batch folded into the columns) instead of the direct SIMD kernel, whose vectors
-# run along output rows: a 1x1 map (squeeze-excitation) fills 1 of 16 lanes. Measured (2 threads,
-# batch 16, ms forward / forward + both gradients): EfficientNet's SE 1152 -> 48 on 1x1 0.83 / 2.2
-# on the simd path against 0.027 / 0.082 folded; MobileNetV2's 576 -> 96 on 4x4 0.29 / 1.19 against
-# 0.30 / 0.89; 144 -> 24 on 16x16 0.23 / 1.03 against 0.36 / 1.05 (no longer worth it).
+# (a GEMM with the batch folded into the columns, split over OpenMP threads by gemm()) instead of
+# the direct SIMD kernel, whose vectors run along output rows: a 1x1 map (squeeze-excitation) fills
+# 1 of 16 lanes. Measured (2 threads, batch 16, us forward / forward + both gradients, simd against
+# 1x1): EfficientNet's SE 1152 -> 48 on 1x1 830 / 2200 against 27 / 82; 96 -> 576 on 4x4 162 / 558
+# against 203 / 354; 64 -> 384 on 4x4 88 / 318 against 131 / 213; 192 -> 32 on 8x8 120 / 226
+# against 156 / 241 (no longer, either way).
 FOLD_1X1_MAX_PIXELS = 4  # forward
-FOLD_1X1_MAX_PIXELS_BACKWARD = 64
+FOLD_1X1_MAX_PIXELS_BACKWARD = 16
 
 
 # A depthwise convolution with about this many output pixels or fewer (input pixels / stride
@@ -205,6 +211,57 @@ def conv2d_forward(prims, x, w, b, stride, padding4, dilation, groups):
 FOLD_MAX_PIXELS = 256
 
 
+# cblas_?gemm entry points of the BLAS numpy loaded, for gemm(): (name, 64-bit sizes), first found wins
+_CBLAS_NAMES = {"s": (("scipy_cblas_sgemm64_", True), ("cblas_sgemm64_", True), ("scipy_cblas_sgemm", False)),
+                "d": (("scipy_cblas_dgemm64_", True), ("cblas_dgemm64_", True), ("scipy_cblas_dgemm", False))}
+_cblas: dict = {}
+
+
+def _cblas_entry(kind):
+    """``(address, ilp64)`` of the loaded BLAS's cblas_sgemm (``kind`` "s") or cblas_dgemm ("d"), or ``None``."""
+    if kind not in _cblas:
+        import ctypes
+
+        _cblas[kind] = None
+        for path, _ in _blas._loaded_blas():
+            lib = ctypes.CDLL(path)
+            for name, ilp64 in _CBLAS_NAMES[kind]:
+                fn = getattr(lib, name, None)
+                if fn is not None:
+                    _cblas[kind] = (ctypes.cast(fn, ctypes.c_void_p).value, ilp64)
+                    return _cblas[kind]
+    return _cblas[kind]
+
+
+def _blas_layout(a):
+    """``(transposed, leading dimension)`` of a 2-D array contiguous along one axis, or ``None``."""
+    item = a.itemsize
+    if a.strides[1] == item and a.strides[0] >= max(1, a.shape[1]) * item:
+        return False, a.strides[0] // item
+    if a.strides[0] == item and a.strides[1] >= max(1, a.shape[0]) * item:
+        return True, a.strides[1] // item
+    return None
+
+
+def gemm(a, b, out, threads):
+    """OUT out (M, N) = a (M, K) @ b (K, N): split over ``threads`` OpenMP threads in the compiled
+    extension (``simd_conv.gemm_rows``) when it is big enough (``_blas.SPLIT_MACS``) and the BLAS's
+    cblas entry point is found; otherwise ``_blas.matmul`` (its Python-thread split). ``a`` and ``b``
+    may be transposed views; ``out`` is C-contiguous."""
+    M, K = a.shape
+    N = b.shape[1]
+    if threads < 2 or M * K * N < _blas.SPLIT_MACS or _simd is None or a.dtype != b.dtype or a.dtype != out.dtype \
+            or a.dtype.char not in "fd" or not out.flags.c_contiguous:
+        return _blas.matmul(a, b, out=out, threads=threads)
+    entry = _cblas_entry("s" if a.dtype.char == "f" else "d")
+    la, lb = _blas_layout(a), _blas_layout(b)
+    if entry is None or la is None or lb is None:
+        return _blas.matmul(a, b, out=out, threads=threads)
+    _simd.gemm_rows(entry[0], entry[1], a.dtype.char == "d", la[0], lb[0], M, N, K, a.ctypes.data, la[1],
+                    b.ctypes.data, lb[1], out.ctypes.data, max(1, N), threads)
+    return out
+
+
 def _folded(a3, slot):
     """``a3 (N, C, P)`` as ``(C, N*P)``: itself when ``P == 1`` is handled by the caller, else a copy
     into workspace ``slot``."""
@@ -232,7 +289,7 @@ def pointwise_forward(x, w, b, y):
             y3 += b[:, None]
         return
     yT = workspace(1, (C_out, N * P), x.dtype)
-    _blas.matmul(w2, _folded(x.reshape(N, C_in, P), 0), out=yT, threads=nt)
+    gemm(w2, _folded(x.reshape(N, C_in, P), 0), yT, nt)
     yT3 = yT.reshape(C_out, N, P).transpose(1, 0, 2)
     if b is None:
         y3[...] = yT3
@@ -261,10 +318,10 @@ def pointwise_backward(x, w, gy, gx, gw):
         return
     gyT = _folded(gy3, 1)  # (C_out, N*P)
     if gw is not None:
-        _blas.matmul(gyT, _folded(x3, 0).T, out=gw.reshape(C_out, C_in), threads=nt)
+        gemm(gyT, _folded(x3, 0).T, gw.reshape(C_out, C_in), nt)
     if gx is not None:
         gxT = workspace(0, (C_in, N * P), x.dtype)  # x's fold is no longer needed
-        _blas.matmul(np.ascontiguousarray(w2.T), gyT, out=gxT, threads=nt)
+        gemm(w2.T, gyT, gxT, nt)
         gx.reshape(N, C_in, P)[...] = gxT.reshape(C_in, N, P).transpose(1, 0, 2)
 
 
