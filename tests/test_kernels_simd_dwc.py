@@ -210,3 +210,25 @@ def test_gemm_split_over_openmp_threads(dtype):
     out = np.empty((M, N), dtype)
     _cpu_conv.gemm(strided, b, out, 2)
     close(out, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("hw,stride", [((9, 10), (1, 1)), ((12, 11), (2, 2)), ((3, 30), (1, 2))])
+def test_dwc_large_planes_match_oracle(isa, dtype, hw, stride):
+    """Planes past CS_DWC_SMALL_PLANE (64 pixels) are transposed a channel at a time: y, gx and gw
+    on such planes (input, output or both), 21 channels (a partial second block)."""
+    rng = np.random.default_rng(hw[0])
+    x = rng.standard_normal((2, 21, *hw)).astype(dtype)
+    w = rng.standard_normal((21, 1, 3, 3)).astype(dtype)
+    b = rng.standard_normal(21).astype(dtype)
+    kw = dict(stride=stride, pads=(1, 1, 1, 1), groups=21)
+    y = naive.conv2d(x, w, b, **kw)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    got_y, gx, gw = np.empty_like(y), np.empty_like(x), np.empty_like(w)
+    cconv.dwc_forward(x, w, b, stride, (1, 1, 1, 1), (1, 1), got_y)
+    cconv.dwc_backward_input(gy, w, stride, (1, 1, 1, 1), (1, 1), gx)
+    cconv.dwc_wgrad(x, gy, stride, (1, 1, 1, 1), (1, 1), gw)
+    close(got_y, y, dtype)
+    want_gx, want_gw, _ = naive.conv2d_backward(x, w, gy, **kw)
+    close(gx, want_gx, dtype)
+    close(gw, want_gw, dtype)

@@ -99,10 +99,10 @@ def simd_dw_wgrad(x, gy, stride, padding4, dilation, gw):
     _simd.dw_wgrad(x, gy, sh, sw, pt, pl, dh, dw, gw, _cpu_conv.workspace(2, need, np.uint8), nt)
 
 
-# The channel-vectorised depthwise kernels take a second thread from 16 x the parallel threshold in
-# multiply-adds (512 K by default): MobileNetV2's smallest depthwise layer at batch 16 (960 channels
-# of 2x2, 0.55 M) runs in 91 us on one thread, 47 us on two.
-DWC_MACS_PER_WORK = 16
+# The channel-vectorised depthwise kernels take a second thread from 4 x the parallel threshold in
+# multiply-adds (128 K by default; an OpenMP team wakes in a few us): MobileNetV2's 3x3 stride-2
+# layer on 576 channels of 4x4 at batch 16 (0.33 M) runs in 107 us on one thread, 52 us on two.
+DWC_MACS_PER_WORK = 4
 
 
 def _dwc_call(fn, args, x_shape, w_shape, out_hw, stride, padding4, dilation, itemsize):
