@@ -224,7 +224,7 @@ def test_dwc_large_planes_match_oracle(isa, dtype, hw, stride):
     kw = dict(stride=stride, pads=(1, 1, 1, 1), groups=21)
     y = naive.conv2d(x, w, b, **kw)
     gy = rng.standard_normal(y.shape).astype(dtype)
-    got_y, gx, gw = np.empty_like(y), np.empty_like(x), np.empty_like(w)
+    got_y, gx, gw = np.empty(y.shape, dtype), np.empty_like(x), np.empty_like(w)
     cconv.dwc_forward(x, w, b, stride, (1, 1, 1, 1), (1, 1), got_y)
     cconv.dwc_backward_input(gy, w, stride, (1, 1, 1, 1), (1, 1), gx)
     cconv.dwc_wgrad(x, gy, stride, (1, 1, 1, 1), (1, 1), gw)
