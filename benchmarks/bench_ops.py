@@ -184,6 +184,18 @@ WORKLOADS = [
     Workload("resnet20_s2", (64, 32, 16, 16), "conv", cout=32, k=3, pad=1, bias=False),
     Workload("resnet20_s3", (64, 64, 8, 8), "conv", cout=64, k=3, pad=1, bias=False),
     Workload("resnet20_down", (64, 16, 32, 32), "conv", cout=32, k=3, stride=2, pad=1, bias=False),
+    # MobileNetV2 / EfficientNet-B0 at 3x64x64, batch 16 (bench_train's zoo rows): the stem, depthwise
+    # 3x3 / 5x5 on 32..2 px maps, pointwise expand/project on 4x4 and 2x2, squeeze-excitation on 1x1
+    Workload("zoo_stem", (16, 3, 64, 64), "conv", cout=32, k=3, stride=2, pad=1, bias=False),
+    Workload("zoo_dw3s2_32px", (16, 96, 32, 32), "conv", cout=96, k=3, stride=2, pad=1, groups=96, bias=False),
+    Workload("zoo_dw3_16px", (16, 144, 16, 16), "conv", cout=144, k=3, pad=1, groups=144, bias=False),
+    Workload("zoo_dw3_4px", (16, 576, 4, 4), "conv", cout=576, k=3, pad=1, groups=576, bias=False),
+    Workload("zoo_dw3_2px", (16, 960, 2, 2), "conv", cout=960, k=3, pad=1, groups=960, bias=False),
+    Workload("zoo_dw5s2_4px", (16, 672, 4, 4), "conv", cout=672, k=5, stride=2, pad=2, groups=672, bias=False),
+    Workload("zoo_dw5_2px", (16, 1152, 2, 2), "conv", cout=1152, k=5, pad=2, groups=1152, bias=False),
+    Workload("zoo_pw_4px", (16, 96, 4, 4), "conv", cout=576, k=1, bias=False),
+    Workload("zoo_pw_2px", (16, 960, 2, 2), "conv", cout=160, k=1, bias=False),
+    Workload("zoo_se_1px", (16, 1152, 1, 1), "conv", cout=48, k=1),
     Workload("maxpool3s2", (32, 96, 55, 55), "pool", mode="max", k=3, stride=2),
     Workload("avgpool2s2", (32, 96, 55, 55), "pool", mode="avg", k=2, stride=2),
     Workload("lrn5", (32, 96, 55, 55), "lrn"),

@@ -97,13 +97,13 @@ def test_dwc_gradients_match_finite_differences():
 
     def fwd(xv, wv):
         out = np.empty_like(y)
-        cconv.dwc_forward(xv, wv, None, stride, pads, dil, out)
+        cconv.simd_dwc_forward(xv, wv, None, stride, pads, dil, out)
         return out
 
     close(fwd(x, w), y, np.float64)
     gx, gw = np.empty_like(x), np.empty_like(w)
-    cconv.dwc_backward_input(gy, w, stride, pads, dil, gx)
-    cconv.dwc_wgrad(x, gy, stride, pads, dil, gw)
+    cconv.simd_dwc_backward_input(gy, w, stride, pads, dil, gx)
+    cconv.simd_dwc_wgrad(x, gy, stride, pads, dil, gw)
     np.testing.assert_allclose(gx, vjp_grad(lambda v: fwd(v, w), x, gy), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(gw, vjp_grad(lambda v: fwd(x, v), w, gy), rtol=1e-6, atol=1e-6)
 
@@ -121,9 +121,9 @@ def test_dwc_threads_bitwise_and_guarded(isa, stride):
     kw = dict(stride=stride, pads=pads, groups=C)
     ho, wo = naive.conv2d(x, w, b, **kw).shape[2:]
     gy = rng.standard_normal((N, C, ho, wo)).astype(np.float32)
-    calls = [(cconv.dwc_forward, (x, w, b, stride, pads, (1, 1)), (N, C, ho, wo)),
-             (cconv.dwc_backward_input, (gy, w, stride, pads, (1, 1)), x.shape),
-             (cconv.dwc_wgrad, (x, gy, stride, pads, (1, 1)), w.shape)]
+    calls = [(cconv.simd_dwc_forward, (x, w, b, stride, pads, (1, 1)), (N, C, ho, wo)),
+             (cconv.simd_dwc_backward_input, (gy, w, stride, pads, (1, 1)), x.shape),
+             (cconv.simd_dwc_wgrad, (x, gy, stride, pads, (1, 1)), w.shape)]
     previous = corenet.get_num_threads(), config.get_parallel_threshold()
     config.set_parallel_threshold(0)
     results = []
@@ -225,9 +225,9 @@ def test_dwc_large_planes_match_oracle(isa, dtype, hw, stride):
     y = naive.conv2d(x, w, b, **kw)
     gy = rng.standard_normal(y.shape).astype(dtype)
     got_y, gx, gw = np.empty(y.shape, dtype), np.empty_like(x), np.empty_like(w)
-    cconv.dwc_forward(x, w, b, stride, (1, 1, 1, 1), (1, 1), got_y)
-    cconv.dwc_backward_input(gy, w, stride, (1, 1, 1, 1), (1, 1), gx)
-    cconv.dwc_wgrad(x, gy, stride, (1, 1, 1, 1), (1, 1), gw)
+    cconv.simd_dwc_forward(x, w, b, stride, (1, 1, 1, 1), (1, 1), got_y)
+    cconv.simd_dwc_backward_input(gy, w, stride, (1, 1, 1, 1), (1, 1), gx)
+    cconv.simd_dwc_wgrad(x, gy, stride, (1, 1, 1, 1), (1, 1), gw)
     close(got_y, y, dtype)
     want_gx, want_gw, _ = naive.conv2d_backward(x, w, gy, **kw)
     close(gx, want_gx, dtype)

@@ -116,10 +116,11 @@ def _conv_cases(rng, dt):
              [x, wd, b[:C].copy(), s, p, d, Out((N, C, ho, wo), dt)]),
             (f"conv.simd_dw_wgrad[{name}]", "conv", "simd_dw_wgrad", [x, gyd, s, p, d, Out(wd.shape, dt)]),
             # depthwise with channels as the vector lanes (small maps; any stride)
-            (f"conv.dwc_forward[{name}]", "conv", "dwc_forward",
+            (f"conv.simd_dwc_forward[{name}]", "conv", "simd_dwc_forward",
              [x, wd, b[:C].copy(), s, p, d, Out((N, C, ho, wo), dt)]),
-            (f"conv.dwc_backward_input[{name}]", "conv", "dwc_backward_input", [gyd, wd, s, p, d, Out(x.shape, dt)]),
-            (f"conv.dwc_wgrad[{name}]", "conv", "dwc_wgrad", [x, gyd, s, p, d, Out(wd.shape, dt)]),
+            (f"conv.simd_dwc_backward_input[{name}]", "conv", "simd_dwc_backward_input",
+             [gyd, wd, s, p, d, Out(x.shape, dt)]),
+            (f"conv.simd_dwc_wgrad[{name}]", "conv", "simd_dwc_wgrad", [x, gyd, s, p, d, Out(wd.shape, dt)]),
         ]
     return cases
 

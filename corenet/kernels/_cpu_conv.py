@@ -16,10 +16,11 @@ module turns them into a convolution with BLAS GEMMs through numpy ``matmul``. T
   ``simd_dw_forward``/``simd_dw_wgrad``: the same packed input, vectors along the output rows,
   one channel plane at a time; a stride-1 input gradient is a ``simd_dw_forward`` of ``gy``
   with each channel's kernel flipped, a strided one takes the direct kernel.
-- ``"simd_dwc"``: depthwise on small maps (``DWC_MAX_PIXELS*``) on a backend with ``dwc_forward``/
-  ``dwc_backward_input``/``dwc_wgrad``: channels as the vector lanes (blocks of 16 channels of one
-  image transposed pixel-major, ``corenet/_ext/simd_conv_dwc_*.h``), any stride; the input
-  gradient is the transposed correlation, computed directly.
+- ``"simd_dwc"``: depthwise on small maps (``DWC_MAX_PIXELS*``) on a backend with
+  ``simd_dwc_forward``/``simd_dwc_backward_input``/``simd_dwc_wgrad``: channels as the vector
+  lanes (blocks of 16 channels of one image transposed pixel-major,
+  ``corenet/_ext/simd_conv_dwc_*.h``), any stride; the input gradient is the transposed
+  correlation, computed directly.
 - ``"1x1"``: 1x1 kernel, stride 1, no padding, one group. The input already is the column
   matrix of each image: ``y[n] = W @ x[n]`` with no im2col at all; on small maps the batch is
   folded into the columns (one GEMM on a transposed copy; on 1x1 maps ``x (N, C)`` itself). A
@@ -111,7 +112,7 @@ def choose_path(x_shape, w_shape, stride, padding4, groups, prims=None, backward
         return "1x1"
     if groups > 1 and cg == 1 and C_out == groups and getattr(prims, "simd_dw_forward", None) is not None:
         out_pixels = x_shape[2] * x_shape[3] // (stride[0] * stride[1])
-        if getattr(prims, "dwc_forward", None) is not None and (
+        if getattr(prims, "simd_dwc_forward", None) is not None and (
                 out_pixels <= DWC_MAX_PIXELS or (out_pixels <= DWC_MAX_PIXELS_STRIDED and stride != (1, 1))):
             return "simd_dwc"
         return "simd_dw"
@@ -169,7 +170,7 @@ def conv2d_forward(prims, x, w, b, stride, padding4, dilation, groups):
         prims.simd_dw_forward(x, w, b, stride, padding4, dilation, y)
         return y
     if path == "simd_dwc":
-        prims.dwc_forward(x, w, b, stride, padding4, dilation, y)
+        prims.simd_dwc_forward(x, w, b, stride, padding4, dilation, y)
         return y
 
     if path == "1x1":
@@ -449,9 +450,9 @@ def conv2d_backward(prims, x, w, gy, stride, padding4, dilation, groups, need_gx
 
     if path == "simd_dwc":
         if need_gw:
-            prims.dwc_wgrad(x, gy, stride, padding4, dilation, gw)
+            prims.simd_dwc_wgrad(x, gy, stride, padding4, dilation, gw)
         if need_gx:
-            prims.dwc_backward_input(gy, w, stride, padding4, dilation, gx)
+            prims.simd_dwc_backward_input(gy, w, stride, padding4, dilation, gx)
         return gx, gw, gb
 
     if path == "1x1":

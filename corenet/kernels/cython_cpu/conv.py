@@ -27,9 +27,9 @@ __all__ = [
     "simd_wgrad",
     "simd_dw_forward",
     "simd_dw_wgrad",
-    "dwc_forward",
-    "dwc_backward_input",
-    "dwc_wgrad",
+    "simd_dwc_forward",
+    "simd_dwc_backward_input",
+    "simd_dwc_wgrad",
     "conv2d_forward",
     "conv2d_backward",
 ]
@@ -114,20 +114,20 @@ def _dwc_call(fn, args, x_shape, w_shape, out_hw, stride, padding4, dilation, it
     fn(*args[:-1], sh, sw, pt, pl, dh, dw, args[-1], _cpu_conv.workspace(2, need, np.uint8), nt)
 
 
-def dwc_forward(x, w, b, stride, padding4, dilation, y):
+def simd_dwc_forward(x, w, b, stride, padding4, dilation, y):
     """OUT y (N, C, ho, wo): depthwise convolution with channels as the vector lanes (small maps)."""
     _dwc_call(_simd.dwc_forward, (x, w, b, y), x.shape, w.shape, y.shape[2:], stride, padding4, dilation,
               x.itemsize)
 
 
-def dwc_backward_input(gy, w, stride, padding4, dilation, gx):
-    """OUT gx (N, C, H, W): the input gradient of :func:`dwc_forward` for upstream ``gy``, any stride."""
+def simd_dwc_backward_input(gy, w, stride, padding4, dilation, gx):
+    """OUT gx (N, C, H, W): the input gradient of :func:`simd_dwc_forward` for upstream ``gy``, any stride."""
     _dwc_call(_simd.dwc_backward_input, (gy, w, gx), gx.shape, w.shape, gy.shape[2:], stride, padding4, dilation,
               gy.itemsize)
 
 
-def dwc_wgrad(x, gy, stride, padding4, dilation, gw):
-    """OUT gw (C, 1, kh, kw): the weight gradient of :func:`dwc_forward` for upstream ``gy``."""
+def simd_dwc_wgrad(x, gy, stride, padding4, dilation, gw):
+    """OUT gw (C, 1, kh, kw): the weight gradient of :func:`simd_dwc_forward` for upstream ``gy``."""
     _dwc_call(_simd.dwc_wgrad, (x, gy, gw), x.shape, gw.shape, gy.shape[2:], stride, padding4, dilation,
               x.itemsize)
 
