@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import corenet
 from corenet import config, geometry
 from corenet.functional.conv import conv2d, conv2d_backward, conv_output_shape
-from corenet.kernels import _cpu_conv
+from corenet.kernels import _cpu_conv, _cpu_workspace
 
 # the backend fixture is function-scoped but constant across examples, so sharing it is safe
 fixture_ok = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -175,7 +175,7 @@ def test_small_workspace_gives_the_same_result(backend, dtype, limit):
             outs.append((y, *conv2d_backward(gy, state)[:2]))
     finally:
         config.set_workspace_bytes(previous)
-    assert _cpu_conv.chunk_images(5, 4 * 9 * 9 * 8 * 8) == 5
+    assert _cpu_workspace.chunk_images(5, 4 * 9 * 9 * 8 * 8) == 5
     for full, chunked in zip(*outs):
         assert_close(chunked, full, dtype)
 

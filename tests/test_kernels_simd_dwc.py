@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import corenet
 from corenet import config
 from corenet.functional.conv import conv2d, conv2d_backward
-from corenet.kernels import _cpu_conv
+from corenet.kernels import _cpu_conv, _cpu_pointwise
 
 simd = pytest.importorskip("corenet._ext.simd_conv", reason="the compiled extension is not built here")
 from corenet.kernels.cython_cpu import conv as cconv  # noqa: E402  (needs the extension too)
@@ -192,7 +192,7 @@ def test_pointwise_fold_matches_oracle(backend, dtype, hw, bias, monkeypatch):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_gemm_split_over_openmp_threads(dtype):
-    """_cpu_conv.gemm on plain and transposed operands, above the split size on 2 and 3 threads (rows
+    """_cpu_pointwise.gemm on plain and transposed operands, above the split size on 2 and 3 threads (rows
     split unevenly: 301), against float64 numpy, nothing written past the output; an operand that is
     not contiguous along either axis takes numpy's matmul."""
     rng = np.random.default_rng(5)
@@ -205,13 +205,13 @@ def test_gemm_split_over_openmp_threads(dtype):
         for threads in (2, 3, 2):
             buf = np.full(M * N + 29, np.nan, dtype)  # a guard region after the output
             out = buf[:-29].reshape(M, N)
-            assert _cpu_conv.gemm(x, y, out, threads) is out
+            assert _cpu_pointwise.gemm(x, y, out, threads) is out
             assert np.isnan(buf[-29:]).all(), "gemm wrote past its output"
             close(out, want, dtype)
     strided = np.zeros((M, 2 * K), dtype)[:, ::2]
     strided[...] = a
     out = np.empty((M, N), dtype)
-    _cpu_conv.gemm(strided, b, out, 2)
+    _cpu_pointwise.gemm(strided, b, out, 2)
     close(out, want, dtype)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from ..._ext import conv as _conv
 from ..._ext import simd_conv as _simd
 from ...config import get_num_threads, get_parallel_threshold
-from .. import _cpu_conv
+from .. import _cpu_conv, _cpu_workspace
 
 __all__ = [
     "im2col",
@@ -72,7 +72,7 @@ def simd_forward(x, w, b, stride, padding4, dilation, y):
     nt = _threads(y, w)
     (sh, sw), (pt, _, pl, _), (dh, dw) = stride, padding4, dilation
     need = _simd.forward_workspace(x.shape, w.shape, sh, sw, dh, dw, y.shape[2], y.shape[3], x.itemsize, nt)
-    _simd.forward(x, w, b, sh, sw, pt, pl, dh, dw, y, _cpu_conv.workspace(2, need, np.uint8), nt)
+    _simd.forward(x, w, b, sh, sw, pt, pl, dh, dw, y, _cpu_workspace.workspace(2, need, np.uint8), nt)
 
 
 def simd_wgrad(x, gy, stride, padding4, dilation, gw):
@@ -80,7 +80,7 @@ def simd_wgrad(x, gy, stride, padding4, dilation, gw):
     nt = _threads(gy, gw)
     (sh, sw), (pt, _, pl, _), (dh, dw) = stride, padding4, dilation
     need = _simd.wgrad_workspace(x.shape, gw.shape, sh, sw, dh, dw, gy.shape[2], gy.shape[3], x.itemsize, nt)
-    _simd.wgrad(x, gy, sh, sw, pt, pl, dh, dw, gw, _cpu_conv.workspace(2, need, np.uint8), nt)
+    _simd.wgrad(x, gy, sh, sw, pt, pl, dh, dw, gw, _cpu_workspace.workspace(2, need, np.uint8), nt)
 
 
 def simd_dw_forward(x, w, b, stride, padding4, dilation, y):
@@ -88,7 +88,7 @@ def simd_dw_forward(x, w, b, stride, padding4, dilation, y):
     nt = _threads(y, w)
     (sh, sw), (pt, _, pl, _), (dh, dw) = stride, padding4, dilation
     need = _simd.dw_forward_workspace(x.shape, w.shape, sh, sw, dh, dw, y.shape[2], y.shape[3], x.itemsize, nt)
-    _simd.dw_forward(x, w, b, sh, sw, pt, pl, dh, dw, y, _cpu_conv.workspace(2, need, np.uint8), nt)
+    _simd.dw_forward(x, w, b, sh, sw, pt, pl, dh, dw, y, _cpu_workspace.workspace(2, need, np.uint8), nt)
 
 
 def simd_dw_wgrad(x, gy, stride, padding4, dilation, gw):
@@ -96,7 +96,7 @@ def simd_dw_wgrad(x, gy, stride, padding4, dilation, gw):
     nt = _threads(gy, gw)
     (sh, sw), (pt, _, pl, _), (dh, dw) = stride, padding4, dilation
     need = _simd.dw_wgrad_workspace(x.shape, gw.shape, sh, sw, dh, dw, gy.shape[2], gy.shape[3], x.itemsize, nt)
-    _simd.dw_wgrad(x, gy, sh, sw, pt, pl, dh, dw, gw, _cpu_conv.workspace(2, need, np.uint8), nt)
+    _simd.dw_wgrad(x, gy, sh, sw, pt, pl, dh, dw, gw, _cpu_workspace.workspace(2, need, np.uint8), nt)
 
 
 # The channel-vectorised depthwise kernels take a second thread from 4 x the parallel threshold in
@@ -111,7 +111,7 @@ def _dwc_call(fn, args, x_shape, w_shape, out_hw, stride, padding4, dilation, it
     nt = get_num_threads() if macs >= DWC_MACS_PER_WORK * get_parallel_threshold() else 1
     (sh, sw), (pt, _, pl, _), (dh, dw) = stride, padding4, dilation
     need = _simd.dwc_workspace(x_shape, w_shape, sh, sw, dh, dw, *out_hw, itemsize, nt)
-    fn(*args[:-1], sh, sw, pt, pl, dh, dw, args[-1], _cpu_conv.workspace(2, need, np.uint8), nt)
+    fn(*args[:-1], sh, sw, pt, pl, dh, dw, args[-1], _cpu_workspace.workspace(2, need, np.uint8), nt)
 
 
 def simd_dwc_forward(x, w, b, stride, padding4, dilation, y):
