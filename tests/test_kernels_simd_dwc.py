@@ -193,7 +193,8 @@ def test_pointwise_fold_matches_oracle(backend, dtype, hw, bias, monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_gemm_split_over_openmp_threads(dtype):
     """_cpu_pointwise.gemm on plain and transposed operands, above the split size on 2 and 3 threads (rows
-    split unevenly: 301), against float64 numpy, nothing written past the output; an operand that is
+    split unevenly: 301), repeated, against float64 numpy and the 1-thread result, nothing written past
+    the output; an operand that is
     not contiguous along either axis takes numpy's matmul."""
     rng = np.random.default_rng(5)
     M, K, N = 301, 120, 130  # 4.7 M multiply-adds: above _blas.SPLIT_MACS
@@ -202,12 +203,15 @@ def test_gemm_split_over_openmp_threads(dtype):
     at, bt = np.ascontiguousarray(a.T).T, np.ascontiguousarray(b.T).T  # F-ordered views
     want = a.astype(np.float64) @ b.astype(np.float64)
     for x, y in ((a, b), (at, b), (a, bt), (at, bt), (a[:, ::1], b[::1, :])):
+        one = _cpu_pointwise.gemm(x, y, np.empty((M, N), dtype), 1)  # 1 thread: numpy's matmul
+        close(one, want, dtype)
         for threads in (2, 3, 2):
             buf = np.full(M * N + 29, np.nan, dtype)  # a guard region after the output
             out = buf[:-29].reshape(M, N)
             assert _cpu_pointwise.gemm(x, y, out, threads) is out
             assert np.isnan(buf[-29:]).all(), "gemm wrote past its output"
             close(out, want, dtype)
+            np.testing.assert_allclose(out, one, rtol=1e-5, atol=1e-4 if dtype == np.float32 else 1e-11)
     strided = np.zeros((M, 2 * K), dtype)[:, ::2]
     strided[...] = a
     out = np.empty((M, N), dtype)
